@@ -1,0 +1,410 @@
+//! Context variables (Python's `contextvars`), following tasks the way asyncio does.
+//!
+//! A [`Context`] is a mutable cell holding an immutable map; copying a context shares the map
+//! (one `Arc` increment), and the first `set` in the copy clones the map's *pointers*, never
+//! the values. The running code reads the map straight from the thread's scope record.
+
+use std::any::Any;
+use std::borrow::Borrow;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::error::ContextError;
+use crate::scope;
+
+type Value = Arc<dyn Any + Send + Sync>;
+
+/// The values of one context, sorted by variable id. Small and flat: a handful of variables
+/// is the common case, and a binary search over a `Vec` beats hashing there.
+#[derive(Clone, Default)]
+pub(crate) struct VarMap {
+    entries: Vec<(usize, Value)>,
+}
+
+impl VarMap {
+    fn get(&self, id: usize) -> Option<&Value> {
+        self.entries
+            .binary_search_by_key(&id, |e| e.0)
+            .ok()
+            .map(|i| &self.entries[i].1)
+    }
+
+    fn insert(&mut self, id: usize, value: Value) -> Option<Value> {
+        match self.entries.binary_search_by_key(&id, |e| e.0) {
+            Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
+            Err(i) => {
+                self.entries.insert(i, (id, value));
+                None
+            }
+        }
+    }
+
+    fn remove(&mut self, id: usize) -> Option<Value> {
+        match self.entries.binary_search_by_key(&id, |e| e.0) {
+            Ok(i) => Some(self.entries.remove(i).1),
+            Err(_) => None,
+        }
+    }
+}
+
+static NEXT_CONTEXT_ID: AtomicU64 = AtomicU64::new(1);
+static NEXT_VAR_ID: AtomicUsize = AtomicUsize::new(1);
+
+fn next_context_id() -> u64 {
+    NEXT_CONTEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The context a piece of running code is in: its identity (tokens are tied to it) and map.
+#[derive(Clone)]
+pub(crate) struct CtxState {
+    pub(crate) id: u64,
+    pub(crate) map: Arc<VarMap>,
+}
+
+impl CtxState {
+    pub(crate) fn fresh() -> CtxState {
+        CtxState { id: next_context_id(), map: Arc::default() }
+    }
+
+    /// A copy of the running code's context: same values, new identity (`copy_context()`).
+    pub(crate) fn copy_current() -> CtxState {
+        let map = scope::with(|s| s.ctx.map.clone()).unwrap_or_default();
+        CtxState { id: next_context_id(), map }
+    }
+}
+
+struct ContextInner {
+    id: u64,
+    map: Mutex<Arc<VarMap>>,
+}
+
+/// A set of context-variable values (asyncio's `contextvars.Context`).
+///
+/// Code runs *in* a context: [`ContextVar::get`] and [`ContextVar::set`] read and write the
+/// context of the running code. Every [`Runner`](crate::Runner) has one context that all its
+/// `run` calls share, and [`spawn`](crate::spawn) gives each task a copy of the spawner's.
+///
+/// ```
+/// use runner::{Context, ContextVar};
+/// static USER: ContextVar<&'static str> = ContextVar::new("user");
+///
+/// let ctx = Context::new();
+/// ctx.run(|| USER.set("ada"));
+/// assert_eq!(ctx.get(&USER), Some("ada"));
+/// assert_eq!(USER.get(), None); // the caller's context is untouched
+/// ```
+pub struct Context {
+    inner: Arc<ContextInner>,
+}
+
+impl Context {
+    /// An empty context.
+    pub fn new() -> Context {
+        Context::from_state(CtxState::fresh())
+    }
+
+    /// A copy of the running code's context (asyncio's `copy_context()`): it starts with the
+    /// same values, and later changes on either side are not seen by the other.
+    ///
+    /// ```
+    /// use runner::{Context, ContextVar};
+    /// static N: ContextVar<u32> = ContextVar::new("n");
+    /// N.set(1);
+    /// let snapshot = Context::current();
+    /// N.set(2);
+    /// assert_eq!(snapshot.get(&N), Some(1));
+    /// ```
+    pub fn current() -> Context {
+        Context::from_state(CtxState::copy_current())
+    }
+
+    /// A copy of this context (asyncio's `Context.copy()`).
+    ///
+    /// ```
+    /// use runner::{Context, ContextVar};
+    /// static N: ContextVar<u32> = ContextVar::new("n");
+    /// let a = Context::new();
+    /// a.run(|| N.set(1));
+    /// let b = a.copy();
+    /// b.run(|| N.set(2));
+    /// assert_eq!((a.get(&N), b.get(&N)), (Some(1), Some(2)));
+    /// ```
+    pub fn copy(&self) -> Context {
+        Context::from_state(CtxState { id: next_context_id(), map: self.snapshot() })
+    }
+
+    /// Another handle to this same context (not a copy).
+    pub(crate) fn share(&self) -> Context {
+        Context { inner: self.inner.clone() }
+    }
+
+    pub(crate) fn from_state(state: CtxState) -> Context {
+        Context { inner: Arc::new(ContextInner { id: state.id, map: Mutex::new(state.map) }) }
+    }
+
+    /// The state to enter this context with.
+    pub(crate) fn state(&self) -> CtxState {
+        CtxState { id: self.inner.id, map: self.snapshot() }
+    }
+
+    /// Keeps what the code that ran in this context made of it.
+    pub(crate) fn store(&self, state: CtxState) {
+        debug_assert_eq!(state.id, self.inner.id);
+        *lock(&self.inner.map) = state.map;
+    }
+
+    fn snapshot(&self) -> Arc<VarMap> {
+        lock(&self.inner.map).clone()
+    }
+
+    /// Runs `f` inside this context: `ContextVar`s read and write this context while `f`
+    /// runs, and what `f` sets stays here afterwards. The caller's context is restored after,
+    /// also if `f` panics.
+    ///
+    /// ```
+    /// use runner::{Context, ContextVar};
+    /// static N: ContextVar<u32> = ContextVar::new("n");
+    /// let ctx = Context::new();
+    /// let seen = ctx.run(|| { N.set(5); N.get() });
+    /// assert_eq!(seen, Some(5));
+    /// assert_eq!(ctx.get(&N), Some(5));
+    /// ```
+    pub fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct Restore<'a> {
+            ctx: &'a Context,
+            saved: CtxState,
+        }
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                let saved = &mut self.saved;
+                scope::with(|s| std::mem::swap(&mut s.ctx, saved));
+                self.ctx.store(self.saved.clone());
+            }
+        }
+        let mut saved = self.state();
+        scope::with(|s| std::mem::swap(&mut s.ctx, &mut saved));
+        let _restore = Restore { ctx: self, saved };
+        f()
+    }
+
+    /// The value of `var` in this context (or its default), without entering it.
+    pub fn get<T: Clone + Send + Sync + 'static>(&self, var: &ContextVar<T>) -> Option<T> {
+        var.lookup(&self.snapshot())
+    }
+
+    /// How many variables have a value in this context.
+    pub fn len(&self) -> usize {
+        self.snapshot().entries.len()
+    }
+
+    /// `true` if no variable has a value in this context.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Default for Context {
+    fn default() -> Context {
+        Context::new()
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("id", &self.inner.id)
+            .field("vars", &self.len())
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A context variable (asyncio's `contextvars.ContextVar`), declared as a `static`.
+///
+/// Its value depends on the context the code runs in: each task spawned with
+/// [`spawn`](crate::spawn) starts with a copy of its spawner's values, and its own `set`s
+/// are not seen by the spawner. Outside any Runner each thread has a context of its own.
+///
+/// ```
+/// static REQUEST_ID: runner::ContextVar<u64> = runner::ContextVar::new("request_id");
+///
+/// runner::run(async {
+///     REQUEST_ID.set(7);
+///     let child = runner::spawn(async {
+///         let seen = REQUEST_ID.get();
+///         REQUEST_ID.set(8); // only the child's copy changes
+///         seen
+///     });
+///     assert_eq!(child.await.unwrap(), Some(7));
+///     assert_eq!(REQUEST_ID.get(), Some(7));
+/// })
+/// .unwrap();
+/// ```
+pub struct ContextVar<T> {
+    name: &'static str,
+    id: AtomicUsize,
+    default: Option<fn() -> T>,
+    _marker: PhantomData<fn() -> T>,
+}
+
+impl<T> ContextVar<T> {
+    /// A variable with no default: [`get`](ContextVar::get) is `None` until it is set.
+    pub const fn new(name: &'static str) -> ContextVar<T> {
+        ContextVar { name, id: AtomicUsize::new(0), default: None, _marker: PhantomData }
+    }
+
+    /// A variable whose [`get`](ContextVar::get) falls back to `default()` where it is unset.
+    ///
+    /// ```
+    /// static LEVEL: runner::ContextVar<u8> = runner::ContextVar::with_default("level", || 3);
+    /// assert_eq!(LEVEL.get(), Some(3));
+    /// ```
+    pub const fn with_default(name: &'static str, default: fn() -> T) -> ContextVar<T> {
+        ContextVar { name, id: AtomicUsize::new(0), default: Some(default), _marker: PhantomData }
+    }
+
+    /// The name given at declaration.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// A process-unique id, taken on first use (a `const fn` cannot allocate one).
+    fn id(&self) -> usize {
+        match self.id.load(Ordering::Relaxed) {
+            0 => {
+                let fresh = NEXT_VAR_ID.fetch_add(1, Ordering::Relaxed);
+                match self.id.compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed) {
+                    Ok(_) => fresh,
+                    Err(existing) => existing,
+                }
+            }
+            id => id,
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> ContextVar<T> {
+    fn lookup(&self, map: &VarMap) -> Option<T>
+    where
+        T: Clone,
+    {
+        match map.get(self.id()) {
+            Some(value) => value.downcast_ref::<T>().cloned(),
+            None => self.default.map(|f| f()),
+        }
+    }
+
+    /// The value in the current context, else the default, else `None`.
+    ///
+    /// ```
+    /// static V: runner::ContextVar<String> = runner::ContextVar::new("v");
+    /// assert_eq!(V.get(), None);
+    /// V.set("x".to_owned());
+    /// assert_eq!(V.get().as_deref(), Some("x"));
+    /// ```
+    pub fn get(&self) -> Option<T>
+    where
+        T: Clone,
+    {
+        scope::with(|s| self.lookup(&s.ctx.map)).flatten()
+    }
+
+    /// Sets the value in the current context; the [`Token`] lets [`reset`](ContextVar::reset)
+    /// put the previous value back.
+    ///
+    /// ```
+    /// static V: runner::ContextVar<u8> = runner::ContextVar::new("v");
+    /// let token = V.set(1);
+    /// assert_eq!(V.get(), Some(1));
+    /// V.reset(token).unwrap();
+    /// assert_eq!(V.get(), None);
+    /// ```
+    pub fn set(&self, value: T) -> Token<T> {
+        let id = self.id();
+        let (ctx, old) = scope::with(|s| {
+            let old = Arc::make_mut(&mut s.ctx.map).insert(id, Arc::new(value));
+            (s.ctx.id, old)
+        })
+        .unwrap_or((0, None));
+        Token { var: id, ctx, old, used: AtomicBool::new(false), _marker: PhantomData }
+    }
+
+    /// Puts back the value this variable had before the `set` that made `token`.
+    ///
+    /// Errors, changing nothing, when the token was already used, was made by another
+    /// variable, or was made in another context.
+    ///
+    /// ```
+    /// static V: runner::ContextVar<u8> = runner::ContextVar::new("v");
+    /// V.set(1);
+    /// let token = V.set(2);
+    /// V.reset(&token).unwrap();
+    /// assert_eq!(V.get(), Some(1));
+    /// assert!(V.reset(&token).is_err()); // a token works once
+    /// ```
+    pub fn reset(&self, token: impl Borrow<Token<T>>) -> Result<(), ContextError> {
+        let token = token.borrow();
+        if token.used.load(Ordering::Acquire) {
+            return Err(ContextError::TokenUsed);
+        }
+        if token.var != self.id() {
+            return Err(ContextError::WrongVar);
+        }
+        scope::with(|s| {
+            if s.ctx.id != token.ctx {
+                return Err(ContextError::WrongContext);
+            }
+            if token.used.swap(true, Ordering::AcqRel) {
+                return Err(ContextError::TokenUsed);
+            }
+            let map = Arc::make_mut(&mut s.ctx.map);
+            match &token.old {
+                Some(old) => map.insert(token.var, old.clone()),
+                None => map.remove(token.var),
+            };
+            Ok(())
+        })
+        .unwrap_or(Err(ContextError::WrongContext))
+    }
+}
+
+impl<T> fmt::Debug for ContextVar<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ContextVar").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// What [`ContextVar::set`] returns: the previous value, for [`ContextVar::reset`].
+///
+/// ```
+/// static V: runner::ContextVar<u8> = runner::ContextVar::new("v");
+/// let token = V.set(9);
+/// assert!(token.old_value().is_none());
+/// ```
+pub struct Token<T> {
+    var: usize,
+    ctx: u64,
+    old: Option<Value>,
+    used: AtomicBool,
+    _marker: PhantomData<fn() -> T>,
+}
+
+impl<T: 'static> Token<T> {
+    /// The value the variable had before the `set` (`None` if it had none).
+    pub fn old_value(&self) -> Option<&T> {
+        self.old.as_ref().and_then(|v| v.downcast_ref::<T>())
+    }
+}
+
+impl<T> fmt::Debug for Token<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token")
+            .field("used", &self.used.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}

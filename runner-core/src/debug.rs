@@ -1,0 +1,144 @@
+//! Reports (what the exception handler receives) and debug mode's slow-poll detection.
+
+use std::fmt;
+use std::panic::Location;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a [`Report`] is about.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportKind {
+    /// Debug mode: one poll of a task took at least `slow_callback_duration`.
+    SlowPoll,
+    /// Debug mode: a task was still pending when `close()` began cancelling.
+    PendingAtClose,
+    /// A task panicked while `close()` was cancelling it.
+    PanicDuringShutdown,
+    /// Debug mode: a task panicked and its `Task` was dropped without being awaited.
+    PanicNeverRetrieved,
+    /// An `at_close` finalizer panicked.
+    FinalizerPanicked,
+    /// `close()` stopped waiting for cancelled tasks or finalizers at the shutdown timeout.
+    ShutdownTimeout,
+    /// `close()` stopped waiting for `spawn_blocking` jobs at the shutdown timeout.
+    BlockingAbandoned,
+    /// The Runner could not shut down cleanly for another reason.
+    Other,
+}
+
+/// One thing worth telling the user (asyncio's exception-handler `context` dict).
+///
+/// Both `Display` and `Debug` show the message and, where there is one, the spawn location.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let sink = seen.clone();
+/// let mut runner = runner::Runner::builder()
+///     .exception_handler(move |r: &runner::Report| sink.lock().unwrap().push(r.to_string()))
+///     .build();
+/// runner.run(async {
+///     runner::spawn(async {
+///         let _guard = PanicOnDrop;
+///         std::future::pending::<()>().await
+///     });
+/// }).unwrap();
+/// runner.close();
+/// let seen = seen.lock().unwrap();
+/// assert!(seen[0].contains("unhandled panic during Runner shutdown"), "{seen:?}");
+///
+/// struct PanicOnDrop;
+/// impl Drop for PanicOnDrop {
+///     fn drop(&mut self) { panic!("cleanup failed") }
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Report {
+    kind: ReportKind,
+    message: String,
+    location: Option<&'static Location<'static>>,
+    panic: Option<String>,
+}
+
+impl Report {
+    pub(crate) fn new(
+        kind: ReportKind,
+        message: String,
+        location: Option<&'static Location<'static>>,
+        panic: Option<String>,
+    ) -> Report {
+        Report { kind, message, location, panic }
+    }
+
+    /// What the report is about.
+    pub fn kind(&self) -> ReportKind {
+        self.kind
+    }
+
+    /// The one-line message, naming the task (with its spawn location) where there is one.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Where the task concerned was spawned (or the main task run), if a task is concerned.
+    pub fn location(&self) -> Option<&'static Location<'static>> {
+        self.location
+    }
+
+    /// The panic message, if the report is about a panic.
+    pub fn panic(&self) -> Option<&str> {
+        self.panic.as_deref()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(panic) = &self.panic {
+            write!(f, ": panicked with {panic:?}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Report")
+            .field("kind", &self.kind)
+            .field("message", &self.message)
+            .field("location", &self.location.map(|l| l.to_string()))
+            .field("panic", &self.panic)
+            .finish()
+    }
+}
+
+/// Receives every [`Report`]; set with `Builder::exception_handler`.
+pub(crate) type Handler = Arc<dyn Fn(&Report) + Send + Sync>;
+
+/// The default handler: one line per report on stderr.
+pub(crate) fn default_handler(report: &Report) {
+    eprintln!("runner: {report}");
+}
+
+/// `0.250` — asyncio prints slow callbacks with three decimals.
+pub(crate) fn slow_poll_message(task: &str, took: Duration) -> String {
+    format!("Executing {task} took {:.3} seconds", took.as_secs_f64())
+}
+
+/// `true` if `RUNNER_DEBUG` asks for debug mode: set, non-empty, and not `0`
+/// (as `PYTHONASYNCIODEBUG`).
+pub(crate) fn env_debug() -> bool {
+    std::env::var_os("RUNNER_DEBUG").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_poll_message_has_three_decimals() {
+        let m = slow_poll_message("<task spawned at src/main.rs:12:5>", Duration::from_millis(250));
+        assert_eq!(m, "Executing <task spawned at src/main.rs:12:5> took 0.250 seconds");
+    }
+}

@@ -1,0 +1,148 @@
+//! The errors of `runner`: one enum per place a caller can fail, one message per variant.
+
+use std::any::Any;
+use std::fmt;
+
+/// Why [`Runner::run`](crate::Runner::run) (or [`run`](crate::run)) did not return the main
+/// future's output.
+///
+/// ```
+/// let mut runner = runner::Runner::new();
+/// runner.close();
+/// let err = runner.run(async { 1 }).unwrap_err();
+/// assert!(matches!(err, runner::RunError::Closed));
+/// assert_eq!(err.to_string(), "Runner is closed");
+/// ```
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum RunError {
+    /// The Runner was closed (explicitly, by `Drop`, or because its loop factory failed).
+    Closed,
+    /// `run` was called on a thread that is already inside a `Runner::run`.
+    NestedRun,
+    /// The main task was cancelled by Ctrl-C (asyncio raises `KeyboardInterrupt`).
+    Interrupted,
+    /// The main task was cancelled by something other than Ctrl-C (asyncio's `CancelledError`).
+    Cancelled,
+    /// The loop factory could not build a runtime.
+    LoopFactory(std::io::Error),
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Closed => f.write_str("Runner is closed"),
+            RunError::NestedRun => {
+                f.write_str("Runner::run() cannot be called from a running runner")
+            }
+            RunError::Interrupted => f.write_str("the main task was interrupted by Ctrl-C"),
+            RunError::Cancelled => f.write_str("the main task was cancelled"),
+            RunError::LoopFactory(err) => write!(f, "the loop factory failed to build a runtime: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RunError::LoopFactory(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+/// Why awaiting a [`Task`](crate::Task) gave no value.
+///
+/// ```
+/// runner::run(async {
+///     let task = runner::spawn(async { panic!("boom") });
+///     match task.await {
+///         Err(runner::TaskError::Panicked(payload)) => {
+///             assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom"));
+///         }
+///         other => panic!("unexpected: {other:?}"),
+///     }
+/// })
+/// .unwrap();
+/// ```
+pub enum TaskError {
+    /// The task was cancelled before it produced a value.
+    Cancelled,
+    /// The task panicked; this is the payload given to `panic!`.
+    Panicked(Box<dyn Any + Send>),
+}
+
+impl TaskError {
+    /// `true` for [`TaskError::Cancelled`].
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, TaskError::Cancelled)
+    }
+}
+
+impl fmt::Debug for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskError::Cancelled => f.write_str("Cancelled"),
+            TaskError::Panicked(payload) => f
+                .debug_tuple("Panicked")
+                .field(&panic_message(payload.as_ref()))
+                .finish(),
+        }
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskError::Cancelled => f.write_str("task was cancelled"),
+            TaskError::Panicked(payload) => {
+                write!(f, "task panicked: {}", panic_message(payload.as_ref()))
+            }
+        }
+    }
+}
+
+impl std::error::Error for TaskError {}
+
+/// Why [`ContextVar::reset`](crate::ContextVar::reset) refused a token.
+///
+/// ```
+/// static V: runner::ContextVar<u32> = runner::ContextVar::new("v");
+/// let token = V.set(1);
+/// V.reset(&token).unwrap();
+/// let err = V.reset(&token).unwrap_err();
+/// assert_eq!(err, runner::ContextError::TokenUsed);
+/// ```
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContextError {
+    /// The token was already used by an earlier `reset`.
+    TokenUsed,
+    /// The token was created in a different [`Context`](crate::Context).
+    WrongContext,
+    /// The token was created by a different [`ContextVar`](crate::ContextVar).
+    WrongVar,
+}
+
+impl fmt::Display for ContextError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ContextError::TokenUsed => "Token has already been used once",
+            ContextError::WrongContext => "Token was created in a different Context",
+            ContextError::WrongVar => "Token was created by a different ContextVar",
+        })
+    }
+}
+
+impl std::error::Error for ContextError {}
+
+/// The text of a panic payload, for reports (`&str` and `String` payloads; others are opaque).
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_owned()
+    }
+}

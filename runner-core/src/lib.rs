@@ -1,0 +1,31 @@
+//! The runtime layer of [`runner`](https://docs.rs/runner): Python's `asyncio.run()` and
+//! `asyncio.Runner` on tokio. Use it through the `runner` crate, which re-exports all of
+//! this together with the `#[runner::main]` and `#[runner::test]` macros.
+//!
+//! ```
+//! let mut runner = runner_core::Runner::new();
+//! assert_eq!(runner.run(async { 1 + 1 }).unwrap(), 2);
+//! ```
+#![deny(missing_docs)]
+
+mod context;
+mod debug;
+mod error;
+mod runner;
+mod scope;
+mod shutdown;
+mod signal;
+mod task;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use crate::context::{Context, ContextVar, Token};
+pub use crate::debug::{Report, ReportKind};
+pub use crate::error::{ContextError, RunError, TaskError};
+pub use crate::runner::{
+    debug_enabled, run, Builder, IntoRuntime, Runner, DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_SLOW_CALLBACK_DURATION,
+};
+pub use crate::signal::die_by_sigint;
+pub use crate::task::{at_close, cancelled, spawn, spawn_blocking, Cancelled, Task};

@@ -1,0 +1,770 @@
+//! `Runner` (asyncio.Runner) as an explicit state machine, and `run` (asyncio.run).
+//!
+//! As in CPython's runners.py: every entry point goes through one `lazy_init`, the Runner
+//! moves Created -> Initialized -> Closed and never back, and `close()` is safe to repeat.
+
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::io;
+use std::panic::{self, AssertUnwindSafe, Location};
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context as TaskCx, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use tokio::runtime::{Handle, Runtime};
+
+use crate::context::Context;
+use crate::debug::{self, Handler, Report, ReportKind};
+use crate::error::{panic_message, RunError};
+use crate::scope::{self, Scope};
+use crate::shutdown::{block_until, CatchUnwind};
+use crate::signal;
+use crate::task::{self, Origin, Outcome, TaskState, NO_SLOT};
+
+/// asyncio's `THREAD_JOIN_TIMEOUT`: how long `close()` waits for blocking work by default.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(300);
+/// asyncio's `slow_callback_duration` default.
+pub const DEFAULT_SLOW_CALLBACK_DURATION: Duration = Duration::from_millis(100);
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+type LoopFactory = Box<dyn FnOnce() -> io::Result<Runtime> + Send>;
+type Finalizer = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
+/// What a loop factory may return: a ready runtime, the result of building one, or a tokio
+/// builder to build.
+pub trait IntoRuntime {
+    /// Gives the runtime, or the error that kept it from being built.
+    fn into_runtime(self) -> io::Result<Runtime>;
+}
+
+impl IntoRuntime for Runtime {
+    fn into_runtime(self) -> io::Result<Runtime> {
+        Ok(self)
+    }
+}
+
+impl IntoRuntime for io::Result<Runtime> {
+    fn into_runtime(self) -> io::Result<Runtime> {
+        self
+    }
+}
+
+impl IntoRuntime for tokio::runtime::Builder {
+    fn into_runtime(mut self) -> io::Result<Runtime> {
+        self.build()
+    }
+}
+
+fn default_loop() -> io::Result<Runtime> {
+    // asyncio's loop is one thread, and left-over tasks pause between runs: current-thread.
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
+}
+
+/// The part of a live Runner that its tasks can reach (they hold an `Arc` to it).
+pub(crate) struct Shared {
+    pub(crate) handle: Handle,
+    pub(crate) debug: bool,
+    slow: Duration,
+    handler: Handler,
+    tasks: Mutex<Registry>,
+    finalizers: Mutex<Vec<(&'static Location<'static>, Finalizer)>>,
+    blocking: Mutex<usize>,
+    blocking_done: Condvar,
+}
+
+/// The pending `runner::spawn` tasks, so `close()` can cancel them (a slab: O(1) in and out).
+#[derive(Default)]
+struct Registry {
+    slots: Vec<Option<Arc<TaskState>>>,
+    free: Vec<usize>,
+    /// Tasks of the current close pass not finished yet, and who waits for them.
+    waiting: usize,
+    closer: Option<Waker>,
+}
+
+impl Shared {
+    pub(crate) fn report(&self, report: Report) {
+        let handler = &self.handler;
+        if panic::catch_unwind(AssertUnwindSafe(|| handler(&report))).is_err() {
+            debug::default_handler(&report);
+        }
+    }
+
+    pub(crate) fn check_slow_poll(&self, task: &TaskState, took: Duration) {
+        if took >= self.slow {
+            self.report(Report::new(
+                ReportKind::SlowPoll,
+                debug::slow_poll_message(&task.describe(), took),
+                Some(task.location),
+                None,
+            ));
+        }
+    }
+
+    pub(crate) fn register(&self, task: &Arc<TaskState>) {
+        let mut reg = lock(&self.tasks);
+        let slot = match reg.free.pop() {
+            Some(slot) => slot,
+            None => {
+                reg.slots.push(None);
+                reg.slots.len() - 1
+            }
+        };
+        reg.slots[slot] = Some(task.clone());
+        task.slot.store(slot, std::sync::atomic::Ordering::Release);
+    }
+
+    pub(crate) fn deregister(&self, task: &TaskState, in_close_pass: bool) {
+        let slot = task.slot.load(std::sync::atomic::Ordering::Acquire);
+        let waker = {
+            let mut reg = lock(&self.tasks);
+            if slot != NO_SLOT
+                && reg.slots[slot].as_deref().is_some_and(|t| std::ptr::eq(t, task))
+            {
+                reg.slots[slot] = None;
+                reg.free.push(slot);
+            }
+            if in_close_pass {
+                reg.waiting -= 1;
+                if reg.waiting == 0 {
+                    reg.closer.take()
+                } else {
+                    None
+                }
+            } else {
+                None
+            }
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Takes the tasks pending now as one close pass (later spawns are not part of it).
+    fn begin_close_pass(&self) -> Vec<Arc<TaskState>> {
+        let mut reg = lock(&self.tasks);
+        let pending: Vec<_> = reg.slots.iter().flatten().cloned().collect();
+        for task in &pending {
+            task.mark_in_close_pass();
+        }
+        reg.waiting = pending.len();
+        pending
+    }
+
+    fn poll_close_pass(&self, cx: &mut TaskCx<'_>) -> Poll<()> {
+        let mut reg = lock(&self.tasks);
+        if reg.waiting == 0 {
+            Poll::Ready(())
+        } else {
+            reg.closer = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+
+    /// Snapshot of the pending tasks, for reports (test timeouts).
+    pub(crate) fn pending_tasks(&self) -> Vec<Arc<TaskState>> {
+        lock(&self.tasks).slots.iter().flatten().cloned().collect()
+    }
+
+    pub(crate) fn add_finalizer(&self, at: &'static Location<'static>, f: Finalizer) {
+        lock(&self.finalizers).push((at, f));
+    }
+
+    pub(crate) fn blocking_started(&self) {
+        *lock(&self.blocking) += 1;
+    }
+
+    pub(crate) fn blocking_finished(&self) {
+        let mut n = lock(&self.blocking);
+        *n -= 1;
+        if *n == 0 {
+            self.blocking_done.notify_all();
+        }
+    }
+
+    /// Waits until no `spawn_blocking` job runs, at most `timeout`; how many are left.
+    fn wait_blocking(&self, timeout: Duration) -> usize {
+        let n = lock(&self.blocking);
+        let (n, _) = self
+            .blocking_done
+            .wait_timeout_while(n, timeout, |n| *n > 0)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *n
+    }
+}
+
+/// Options for a [`Runner`]; [`Runner::builder`] makes one.
+///
+/// ```
+/// use std::time::Duration;
+/// let mut runner = runner::Runner::builder()
+///     .debug(Some(false))
+///     .shutdown_timeout(Duration::from_secs(5))
+///     .handle_sigint(false)
+///     .loop_factory(|| tokio::runtime::Builder::new_multi_thread().enable_all().build())
+///     .build();
+/// assert_eq!(runner.run(async { 1 + 1 }).unwrap(), 2);
+/// ```
+pub struct Builder {
+    debug: Option<bool>,
+    shutdown_timeout: Duration,
+    handle_sigint: bool,
+    slow_callback_duration: Duration,
+    loop_factory: Option<LoopFactory>,
+    handler: Option<Handler>,
+}
+
+impl Builder {
+    /// `Some(b)` forces debug mode on or off; `None` (the default) reads `RUNNER_DEBUG` at
+    /// lazy init (set, non-empty and not `0` means on), like `PYTHONASYNCIODEBUG`.
+    pub fn debug(mut self, debug: Option<bool>) -> Builder {
+        self.debug = debug;
+        self
+    }
+
+    /// How long `close()` waits for cancelled tasks and finalizers, and then for
+    /// `spawn_blocking` jobs (default 300 s, asyncio's `THREAD_JOIN_TIMEOUT`).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Builder {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Whether `run` handles Ctrl-C (default `true`; only ever on the main thread, and only
+    /// while SIGINT still has its default disposition).
+    pub fn handle_sigint(mut self, on: bool) -> Builder {
+        self.handle_sigint = on;
+        self
+    }
+
+    /// In debug mode, polls at least this long are reported (default 100 ms).
+    pub fn slow_callback_duration(mut self, threshold: Duration) -> Builder {
+        self.slow_callback_duration = threshold;
+        self
+    }
+
+    /// Builds the runtime with `factory` instead of the default current-thread runtime. It is
+    /// called once, with no arguments, at lazy init; an error (or a panic) in it becomes
+    /// [`RunError::LoopFactory`].
+    pub fn loop_factory<F, R>(mut self, factory: F) -> Builder
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: IntoRuntime,
+    {
+        self.loop_factory = Some(Box::new(move || factory().into_runtime()));
+        self
+    }
+
+    /// Sends every [`Report`] to `handler` instead of printing it to stderr.
+    pub fn exception_handler<H>(mut self, handler: H) -> Builder
+    where
+        H: Fn(&Report) + Send + Sync + 'static,
+    {
+        self.handler = Some(Arc::new(handler));
+        self
+    }
+
+    /// The Runner; it creates nothing until first used.
+    pub fn build(self) -> Runner {
+        let Builder {
+            debug,
+            shutdown_timeout,
+            handle_sigint,
+            slow_callback_duration,
+            loop_factory,
+            handler,
+        } = self;
+        Runner {
+            state: State::Created(loop_factory),
+            config: Config {
+                debug,
+                shutdown_timeout,
+                handle_sigint,
+                slow_callback_duration,
+                handler: handler.unwrap_or_else(|| Arc::new(debug::default_handler)),
+            },
+        }
+    }
+}
+
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder {
+            debug: None,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            handle_sigint: true,
+            slow_callback_duration: DEFAULT_SLOW_CALLBACK_DURATION,
+            loop_factory: None,
+            handler: None,
+        }
+    }
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("debug", &self.debug)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("handle_sigint", &self.handle_sigint)
+            .field("slow_callback_duration", &self.slow_callback_duration)
+            .field("loop_factory", &self.loop_factory.is_some())
+            .field("exception_handler", &self.handler.is_some())
+            .finish()
+    }
+}
+
+struct Config {
+    debug: Option<bool>,
+    shutdown_timeout: Duration,
+    handle_sigint: bool,
+    slow_callback_duration: Duration,
+    handler: Handler,
+}
+
+enum State {
+    Created(Option<LoopFactory>),
+    Initialized(Inner),
+    Closed,
+}
+
+struct Inner {
+    rt: Runtime,
+    shared: Arc<Shared>,
+    ctx: Context,
+}
+
+/// Runs futures on one lazily built tokio runtime, reused across calls (asyncio's `Runner`).
+///
+/// `new()` creates nothing; the runtime and the Runner's [`Context`] are made by the first
+/// `run`, `run_in_context` or `get_loop`. Every `run` uses that runtime and that context, so
+/// tasks left pending by one `run` resume in the next, and context values carry over.
+/// [`close`](Runner::close) (also called by `Drop`) cancels what is left and shuts down.
+///
+/// ```
+/// static COUNT: runner::ContextVar<u32> = runner::ContextVar::new("count");
+///
+/// let mut runner = runner::Runner::new();
+/// runner.run(async { COUNT.set(1) }).unwrap();
+/// let seen = runner.run(async { COUNT.get() }).unwrap();
+/// assert_eq!(seen, Some(1));
+/// runner.close();
+/// assert!(runner.run(async {}).is_err());
+/// ```
+pub struct Runner {
+    state: State,
+    config: Config,
+}
+
+impl Runner {
+    /// A Runner with default options: current-thread runtime, Ctrl-C handled, debug mode
+    /// from `RUNNER_DEBUG`. Creates nothing yet.
+    pub fn new() -> Runner {
+        Builder::default().build()
+    }
+
+    /// Options for a Runner.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Runs `main` to completion as the main task and returns its output (asyncio's
+    /// `Runner.run`).
+    ///
+    /// The future runs on the calling thread (so it need not be `Send` or `'static`), inside
+    /// the Runner's context, with Ctrl-C handling armed (see the crate docs). A panic in it
+    /// propagates from here with its payload, and the Runner stays usable.
+    ///
+    /// # Errors
+    /// [`RunError::NestedRun`] inside another run on this thread, [`RunError::Closed`] after
+    /// `close()`, [`RunError::LoopFactory`] if the runtime could not be built,
+    /// [`RunError::Interrupted`] / [`RunError::Cancelled`] if the main task was cancelled.
+    ///
+    /// ```
+    /// let mut runner = runner::Runner::new();
+    /// let text = String::from("borrowed, not 'static");
+    /// let len = runner.run(async { text.len() }).unwrap();
+    /// assert_eq!(len, 21);
+    /// ```
+    #[track_caller]
+    pub fn run<F: IntoFuture>(&mut self, main: F) -> Result<F::Output, RunError> {
+        let location = Location::caller();
+        if scope::in_run() {
+            return Err(RunError::NestedRun);
+        }
+        let handle_sigint = self.config.handle_sigint;
+        let inner = &*self.lazy_init()?;
+        drive(inner, &inner.ctx, main, location, handle_sigint)
+    }
+
+    /// Like [`run`](Runner::run), but inside `ctx` itself: what the main task sets there is
+    /// in `ctx` afterwards (and not in the Runner's own context).
+    ///
+    /// ```
+    /// static V: runner::ContextVar<u8> = runner::ContextVar::new("v");
+    /// let ctx = runner::Context::new();
+    /// let mut runner = runner::Runner::new();
+    /// runner.run_in_context(async { V.set(3); }, &ctx).unwrap();
+    /// assert_eq!(ctx.get(&V), Some(3));
+    /// assert_eq!(runner.run(async { V.get() }).unwrap(), None);
+    /// ```
+    #[track_caller]
+    pub fn run_in_context<F: IntoFuture>(
+        &mut self,
+        main: F,
+        ctx: &Context,
+    ) -> Result<F::Output, RunError> {
+        let location = Location::caller();
+        if scope::in_run() {
+            return Err(RunError::NestedRun);
+        }
+        let handle_sigint = self.config.handle_sigint;
+        let inner = &*self.lazy_init()?;
+        drive(inner, ctx, main, location, handle_sigint)
+    }
+
+    /// The runtime's handle, building the runtime first if needed (asyncio's `get_loop`).
+    ///
+    /// ```
+    /// let mut runner = runner::Runner::new();
+    /// let handle = runner.get_loop().unwrap();
+    /// assert_eq!(handle.runtime_flavor(), tokio::runtime::RuntimeFlavor::CurrentThread);
+    /// ```
+    ///
+    /// # Errors
+    /// [`RunError::Closed`] after `close()`, [`RunError::LoopFactory`] if building failed.
+    pub fn get_loop(&mut self) -> Result<Handle, RunError> {
+        Ok(self.lazy_init()?.rt.handle().clone())
+    }
+
+    /// The debug flag: the builder's `Some(b)`, else `RUNNER_DEBUG` (asyncio's
+    /// `loop.get_debug()`). Fixed at lazy init; before that, what lazy init would resolve.
+    ///
+    /// ```
+    /// let runner = runner::Runner::builder().debug(Some(true)).build();
+    /// assert!(runner.debug());
+    /// ```
+    pub fn debug(&self) -> bool {
+        match &self.state {
+            State::Initialized(inner) => inner.shared.debug,
+            _ => self.config.debug.unwrap_or_else(debug::env_debug),
+        }
+    }
+
+    /// `true` once `close()` has run.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    /// Shuts down (asyncio's `Runner.close`): cancels the pending tasks and waits for them,
+    /// runs the [`at_close`](crate::at_close) finalizers, waits for `spawn_blocking` jobs at
+    /// most the shutdown timeout, and drops the runtime. Never panics; a second call does
+    /// nothing; `Drop` calls it.
+    ///
+    /// ```
+    /// let mut runner = runner::Runner::new();
+    /// runner.run(async {
+    ///     runner::spawn(std::future::pending::<()>()); // left pending
+    /// }).unwrap();
+    /// runner.close(); // cancels it
+    /// runner.close(); // no-op
+    /// assert!(runner.is_closed());
+    /// ```
+    pub fn close(&mut self) {
+        if let State::Initialized(inner) = std::mem::replace(&mut self.state, State::Closed) {
+            shutdown(inner, self.config.shutdown_timeout);
+        }
+    }
+
+    fn lazy_init(&mut self) -> Result<&mut Inner, RunError> {
+        if let State::Created(factory) = &mut self.state {
+            let factory = factory.take();
+            let built = match factory {
+                None => default_loop(),
+                Some(factory) => panic::catch_unwind(AssertUnwindSafe(factory)).unwrap_or_else(
+                    |payload| {
+                        Err(io::Error::other(format!(
+                            "loop factory panicked: {}",
+                            panic_message(payload.as_ref())
+                        )))
+                    },
+                ),
+            };
+            let rt = match built {
+                Ok(rt) => rt,
+                Err(err) => {
+                    // The factory is spent; there is nothing left to initialize with.
+                    self.state = State::Closed;
+                    return Err(RunError::LoopFactory(err));
+                }
+            };
+            let config = &self.config;
+            let shared = Arc::new(Shared {
+                handle: rt.handle().clone(),
+                debug: config.debug.unwrap_or_else(debug::env_debug),
+                slow: config.slow_callback_duration,
+                handler: config.handler.clone(),
+                tasks: Mutex::default(),
+                finalizers: Mutex::default(),
+                blocking: Mutex::new(0),
+                blocking_done: Condvar::new(),
+            });
+            self.state = State::Initialized(Inner { rt, shared, ctx: Context::current() });
+        }
+        match &mut self.state {
+            State::Initialized(inner) => Ok(inner),
+            _ => Err(RunError::Closed),
+        }
+    }
+}
+
+impl Default for Runner {
+    fn default() -> Runner {
+        Runner::new()
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl fmt::Debug for Runner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::Created(_) => "created",
+            State::Initialized(_) => "initialized",
+            State::Closed => "closed",
+        };
+        f.debug_struct("Runner")
+            .field("state", &state)
+            .field("debug", &self.debug())
+            .field("shutdown_timeout", &self.config.shutdown_timeout)
+            .field("handle_sigint", &self.config.handle_sigint)
+            .finish()
+    }
+}
+
+/// While a run is active, code on the calling thread outside the main task (other tasks of
+/// a current-thread runtime) still counts as "inside a run" and can reach the Runner.
+struct RunScope {
+    saved: Option<(Option<Arc<Shared>>, bool)>,
+}
+
+impl RunScope {
+    fn enter(shared: &Arc<Shared>) -> RunScope {
+        let saved = scope::with(|s| {
+            let runner = std::mem::replace(&mut s.runner, Some(shared.clone()));
+            (runner, std::mem::replace(&mut s.in_run, true))
+        });
+        RunScope { saved }
+    }
+}
+
+impl Drop for RunScope {
+    fn drop(&mut self) {
+        if let Some((runner, in_run)) = self.saved.take() {
+            scope::with(|s| {
+                s.runner = runner;
+                s.in_run = in_run;
+            });
+        }
+    }
+}
+
+fn drive<F: IntoFuture>(
+    inner: &Inner,
+    ctx: &Context,
+    main: F,
+    location: &'static Location<'static>,
+    handle_sigint: bool,
+) -> Result<F::Output, RunError> {
+    let state = Arc::new(TaskState::new(location, Origin::Main, None));
+    let guarded = task::main_task(main, ctx, state.clone(), inner.shared.clone());
+    let outcome = {
+        let _run = RunScope::enter(&inner.shared);
+        let _sigint = handle_sigint.then(|| signal::arm(&state));
+        inner.rt.block_on(guarded)
+    };
+    let interrupted = state.was_interrupted();
+    match outcome {
+        Outcome::Done(_) | Outcome::Cancelled if interrupted => Err(RunError::Interrupted),
+        Outcome::Done(value) => Ok(value),
+        Outcome::Cancelled => Err(RunError::Cancelled),
+        Outcome::Panicked(payload) => panic::resume_unwind(payload),
+    }
+}
+
+/// `true` where `block_on` would make tokio panic: inside a run of ours on this thread, or
+/// inside any tokio task.
+fn cannot_block() -> bool {
+    scope::in_run() || (Handle::try_current().is_ok() && tokio::task::try_id().is_some())
+}
+
+/// The four steps of `close()`. Never panics and never waits past its deadlines.
+fn shutdown(inner: Inner, timeout: Duration) {
+    let Inner { rt, shared, ctx } = inner;
+    if cannot_block() {
+        shared.report(Report::new(
+            ReportKind::Other,
+            "Runner closed from inside a running runtime: its tasks were dropped without \
+             waiting for their cleanup"
+                .to_owned(),
+            None,
+            None,
+        ));
+        rt.shutdown_background();
+        return;
+    }
+    let result = panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut scope = Scope {
+            ctx: ctx.state(),
+            runner: Some(shared.clone()),
+            task: None,
+            in_run: true,
+        };
+        let entered = scope::Entered::new(&mut scope);
+        let deadline = Instant::now().checked_add(timeout);
+        cancel_pending(&rt, &shared, deadline, timeout);
+        run_finalizers(&rt, &shared, deadline, timeout);
+        drop(entered);
+    }));
+    if let Err(payload) = result {
+        shared.report(Report::new(
+            ReportKind::Other,
+            "Runner shutdown failed; dropping the runtime".to_owned(),
+            None,
+            Some(panic_message(payload.as_ref())),
+        ));
+    }
+    // Step 3: the blocking pool, bounded (tokio's own Drop would wait forever).
+    let abandoned = shared.wait_blocking(timeout);
+    if abandoned > 0 {
+        shared.report(Report::new(
+            ReportKind::BlockingAbandoned,
+            format!(
+                "Runner shutdown: {abandoned} spawn_blocking job(s) still running after the \
+                 shutdown timeout of {timeout:?}; abandoning them"
+            ),
+            None,
+            None,
+        ));
+        rt.shutdown_background();
+    } else {
+        rt.shutdown_timeout(timeout);
+    }
+    drop(ctx);
+}
+
+/// Step 1: one pass of cancellation over the tasks pending now, then wait for them.
+fn cancel_pending(rt: &Runtime, shared: &Shared, deadline: Option<Instant>, timeout: Duration) {
+    let pending = shared.begin_close_pass();
+    if pending.is_empty() {
+        return;
+    }
+    if shared.debug {
+        for task in &pending {
+            shared.report(Report::new(
+                ReportKind::PendingAtClose,
+                format!("Task was still pending at close: {}", task.describe()),
+                Some(task.location),
+                None,
+            ));
+        }
+    }
+    for task in &pending {
+        task.request_cancel(false);
+    }
+    let finished = block_until(rt, deadline, std::future::poll_fn(|cx| shared.poll_close_pass(cx)));
+    if finished.is_none() {
+        let left = pending.iter().filter(|t| !t.is_done()).count();
+        shared.report(Report::new(
+            ReportKind::ShutdownTimeout,
+            format!(
+                "Runner shutdown: {left} cancelled task(s) still running after the shutdown \
+                 timeout of {timeout:?}; dropping them"
+            ),
+            None,
+            None,
+        ));
+    }
+    for task in &pending {
+        if let Some(message) = task.panicked() {
+            shared.report(Report::new(
+                ReportKind::PanicDuringShutdown,
+                format!("unhandled panic during Runner shutdown in {}", task.describe()),
+                Some(task.location),
+                Some(message),
+            ));
+        }
+    }
+}
+
+/// Step 2: `at_close` finalizers, last registered first, each panic reported.
+fn run_finalizers(rt: &Runtime, shared: &Shared, deadline: Option<Instant>, timeout: Duration) {
+    loop {
+        let Some((location, finalizer)) = lock(&shared.finalizers).pop() else { return };
+        let outcome = match panic::catch_unwind(AssertUnwindSafe(finalizer)) {
+            Ok(fut) => block_until(rt, deadline, CatchUnwind(fut)),
+            Err(payload) => Some(Err(payload)),
+        };
+        let problem = match outcome {
+            Some(Ok(())) => continue,
+            Some(Err(payload)) => (
+                ReportKind::FinalizerPanicked,
+                format!("at_close finalizer registered at {location} panicked"),
+                Some(panic_message(payload.as_ref())),
+            ),
+            None => (
+                ReportKind::ShutdownTimeout,
+                format!(
+                    "at_close finalizer registered at {location} did not finish within the \
+                     shutdown timeout of {timeout:?}"
+                ),
+                None,
+            ),
+        };
+        shared.report(Report::new(problem.0, problem.1, Some(location), problem.2));
+    }
+}
+
+/// Runs `main` on a fresh Runner and closes it (asyncio's `run()`).
+///
+/// ```
+/// let answer = runner::run(async { 40 + 2 }).unwrap();
+/// assert_eq!(answer, 42);
+/// ```
+///
+/// # Errors
+/// As [`Runner::run`]; `NestedRun` is detected before anything is created.
+#[track_caller]
+pub fn run<F: IntoFuture>(main: F) -> Result<F::Output, RunError> {
+    if scope::in_run() {
+        return Err(RunError::NestedRun);
+    }
+    let mut runner = Runner::new();
+    let result = runner.run(main);
+    runner.close();
+    result
+}
+
+/// The debug flag of the Runner running the current code (asyncio's
+/// `get_running_loop().get_debug()`); `false` outside any Runner.
+///
+/// ```
+/// let mut runner = runner::Runner::builder().debug(Some(true)).build();
+/// assert!(runner.run(async { runner::debug_enabled() }).unwrap());
+/// assert!(!runner::debug_enabled());
+/// ```
+pub fn debug_enabled() -> bool {
+    scope::current_runner().is_some_and(|s| s.debug)
+}
+
+impl Shared {
+    pub(crate) fn describe_pending(&self) -> Vec<String> {
+        self.pending_tasks().iter().map(|t| t.describe()).collect()
+    }
+}

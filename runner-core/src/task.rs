@@ -1,0 +1,604 @@
+//! Tasks, and cancellation the asyncio way.
+//!
+//! asyncio delivers a cancel request by throwing `CancelledError` into the task at its await
+//! point; the task may catch it, clean up asynchronously, and finish. Rust futures cannot be
+//! thrown into, so a request is delivered in one of two ways, decided when the task is next
+//! polled: a task that holds a live [`cancelled()`] future is woken and that future resolves
+//! (the `except CancelledError:` path); any other task has its future dropped where it
+//! stands, so every destructor runs (the `finally:` path).
+
+use std::future::{Future, IntoFuture};
+use std::panic::{self, AssertUnwindSafe, Location};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskCx, Poll, Waker};
+use std::time::Instant;
+use std::{any::Any, fmt};
+
+use crate::context::{Context, CtxState};
+use crate::debug::{Report, ReportKind};
+use crate::error::{panic_message, TaskError};
+use crate::runner::{lock, Shared};
+use crate::scope::{self, Scope};
+
+const DONE: u8 = 1;
+const PANICKED: u8 = 2;
+const DETACHED: u8 = 4;
+const IN_CLOSE_PASS: u8 = 8;
+
+pub(crate) const NO_SLOT: usize = usize::MAX;
+
+/// What a task is, for reports.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    Main,
+    Spawned,
+    Blocking,
+}
+
+/// The shared record of one task: its cancel requests, how it ended, where it was spawned.
+pub(crate) struct TaskState {
+    pub(crate) location: &'static Location<'static>,
+    origin: Origin,
+    requested: AtomicU32,
+    delivered: AtomicU32,
+    observers: AtomicU32,
+    interrupted: AtomicBool,
+    flags: AtomicU8,
+    pub(crate) slot: AtomicUsize,
+    waker: Mutex<Option<Waker>>,
+    panic: Mutex<Option<String>>,
+    shared: Option<Arc<Shared>>,
+}
+
+impl TaskState {
+    pub(crate) fn new(
+        location: &'static Location<'static>,
+        origin: Origin,
+        shared: Option<Arc<Shared>>,
+    ) -> TaskState {
+        TaskState {
+            location,
+            origin,
+            requested: AtomicU32::new(0),
+            delivered: AtomicU32::new(0),
+            observers: AtomicU32::new(0),
+            interrupted: AtomicBool::new(false),
+            flags: AtomicU8::new(0),
+            slot: AtomicUsize::new(NO_SLOT),
+            waker: Mutex::new(None),
+            panic: Mutex::new(None),
+            shared,
+        }
+    }
+
+    /// `<task spawned at src/main.rs:12:5>`, the way reports name a task.
+    pub(crate) fn describe(&self) -> String {
+        match self.origin {
+            Origin::Main => format!("<main task run at {}>", self.location),
+            Origin::Spawned => format!("<task spawned at {}>", self.location),
+            Origin::Blocking => format!("<blocking job spawned at {}>", self.location),
+        }
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.flags.load(Ordering::Acquire) & DONE != 0
+    }
+
+    pub(crate) fn panicked(&self) -> Option<String> {
+        lock(&self.panic).clone()
+    }
+
+    pub(crate) fn was_interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn was_cancelled(&self) -> bool {
+        self.requested.load(Ordering::Acquire) > 0
+    }
+
+    pub(crate) fn mark_in_close_pass(&self) {
+        self.flags.fetch_or(IN_CLOSE_PASS, Ordering::AcqRel);
+    }
+
+    /// Asks the task to cancel; `false` if it has already finished.
+    pub(crate) fn request_cancel(&self, interrupt: bool) -> bool {
+        if self.is_done() {
+            return false;
+        }
+        if interrupt {
+            self.interrupted.store(true, Ordering::Release);
+        }
+        self.requested.fetch_add(1, Ordering::AcqRel);
+        if let Some(waker) = lock(&self.waker).as_ref() {
+            waker.wake_by_ref();
+        }
+        true
+    }
+
+    fn record_panic(&self, payload: &(dyn Any + Send)) {
+        *lock(&self.panic) = Some(panic_message(payload));
+        let before = self.flags.fetch_or(PANICKED, Ordering::AcqRel);
+        if before & DETACHED != 0 {
+            self.report_unretrieved();
+        }
+    }
+
+    /// The `Task` handle went away unawaited: a panic nobody will see gets reported.
+    fn detach(&self) {
+        let before = self.flags.fetch_or(DETACHED, Ordering::AcqRel);
+        if before & PANICKED != 0 {
+            self.report_unretrieved();
+        }
+    }
+
+    fn report_unretrieved(&self) {
+        let Some(shared) = &self.shared else { return };
+        // asyncio: "Task exception was never retrieved" (debug mode only, as the panic hook
+        // has already printed the panic itself).
+        if shared.debug && self.flags.load(Ordering::Acquire) & IN_CLOSE_PASS == 0 {
+            shared.report(Report::new(
+                ReportKind::PanicNeverRetrieved,
+                format!("Task panic was never retrieved: {}", self.describe()),
+                Some(self.location),
+                self.panicked(),
+            ));
+        }
+    }
+
+    /// The task has ended: leave the Runner's registry (waking `close()` if it waits on us).
+    fn finish(&self) {
+        let before = self.flags.fetch_or(DONE, Ordering::AcqRel);
+        if before & DONE != 0 {
+            return;
+        }
+        if let Some(shared) = &self.shared {
+            shared.deregister(self, before & IN_CLOSE_PASS != 0);
+        }
+    }
+}
+
+/// What a wrapped future came to.
+pub(crate) enum Outcome<T> {
+    Done(T),
+    Cancelled,
+    Panicked(Box<dyn Any + Send>),
+}
+
+/// Wraps every task the Runner drives (the main task included): swaps the task's scope in
+/// for each poll, delivers cancel requests, catches panics, and times polls in debug mode.
+pub(crate) struct Guarded<F> {
+    inner: Option<F>,
+    scope: Scope,
+    state: Arc<TaskState>,
+    /// Where the context goes when the task ends (the Runner's context or `run_in_context`'s).
+    home: Option<Context>,
+    shared: Arc<Shared>,
+    waker_set: bool,
+}
+
+impl<F: Future> Guarded<F> {
+    pub(crate) fn new(
+        inner: F,
+        ctx: CtxState,
+        state: Arc<TaskState>,
+        home: Option<Context>,
+        shared: Arc<Shared>,
+    ) -> Guarded<F> {
+        let scope = Scope {
+            ctx,
+            runner: Some(shared.clone()),
+            task: Some(state.clone()),
+            in_run: true,
+        };
+        Guarded { inner: Some(inner), scope, state, home, shared, waker_set: false }
+    }
+}
+
+impl<F> Guarded<F> {
+    /// Drops the inner future with the task's scope entered, so destructors see the task's
+    /// context; a panicking destructor is caught (and returned) rather than unwinding on.
+    fn drop_inner(inner: &mut Option<F>) -> Option<Box<dyn Any + Send>> {
+        panic::catch_unwind(AssertUnwindSafe(|| *inner = None)).err()
+    }
+
+    fn end(&mut self) {
+        if let Some(home) = self.home.take() {
+            home.store(self.scope.ctx.clone());
+        }
+        self.state.finish();
+    }
+}
+
+impl<F: Future> Future for Guarded<F> {
+    type Output = Outcome<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Self::Output> {
+        // SAFETY: `inner` is never moved out of the pinned `Guarded`; it is only polled in
+        // place or dropped in place. The other fields are not structurally pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        if this.inner.is_none() {
+            return Poll::Pending;
+        }
+        if !this.waker_set {
+            // A task's waker is stable for its life in tokio (and for one `block_on`), so
+            // storing it once lets `request_cancel` wake us without a lock per poll.
+            *lock(&this.state.waker) = Some(cx.waker().clone());
+            this.waker_set = true;
+        }
+        let state = &this.state;
+        let entered = scope::Entered::new(&mut this.scope);
+
+        let requested = state.requested.load(Ordering::Acquire);
+        if requested > state.delivered.load(Ordering::Relaxed) {
+            state.delivered.store(requested, Ordering::Relaxed);
+            if state.observers.load(Ordering::Acquire) == 0 {
+                let panicked = Self::drop_inner(&mut this.inner);
+                drop(entered);
+                let outcome = match panicked {
+                    Some(payload) => {
+                        state.record_panic(payload.as_ref());
+                        Outcome::Panicked(payload)
+                    }
+                    None => Outcome::Cancelled,
+                };
+                this.end();
+                return Poll::Ready(outcome);
+            }
+        }
+
+        // SAFETY: see above; `inner` is `Some` and stays where it is.
+        let fut = unsafe { Pin::new_unchecked(this.inner.as_mut().expect("checked above")) };
+        let started = this.shared.debug.then(Instant::now);
+        let result = panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx)));
+        if let Some(started) = started {
+            this.shared.check_slow_poll(state, started.elapsed());
+        }
+        let outcome = match result {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(value)) => match Self::drop_inner(&mut this.inner) {
+                None => Outcome::Done(value),
+                Some(payload) => {
+                    state.record_panic(payload.as_ref());
+                    Outcome::Panicked(payload)
+                }
+            },
+            Err(payload) => {
+                let _ = Self::drop_inner(&mut this.inner);
+                state.record_panic(payload.as_ref());
+                Outcome::Panicked(payload)
+            }
+        };
+        drop(entered);
+        this.end();
+        Poll::Ready(outcome)
+    }
+}
+
+impl<F> Drop for Guarded<F> {
+    fn drop(&mut self) {
+        if self.inner.is_some() {
+            // The runtime dropped the task before it ended (shutdown): run its destructors in
+            // its own scope, then leave the registry.
+            let entered = scope::Entered::new(&mut self.scope);
+            let _ = Guarded::<F>::drop_inner(&mut self.inner);
+            drop(entered);
+        }
+        if !self.state.is_done() {
+            self.end();
+        }
+    }
+}
+
+/// A handle to a task started by [`spawn`] or [`spawn_blocking`] (asyncio's `Task`).
+///
+/// Awaiting it gives the task's output, or why there is none. Dropping it detaches the task:
+/// it keeps running, as in asyncio.
+///
+/// ```
+/// runner::run(async {
+///     let task = runner::spawn(async { 6 * 7 });
+///     assert_eq!(task.await.unwrap(), 42);
+/// })
+/// .unwrap();
+/// ```
+pub struct Task<T> {
+    handle: tokio::task::JoinHandle<Outcome<T>>,
+    state: Arc<TaskState>,
+    retrieved: bool,
+}
+
+impl<T> Task<T> {
+    /// Asks the task to cancel (see the crate docs on cancellation). Returns `false` if the
+    /// task has already finished, `true` if the request was made.
+    ///
+    /// ```
+    /// runner::run(async {
+    ///     let task = runner::spawn(std::future::pending::<()>());
+    ///     assert!(task.cancel());
+    ///     assert!(task.await.unwrap_err().is_cancelled());
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn cancel(&self) -> bool {
+        let requested = self.state.request_cancel(false);
+        if requested && self.state.origin == Origin::Blocking {
+            // A blocking job that has not started yet never starts; one that runs, runs on.
+            self.handle.abort();
+        }
+        requested
+    }
+
+    /// `true` once the task has ended (with a value, a panic, or cancelled).
+    ///
+    /// ```
+    /// runner::run(async {
+    ///     let task = runner::spawn(async {});
+    ///     tokio::task::yield_now().await;
+    ///     assert!(task.is_finished());
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn is_finished(&self) -> bool {
+        self.state.is_done() || self.handle.is_finished()
+    }
+
+    /// Where the task was spawned.
+    pub fn location(&self) -> &'static Location<'static> {
+        self.state.location
+    }
+}
+
+impl<T> Future for Task<T> {
+    type Output = Result<T, TaskError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Self::Output> {
+        let result = std::task::ready!(Pin::new(&mut self.handle).poll(cx));
+        self.retrieved = true;
+        Poll::Ready(match result {
+            Ok(Outcome::Done(value)) => Ok(value),
+            Ok(Outcome::Cancelled) => Err(TaskError::Cancelled),
+            Ok(Outcome::Panicked(payload)) => Err(TaskError::Panicked(payload)),
+            Err(err) if err.is_panic() => Err(TaskError::Panicked(err.into_panic())),
+            Err(_) => Err(TaskError::Cancelled),
+        })
+    }
+}
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        if !self.retrieved {
+            self.state.detach();
+        }
+    }
+}
+
+impl<T> fmt::Debug for Task<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task")
+            .field("spawned_at", &format_args!("{}", self.state.location))
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+#[track_caller]
+fn running_runner(what: &str) -> Arc<Shared> {
+    match scope::current_runner() {
+        Some(shared) => shared,
+        None => panic!(
+            "{what} must be called inside Runner::run (from the main task or a task it \
+             spawned); no runner is running on this thread"
+        ),
+    }
+}
+
+/// Starts `fut` as a new task of the running Runner (asyncio's `create_task`).
+///
+/// The task gets a copy of the caller's [`Context`], is cancelled by
+/// [`Runner::close`](crate::Runner::close) if still pending, and its spawn location is
+/// recorded for reports.
+///
+/// # Panics
+/// When called outside [`Runner::run`](crate::Runner::run) (like `tokio::spawn` outside a
+/// runtime).
+///
+/// ```
+/// runner::run(async {
+///     let a = runner::spawn(async { 1 });
+///     let b = runner::spawn(async { 2 });
+///     assert_eq!(a.await.unwrap() + b.await.unwrap(), 3);
+/// })
+/// .unwrap();
+/// ```
+#[track_caller]
+pub fn spawn<F>(fut: F) -> Task<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let location = Location::caller();
+    let shared = running_runner("runner::spawn");
+    let state = Arc::new(TaskState::new(location, Origin::Spawned, Some(shared.clone())));
+    shared.register(&state);
+    let guarded = Guarded::new(fut, CtxState::copy_current(), state.clone(), None, shared.clone());
+    let handle = shared.handle.spawn(guarded);
+    Task { handle, state, retrieved: false }
+}
+
+/// Runs the blocking closure `f` on the Runner's blocking pool (asyncio's `to_thread`), in a
+/// copy of the caller's [`Context`].
+///
+/// [`Runner::close`](crate::Runner::close) waits for such jobs at most the shutdown timeout.
+///
+/// # Panics
+/// When called outside [`Runner::run`](crate::Runner::run).
+///
+/// ```
+/// static USER: runner::ContextVar<&'static str> = runner::ContextVar::new("user");
+/// runner::run(async {
+///     USER.set("ada");
+///     let seen = runner::spawn_blocking(|| USER.get()).await.unwrap();
+///     assert_eq!(seen, Some("ada"));
+/// })
+/// .unwrap();
+/// ```
+#[track_caller]
+pub fn spawn_blocking<F, R>(f: F) -> Task<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let location = Location::caller();
+    let shared = running_runner("runner::spawn_blocking");
+    let state = Arc::new(TaskState::new(location, Origin::Blocking, None));
+    let job = BlockingJob::start(shared.clone());
+    let mut scope = Scope {
+        ctx: CtxState::copy_current(),
+        runner: Some(shared.clone()),
+        task: None,
+        // asyncio lets executor threads start a loop of their own: so do we.
+        in_run: false,
+    };
+    let job_state = state.clone();
+    let handle = shared.handle.spawn_blocking(move || {
+        let _job = job;
+        let entered = scope::Entered::new(&mut scope);
+        let result = panic::catch_unwind(AssertUnwindSafe(f));
+        drop(entered);
+        let outcome = match result {
+            Ok(value) => Outcome::Done(value),
+            Err(payload) => {
+                job_state.record_panic(payload.as_ref());
+                Outcome::Panicked(payload)
+            }
+        };
+        job_state.flags.fetch_or(DONE, Ordering::AcqRel);
+        outcome
+    });
+    Task { handle, state, retrieved: false }
+}
+
+/// Counts a `spawn_blocking` job as in flight from spawn until its closure returns (or the
+/// pool drops it unstarted), for the bounded wait in `close()`.
+struct BlockingJob(Arc<Shared>);
+
+impl BlockingJob {
+    fn start(shared: Arc<Shared>) -> BlockingJob {
+        shared.blocking_started();
+        BlockingJob(shared)
+    }
+}
+
+impl Drop for BlockingJob {
+    fn drop(&mut self) {
+        self.0.blocking_finished();
+    }
+}
+
+/// Registers an async finalizer that [`Runner::close`](crate::Runner::close) runs inside the
+/// runtime after cancelling the leftover tasks, last registered first (our analog of
+/// asyncio finalizing async generators). A panicking finalizer is reported and the others
+/// still run.
+///
+/// # Panics
+/// When called outside [`Runner::run`](crate::Runner::run).
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// static FLUSHED: AtomicBool = AtomicBool::new(false);
+///
+/// runner::run(async {
+///     runner::at_close(|| async {
+///         tokio::task::yield_now().await; // async work is fine here
+///         FLUSHED.store(true, Ordering::SeqCst);
+///     });
+/// })
+/// .unwrap();
+/// assert!(FLUSHED.load(Ordering::SeqCst));
+/// ```
+#[track_caller]
+pub fn at_close<C, F>(finalizer: C)
+where
+    C: FnOnce() -> F + Send + 'static,
+    F: Future<Output = ()> + 'static,
+{
+    let shared = running_runner("runner::at_close");
+    let location = Location::caller();
+    shared.add_finalizer(location, Box::new(move || Box::pin(finalizer())));
+}
+
+/// Resolves when the current task is asked to cancel; holding it is how a task says "I
+/// handle cancellation myself" (asyncio's `except CancelledError:`).
+///
+/// While a task holds a `cancelled()` future, a cancel request (Ctrl-C for the main task,
+/// [`Task::cancel`], `close()`) does not drop the task: it wakes it, this future resolves,
+/// and the task can do async cleanup and finish on its own. Create it in the task that
+/// should observe; outside any task it never resolves.
+///
+/// ```
+/// runner::run(async {
+///     let worker = runner::spawn(async {
+///         tokio::select! {
+///             _ = runner::cancelled() => "cleaned up",
+///             _ = std::future::pending::<()>() => unreachable!(),
+///         }
+///     });
+///     tokio::task::yield_now().await;
+///     worker.cancel();
+///     assert_eq!(worker.await.unwrap(), "cleaned up");
+/// })
+/// .unwrap();
+/// ```
+pub fn cancelled() -> Cancelled {
+    let task = scope::with(|s| s.task.clone()).flatten();
+    if let Some(task) = &task {
+        task.observers.fetch_add(1, Ordering::AcqRel);
+    }
+    Cancelled { task }
+}
+
+/// The future returned by [`cancelled()`].
+#[must_use = "a cancelled() future observes cancellation only while it is held"]
+pub struct Cancelled {
+    task: Option<Arc<TaskState>>,
+}
+
+impl Future for Cancelled {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, _cx: &mut TaskCx<'_>) -> Poll<()> {
+        // The owning task's wrapper is woken by the request and polls us again.
+        match &self.task {
+            Some(task) if task.was_cancelled() => Poll::Ready(()),
+            _ => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Cancelled {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.observers.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl fmt::Debug for Cancelled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cancelled")
+            .field("requested", &self.task.as_ref().is_some_and(|t| t.was_cancelled()))
+            .finish()
+    }
+}
+
+/// Wraps the main future so it is driven like any other task.
+pub(crate) fn main_task<F: IntoFuture>(
+    main: F,
+    ctx: &Context,
+    state: Arc<TaskState>,
+    shared: Arc<Shared>,
+) -> Guarded<F::IntoFuture> {
+    Guarded::new(main.into_future(), ctx.state(), state, Some(ctx.share()), shared)
+}
