@@ -31,7 +31,11 @@ pub fn block_main<F: IntoFuture>(builder: Builder, main: F) -> F::Output {
 /// handled. With `timeout`, a test still running at the deadline is cancelled and fails with
 /// a panic naming the timeout and the tasks still pending.
 #[track_caller]
-pub fn block_test<F: IntoFuture>(builder: Builder, timeout: Option<Duration>, main: F) -> F::Output {
+pub fn block_test<F: IntoFuture>(
+    builder: Builder,
+    timeout: Option<Duration>,
+    main: F,
+) -> F::Output {
     let mut runner: Runner = builder.handle_sigint(false).build();
     let result = match timeout {
         None => runner.run(main).map(Ok),
@@ -75,5 +79,7 @@ pub fn multi_thread(worker_threads: Option<usize>) -> io::Result<Runtime> {
 
 /// The loop factory behind `flavor = "current_thread"` (also the default).
 pub fn current_thread() -> io::Result<Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }

@@ -65,13 +65,19 @@ pub(crate) struct CtxState {
 
 impl CtxState {
     pub(crate) fn fresh() -> CtxState {
-        CtxState { id: next_context_id(), map: Arc::default() }
+        CtxState {
+            id: next_context_id(),
+            map: Arc::default(),
+        }
     }
 
     /// A copy of the running code's context: same values, new identity (`copy_context()`).
     pub(crate) fn copy_current() -> CtxState {
         let map = scope::with(|s| s.ctx.map.clone()).unwrap_or_default();
-        CtxState { id: next_context_id(), map }
+        CtxState {
+            id: next_context_id(),
+            map,
+        }
     }
 }
 
@@ -132,21 +138,34 @@ impl Context {
     /// assert_eq!((a.get(&N), b.get(&N)), (Some(1), Some(2)));
     /// ```
     pub fn copy(&self) -> Context {
-        Context::from_state(CtxState { id: next_context_id(), map: self.snapshot() })
+        Context::from_state(CtxState {
+            id: next_context_id(),
+            map: self.snapshot(),
+        })
     }
 
     /// Another handle to this same context (not a copy).
     pub(crate) fn share(&self) -> Context {
-        Context { inner: self.inner.clone() }
+        Context {
+            inner: self.inner.clone(),
+        }
     }
 
     pub(crate) fn from_state(state: CtxState) -> Context {
-        Context { inner: Arc::new(ContextInner { id: state.id, map: Mutex::new(state.map) }) }
+        Context {
+            inner: Arc::new(ContextInner {
+                id: state.id,
+                map: Mutex::new(state.map),
+            }),
+        }
     }
 
     /// The state to enter this context with.
     pub(crate) fn state(&self) -> CtxState {
-        CtxState { id: self.inner.id, map: self.snapshot() }
+        CtxState {
+            id: self.inner.id,
+            map: self.snapshot(),
+        }
     }
 
     /// Keeps what the code that ran in this context made of it.
@@ -255,7 +274,12 @@ pub struct ContextVar<T> {
 impl<T> ContextVar<T> {
     /// A variable with no default: [`get`](ContextVar::get) is `None` until it is set.
     pub const fn new(name: &'static str) -> ContextVar<T> {
-        ContextVar { name, id: AtomicUsize::new(0), default: None, _marker: PhantomData }
+        ContextVar {
+            name,
+            id: AtomicUsize::new(0),
+            default: None,
+            _marker: PhantomData,
+        }
     }
 
     /// A variable whose [`get`](ContextVar::get) falls back to `default()` where it is unset.
@@ -265,7 +289,12 @@ impl<T> ContextVar<T> {
     /// assert_eq!(LEVEL.get(), Some(3));
     /// ```
     pub const fn with_default(name: &'static str, default: fn() -> T) -> ContextVar<T> {
-        ContextVar { name, id: AtomicUsize::new(0), default: Some(default), _marker: PhantomData }
+        ContextVar {
+            name,
+            id: AtomicUsize::new(0),
+            default: Some(default),
+            _marker: PhantomData,
+        }
     }
 
     /// The name given at declaration.
@@ -278,7 +307,10 @@ impl<T> ContextVar<T> {
         match self.id.load(Ordering::Relaxed) {
             0 => {
                 let fresh = NEXT_VAR_ID.fetch_add(1, Ordering::Relaxed);
-                match self.id.compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed) {
+                match self
+                    .id
+                    .compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed)
+                {
                     Ok(_) => fresh,
                     Err(existing) => existing,
                 }
@@ -331,7 +363,13 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
             (s.ctx.id, old)
         })
         .unwrap_or((0, None));
-        Token { var: id, ctx, old, used: AtomicBool::new(false), _marker: PhantomData }
+        Token {
+            var: id,
+            ctx,
+            old,
+            used: AtomicBool::new(false),
+            _marker: PhantomData,
+        }
     }
 
     /// Puts back the value this variable had before the `set` that made `token`.
@@ -375,7 +413,9 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
 
 impl<T> fmt::Debug for ContextVar<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ContextVar").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("ContextVar")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 

@@ -68,7 +68,12 @@ impl Report {
         location: Option<&'static Location<'static>>,
         panic: Option<String>,
     ) -> Report {
-        Report { kind, message, location, panic }
+        Report {
+            kind,
+            message,
+            location,
+            panic,
+        }
     }
 
     /// What the report is about.
@@ -138,7 +143,13 @@ mod tests {
 
     #[test]
     fn slow_poll_message_has_three_decimals() {
-        let m = slow_poll_message("<task spawned at src/main.rs:12:5>", Duration::from_millis(250));
-        assert_eq!(m, "Executing <task spawned at src/main.rs:12:5> took 0.250 seconds");
+        let m = slow_poll_message(
+            "<task spawned at src/main.rs:12:5>",
+            Duration::from_millis(250),
+        );
+        assert_eq!(
+            m,
+            "Executing <task spawned at src/main.rs:12:5> took 0.250 seconds"
+        );
     }
 }

@@ -37,7 +37,9 @@ impl fmt::Display for RunError {
             }
             RunError::Interrupted => f.write_str("the main task was interrupted by Ctrl-C"),
             RunError::Cancelled => f.write_str("the main task was cancelled"),
-            RunError::LoopFactory(err) => write!(f, "the loop factory failed to build a runtime: {err}"),
+            RunError::LoopFactory(err) => {
+                write!(f, "the loop factory failed to build a runtime: {err}")
+            }
         }
     }
 }

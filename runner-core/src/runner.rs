@@ -61,7 +61,9 @@ impl IntoRuntime for tokio::runtime::Builder {
 
 fn default_loop() -> io::Result<Runtime> {
     // asyncio's loop is one thread, and left-over tasks pause between runs: current-thread.
-    tokio::runtime::Builder::new_current_thread().enable_all().build()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 /// The part of a live Runner that its tasks can reach (they hold an `Arc` to it).
@@ -123,7 +125,9 @@ impl Shared {
         let waker = {
             let mut reg = lock(&self.tasks);
             if slot != NO_SLOT
-                && reg.slots[slot].as_deref().is_some_and(|t| std::ptr::eq(t, task))
+                && reg.slots[slot]
+                    .as_deref()
+                    .is_some_and(|t| std::ptr::eq(t, task))
             {
                 reg.slots[slot] = None;
                 reg.free.push(slot);
@@ -483,14 +487,14 @@ impl Runner {
             let factory = factory.take();
             let built = match factory {
                 None => default_loop(),
-                Some(factory) => panic::catch_unwind(AssertUnwindSafe(factory)).unwrap_or_else(
-                    |payload| {
+                Some(factory) => {
+                    panic::catch_unwind(AssertUnwindSafe(factory)).unwrap_or_else(|payload| {
                         Err(io::Error::other(format!(
                             "loop factory panicked: {}",
                             panic_message(payload.as_ref())
                         )))
-                    },
-                ),
+                    })
+                }
             };
             let rt = match built {
                 Ok(rt) => rt,
@@ -511,7 +515,11 @@ impl Runner {
                 blocking: Mutex::new(0),
                 blocking_done: Condvar::new(),
             });
-            self.state = State::Initialized(Inner { rt, shared, ctx: Context::current() });
+            self.state = State::Initialized(Inner {
+                rt,
+                shared,
+                ctx: Context::current(),
+            });
         }
         match &mut self.state {
             State::Initialized(inner) => Ok(inner),
@@ -678,7 +686,11 @@ fn cancel_pending(rt: &Runtime, shared: &Shared, deadline: Option<Instant>, time
     for task in &pending {
         task.request_cancel(false);
     }
-    let finished = block_until(rt, deadline, std::future::poll_fn(|cx| shared.poll_close_pass(cx)));
+    let finished = block_until(
+        rt,
+        deadline,
+        std::future::poll_fn(|cx| shared.poll_close_pass(cx)),
+    );
     if finished.is_none() {
         let left = pending.iter().filter(|t| !t.is_done()).count();
         shared.report(Report::new(
@@ -695,7 +707,10 @@ fn cancel_pending(rt: &Runtime, shared: &Shared, deadline: Option<Instant>, time
         if let Some(message) = task.panicked() {
             shared.report(Report::new(
                 ReportKind::PanicDuringShutdown,
-                format!("unhandled panic during Runner shutdown in {}", task.describe()),
+                format!(
+                    "unhandled panic during Runner shutdown in {}",
+                    task.describe()
+                ),
                 Some(task.location),
                 Some(message),
             ));
@@ -706,7 +721,9 @@ fn cancel_pending(rt: &Runtime, shared: &Shared, deadline: Option<Instant>, time
 /// Step 2: `at_close` finalizers, last registered first, each panic reported.
 fn run_finalizers(rt: &Runtime, shared: &Shared, deadline: Option<Instant>, timeout: Duration) {
     loop {
-        let Some((location, finalizer)) = lock(&shared.finalizers).pop() else { return };
+        let Some((location, finalizer)) = lock(&shared.finalizers).pop() else {
+            return;
+        };
         let outcome = match panic::catch_unwind(AssertUnwindSafe(finalizer)) {
             Ok(fut) => block_until(rt, deadline, CatchUnwind(fut)),
             Err(payload) => Some(Err(payload)),

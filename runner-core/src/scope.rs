@@ -22,7 +22,12 @@ pub(crate) struct Scope {
 
 impl Scope {
     pub(crate) fn new(ctx: CtxState) -> Scope {
-        Scope { ctx, runner: None, task: None, in_run: false }
+        Scope {
+            ctx,
+            runner: None,
+            task: None,
+            in_run: false,
+        }
     }
 }
 

@@ -64,14 +64,19 @@ pub(crate) fn block_until<F: Future>(
 }
 
 /// `fut`, or `None` once `deadline` has passed (checked whenever `fut` is pending).
-pub(crate) async fn with_deadline<F: Future>(deadline: Option<Instant>, fut: F) -> Option<F::Output> {
+pub(crate) async fn with_deadline<F: Future>(
+    deadline: Option<Instant>,
+    fut: F,
+) -> Option<F::Output> {
     let mut fut = std::pin::pin!(fut);
     let mut timer: Option<Timer> = None;
     std::future::poll_fn(|cx| {
         if let Poll::Ready(out) = fut.as_mut().poll(cx) {
             return Poll::Ready(Some(out));
         }
-        let Some(deadline) = deadline else { return Poll::Pending };
+        let Some(deadline) = deadline else {
+            return Poll::Pending;
+        };
         if Instant::now() >= deadline {
             return Poll::Ready(None);
         }

@@ -163,7 +163,9 @@ mod imp {
                         main.request_cancel(true);
                     }
                 }
-            } else if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            } else if n < 0
+                && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+            {
                 continue;
             } else if n <= 0 {
                 return;

@@ -192,7 +192,14 @@ impl<F: Future> Guarded<F> {
             task: Some(state.clone()),
             in_run: true,
         };
-        Guarded { inner: Some(inner), scope, state, home, shared, waker_set: false }
+        Guarded {
+            inner: Some(inner),
+            scope,
+            state,
+            home,
+            shared,
+            waker_set: false,
+        }
     }
 }
 
@@ -420,11 +427,25 @@ where
 {
     let location = Location::caller();
     let shared = running_runner("runner::spawn");
-    let state = Arc::new(TaskState::new(location, Origin::Spawned, Some(shared.clone())));
+    let state = Arc::new(TaskState::new(
+        location,
+        Origin::Spawned,
+        Some(shared.clone()),
+    ));
     shared.register(&state);
-    let guarded = Guarded::new(fut, CtxState::copy_current(), state.clone(), None, shared.clone());
+    let guarded = Guarded::new(
+        fut,
+        CtxState::copy_current(),
+        state.clone(),
+        None,
+        shared.clone(),
+    );
     let handle = shared.handle.spawn(guarded);
-    Task { handle, state, retrieved: false }
+    Task {
+        handle,
+        state,
+        retrieved: false,
+    }
 }
 
 /// Runs the blocking closure `f` on the Runner's blocking pool (asyncio's `to_thread`), in a
@@ -477,7 +498,11 @@ where
         job_state.flags.fetch_or(DONE, Ordering::AcqRel);
         outcome
     });
-    Task { handle, state, retrieved: false }
+    Task {
+        handle,
+        state,
+        retrieved: false,
+    }
 }
 
 /// Counts a `spawn_blocking` job as in flight from spawn until its closure returns (or the
@@ -588,7 +613,10 @@ impl Drop for Cancelled {
 impl fmt::Debug for Cancelled {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cancelled")
-            .field("requested", &self.task.as_ref().is_some_and(|t| t.was_cancelled()))
+            .field(
+                "requested",
+                &self.task.as_ref().is_some_and(|t| t.was_cancelled()),
+            )
             .finish()
     }
 }
@@ -600,5 +628,11 @@ pub(crate) fn main_task<F: IntoFuture>(
     state: Arc<TaskState>,
     shared: Arc<Shared>,
 ) -> Guarded<F::IntoFuture> {
-    Guarded::new(main.into_future(), ctx.state(), state, Some(ctx.share()), shared)
+    Guarded::new(
+        main.into_future(),
+        ctx.state(),
+        state,
+        Some(ctx.share()),
+        shared,
+    )
 }

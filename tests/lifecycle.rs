@@ -1,0 +1,399 @@
+//! The Runner lifecycle, ported from CPython's Lib/test/test_asyncio/test_runners.py where
+//! it has a Rust meaning.
+
+use std::cell::Cell;
+use std::process::Command;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use runner::{RunError, Runner};
+
+fn quiet() -> Runner {
+    Runner::builder().handle_sigint(false).build()
+}
+
+#[test]
+fn run_returns_the_value() {
+    assert_eq!(runner::run(async { 42 }).unwrap(), 42);
+}
+
+#[test]
+fn run_accepts_into_future() {
+    struct Ready;
+    impl std::future::IntoFuture for Ready {
+        type Output = &'static str;
+        type IntoFuture = std::future::Ready<&'static str>;
+        fn into_future(self) -> Self::IntoFuture {
+            std::future::ready("into")
+        }
+    }
+    assert_eq!(runner::run(Ready).unwrap(), "into");
+}
+
+#[test]
+fn run_propagates_a_panic_with_its_payload() {
+    // test_asyncio_run_raises
+    let payload = std::panic::catch_unwind(|| runner::run(async { std::panic::panic_any(17u32) }))
+        .unwrap_err();
+    assert_eq!(payload.downcast_ref::<u32>(), Some(&17));
+}
+
+#[test]
+fn the_same_runner_runs_again_after_a_panic() {
+    let mut runner = quiet();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runner.run(async { panic!("first run fails") })
+    }));
+    assert_eq!(
+        caught.unwrap_err().downcast_ref::<&str>(),
+        Some(&"first run fails")
+    );
+    assert_eq!(runner.run(async { "second" }).unwrap(), "second");
+}
+
+#[test]
+fn nested_run_is_an_error_with_the_exact_message() {
+    // test_asyncio_run_from_running_loop / test_recursive_run
+    let mut outer = quiet();
+    let (free_fn, method) = outer
+        .run(async {
+            let free_fn = runner::run(async { 1 }).unwrap_err();
+            let mut inner = Runner::new();
+            let method = inner.run(async { 2 }).unwrap_err();
+            (free_fn, method)
+        })
+        .unwrap();
+    for err in [free_fn, method] {
+        assert!(matches!(err, RunError::NestedRun));
+        assert_eq!(
+            err.to_string(),
+            "Runner::run() cannot be called from a running runner"
+        );
+    }
+}
+
+#[test]
+fn nested_run_from_a_spawned_task_on_a_multi_thread_runtime() {
+    let mut runner = Runner::builder()
+        .handle_sigint(false)
+        .loop_factory(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+        })
+        .build();
+    let err = runner
+        .run(async {
+            runner::spawn(async { runner::run(async {}).unwrap_err() })
+                .await
+                .unwrap()
+        })
+        .unwrap();
+    assert!(matches!(err, RunError::NestedRun));
+}
+
+#[test]
+fn run_from_a_spawn_blocking_thread_is_allowed() {
+    let mut runner = quiet();
+    let inner = runner
+        .run(async {
+            runner::spawn_blocking(|| runner::run(async { 5 }))
+                .await
+                .unwrap()
+        })
+        .unwrap();
+    assert_eq!(inner.unwrap(), 5);
+}
+
+#[test]
+fn loop_factory_is_called_once_and_its_runtime_runs_the_future() {
+    // test_asyncio_run_loop_factory / test_custom_factory / test_set_event_loop_called_once
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let mut runner = Runner::builder()
+        .handle_sigint(false)
+        .loop_factory(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+        })
+        .build();
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "Runner::builder().build() creates nothing"
+    );
+    let handle = runner.get_loop().unwrap();
+    assert_eq!(
+        handle.runtime_flavor(),
+        tokio::runtime::RuntimeFlavor::MultiThread
+    );
+    let (flavor, id) = runner
+        .run(async {
+            let h = tokio::runtime::Handle::current();
+            (h.runtime_flavor(), h.id())
+        })
+        .unwrap();
+    runner.run(async {}).unwrap();
+    assert_eq!(flavor, tokio::runtime::RuntimeFlavor::MultiThread);
+    assert_eq!(
+        id,
+        handle.id(),
+        "get_loop() is the handle of the runtime that runs the future"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn loop_factory_accepts_a_tokio_builder() {
+    let mut runner = Runner::builder()
+        .handle_sigint(false)
+        .loop_factory(|| {
+            let mut b = tokio::runtime::Builder::new_current_thread();
+            b.enable_time();
+            b
+        })
+        .build();
+    assert_eq!(runner.run(async { 3 }).unwrap(), 3);
+}
+
+#[test]
+fn a_failing_loop_factory_is_an_error_not_a_panic() {
+    let mut runner = Runner::builder()
+        .loop_factory(|| -> std::io::Result<tokio::runtime::Runtime> {
+            Err(std::io::Error::other("no runtime for you"))
+        })
+        .build();
+    match runner.run(async {}) {
+        Err(RunError::LoopFactory(err)) => assert_eq!(err.to_string(), "no runtime for you"),
+        other => panic!("expected LoopFactory, got {other:?}"),
+    }
+    assert!(matches!(runner.run(async {}), Err(RunError::Closed)));
+}
+
+#[test]
+fn a_panicking_loop_factory_is_an_error_not_a_panic() {
+    let mut runner = Runner::builder()
+        .loop_factory(|| -> tokio::runtime::Runtime { panic!("factory exploded") })
+        .build();
+    match runner.get_loop() {
+        Err(RunError::LoopFactory(err)) => assert!(err.to_string().contains("factory exploded")),
+        other => panic!("expected LoopFactory, got {other:?}"),
+    }
+}
+
+#[test]
+fn default_loop_is_current_thread() {
+    let flavor = runner::run(async { tokio::runtime::Handle::current().runtime_flavor() }).unwrap();
+    assert_eq!(flavor, tokio::runtime::RuntimeFlavor::CurrentThread);
+}
+
+#[test]
+fn debug_flag_explicit_values_win() {
+    // test_debug / test_non_debug
+    for flag in [true, false] {
+        let mut runner = Runner::builder()
+            .debug(Some(flag))
+            .handle_sigint(false)
+            .build();
+        assert_eq!(runner.debug(), flag);
+        assert_eq!(runner.run(async { runner::debug_enabled() }).unwrap(), flag);
+        assert_eq!(runner.debug(), flag);
+    }
+}
+
+/// Environment variables are process-wide: the `RUNNER_DEBUG` cases run in child processes
+/// (this test binary, re-run on one test with the variable set).
+#[test]
+fn debug_flag_from_runner_debug_env() {
+    let cases: [(Option<&str>, bool); 5] = [
+        (None, false),
+        (Some(""), false),
+        (Some("0"), false),
+        (Some("1"), true),
+        (Some("yes"), true),
+    ];
+    for (value, expected) in cases {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "--exact",
+            "debug_env_child",
+            "--nocapture",
+            "--include-ignored",
+        ]);
+        cmd.env_remove("RUNNER_DEBUG")
+            .env("RUNNER_DEBUG_EXPECT", expected.to_string());
+        if let Some(v) = value {
+            cmd.env("RUNNER_DEBUG", v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "RUNNER_DEBUG={value:?} should resolve to {expected}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
+    }
+}
+
+#[test]
+#[ignore = "child process of debug_flag_from_runner_debug_env"]
+fn debug_env_child() {
+    let expected: bool = std::env::var("RUNNER_DEBUG_EXPECT")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut runner = quiet();
+    assert_eq!(
+        runner.run(async { runner::debug_enabled() }).unwrap(),
+        expected
+    );
+    assert_eq!(runner.debug(), expected);
+    // An explicit value beats the environment.
+    let forced = Runner::builder().debug(Some(!expected)).build();
+    assert_eq!(forced.debug(), !expected);
+}
+
+#[test]
+fn explicit_close_and_double_close() {
+    // test_explicit_close / test_double_close
+    let mut runner = quiet();
+    runner.run(async {}).unwrap();
+    runner.close();
+    assert!(runner.is_closed());
+    runner.close();
+    assert!(runner.is_closed());
+}
+
+#[test]
+fn close_on_a_fresh_runner_only_marks_it_closed() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let mut runner = Runner::builder()
+        .loop_factory(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::runtime::Runtime::new()
+        })
+        .build();
+    runner.close();
+    assert!(runner.is_closed());
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert!(matches!(runner.get_loop(), Err(RunError::Closed)));
+}
+
+#[test]
+fn run_after_close_is_closed_and_never_polls_the_future() {
+    // test_second_with_block_raises
+    let polled = Rc::new(Cell::new(false));
+    let mut runner = quiet();
+    runner.run(async {}).unwrap();
+    runner.close();
+    let flag = polled.clone();
+    let err = runner.run(async move { flag.set(true) }).unwrap_err();
+    assert!(matches!(err, RunError::Closed));
+    assert_eq!(err.to_string(), "Runner is closed");
+    assert!(!polled.get());
+    assert!(matches!(runner.get_loop(), Err(RunError::Closed)));
+}
+
+#[test]
+fn drop_closes_and_cancels_leftover_tasks() {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    {
+        let mut runner = quiet();
+        let d = dropped.clone();
+        runner
+            .run(async move {
+                let guard = CountOnDrop(d);
+                runner::spawn(async move {
+                    let _guard = guard;
+                    std::future::pending::<()>().await
+                });
+            })
+            .unwrap();
+        assert_eq!(dropped.load(Ordering::SeqCst), 0);
+    }
+    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+}
+
+struct CountOnDrop(Arc<AtomicUsize>);
+impl Drop for CountOnDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn main_future_need_not_be_send_or_static() {
+    let local = Rc::new(Cell::new(1));
+    let borrowed = &local;
+    let mut runner = quiet();
+    let out = runner
+        .run(async {
+            tokio::task::yield_now().await;
+            borrowed.set(borrowed.get() + 1);
+            borrowed.get()
+        })
+        .unwrap();
+    assert_eq!(out, 2);
+}
+
+#[test]
+fn output_needs_no_debug_and_is_never_formatted() {
+    // test_no_repr_is_call_on_the_task_result
+    struct NoDebug(u8);
+    let out = runner::run(async { NoDebug(9) }).unwrap();
+    assert_eq!(out.0, 9);
+}
+
+#[test]
+fn a_pending_task_from_run_one_makes_progress_in_run_two() {
+    let mut runner = quiet();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    runner
+        .run(async move {
+            runner::spawn(async move {
+                tx.send(1).unwrap();
+                go_rx.await.unwrap();
+                tx.send(2).unwrap();
+            });
+            tokio::task::yield_now().await;
+        })
+        .unwrap();
+    let seen = runner
+        .run(async move {
+            let first = rx.recv().await;
+            go_tx.send(()).unwrap();
+            let second = rx.recv().await;
+            (first, second)
+        })
+        .unwrap();
+    assert_eq!(seen, (Some(1), Some(2)));
+}
+
+#[test]
+fn run_error_is_a_std_error_with_messages() {
+    fn assert_error<E: std::error::Error + Send + Sync + 'static>(_: &E) {}
+    let err = RunError::LoopFactory(std::io::Error::other("x"));
+    assert_error(&err);
+    assert!(std::error::Error::source(&err).is_some());
+    assert_eq!(RunError::Closed.to_string(), "Runner is closed");
+    assert!(RunError::Interrupted.to_string().contains("Ctrl-C"));
+}
+
+#[test]
+fn runner_is_send_and_debug() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Runner>();
+    let runner = Runner::builder().debug(Some(true)).build();
+    let text = format!("{runner:?}");
+    assert!(
+        text.contains("created") && text.contains("debug: true"),
+        "{text}"
+    );
+}

@@ -1,0 +1,385 @@
+//! Tasks, cancellation and close(), on current-thread and multi-thread loops.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{builder, Reports, FLAVORS};
+use runner::{ReportKind, TaskError};
+
+struct PanicOnDrop(&'static str);
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        panic!("{}", self.0);
+    }
+}
+
+struct CountOnDrop(Arc<AtomicUsize>);
+impl Drop for CountOnDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn run_cancels_hanging_tasks_and_still_returns_its_value() {
+    // test_asyncio_run_cancels_hanging_tasks
+    for flavor in FLAVORS {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let d = dropped.clone();
+        let mut runner = builder(flavor).build();
+        let out = runner
+            .run(async move {
+                let guard = CountOnDrop(d);
+                runner::spawn(async move {
+                    let _guard = guard;
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                });
+                tokio::task::yield_now().await;
+                "value"
+            })
+            .unwrap();
+        runner.close();
+        assert_eq!(out, "value");
+        assert_eq!(dropped.load(Ordering::SeqCst), 1, "{flavor:?}");
+    }
+}
+
+#[test]
+fn a_hanging_task_whose_cleanup_panics_is_reported_with_its_spawn_location() {
+    // test_asyncio_run_reports_hanging_tasks_errors
+    for flavor in FLAVORS {
+        let reports = Reports::default();
+        let mut runner = reports.install(builder(flavor)).build();
+        let line = line!() + 4;
+        let out = runner
+            .run(async {
+                let guard = PanicOnDrop("cleanup failed");
+                runner::spawn(async move {
+                    let _guard = guard;
+                    std::future::pending::<()>().await
+                });
+                1
+            })
+            .unwrap();
+        runner.close();
+        assert_eq!(out, 1);
+        let reports = reports.take();
+        assert_eq!(reports.len(), 1, "{flavor:?}: {reports:?}");
+        let report = &reports[0];
+        assert_eq!(report.kind(), ReportKind::PanicDuringShutdown);
+        assert!(report
+            .message()
+            .contains("unhandled panic during Runner shutdown"));
+        assert_eq!(report.panic(), Some("cleanup failed"));
+        let location = report.location().unwrap();
+        assert_eq!((location.file(), location.line()), ("tests/tasks.rs", line));
+        let shown = format!("{report} {report:?}");
+        assert!(shown.contains(&format!("tests/tasks.rs:{line}")), "{shown}");
+    }
+}
+
+#[test]
+fn finalizers_still_run_after_a_task_panicked_during_shutdown() {
+    // test_asyncio_run_closes_gens_after_hanging_tasks_errors
+    for flavor in FLAVORS {
+        let reports = Reports::default();
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut runner = reports.install(builder(flavor)).build();
+        let o = order.clone();
+        runner
+            .run(async move {
+                let guard = PanicOnDrop("task cleanup failed");
+                runner::spawn(async move {
+                    let _guard = guard;
+                    std::future::pending::<()>().await
+                });
+                let first = o.clone();
+                runner::at_close(move || async move {
+                    tokio::task::yield_now().await;
+                    first.lock().unwrap().push("registered first");
+                });
+                runner::at_close(|| async { panic!("finalizer failed") });
+                let last = o.clone();
+                runner::at_close(move || async move {
+                    last.lock().unwrap().push("registered last");
+                });
+            })
+            .unwrap();
+        runner.close();
+        assert_eq!(
+            *order.lock().unwrap(),
+            ["registered last", "registered first"],
+            "{flavor:?}"
+        );
+        let kinds: Vec<_> = reports.take().iter().map(|r| r.kind()).collect();
+        assert_eq!(
+            kinds,
+            [
+                ReportKind::PanicDuringShutdown,
+                ReportKind::FinalizerPanicked
+            ]
+        );
+    }
+}
+
+#[test]
+fn an_observing_task_does_async_cleanup_at_close() {
+    for flavor in FLAVORS {
+        let (tx, rx) = std::sync::mpsc::channel::<&'static str>();
+        let mut runner = builder(flavor).build();
+        runner
+            .run(async move {
+                let (observing, ready) = tokio::sync::oneshot::channel();
+                runner::spawn(async move {
+                    let cancelled = runner::cancelled();
+                    observing.send(()).unwrap();
+                    tokio::select! {
+                        _ = cancelled => {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            tx.send("cleaned up after an async sleep").unwrap();
+                        }
+                        _ = std::future::pending::<()>() => {}
+                    }
+                });
+                ready.await.unwrap();
+            })
+            .unwrap();
+        runner.close();
+        assert_eq!(
+            rx.try_recv(),
+            Ok("cleaned up after an async sleep"),
+            "{flavor:?}"
+        );
+    }
+}
+
+#[test]
+fn a_task_spawned_during_close_does_not_hang_close() {
+    for flavor in FLAVORS {
+        let mut runner = builder(flavor).build();
+        runner
+            .run(async {
+                runner::spawn(async {
+                    let _cancelled = runner::cancelled();
+                    let mut cancelled = std::pin::pin!(_cancelled);
+                    (&mut cancelled).await;
+                    // Cleanup that starts more work: close must not wait for it forever.
+                    runner::spawn(std::future::pending::<()>());
+                });
+                tokio::task::yield_now().await;
+            })
+            .unwrap();
+        let started = Instant::now();
+        runner.close();
+        assert!(started.elapsed() < Duration::from_secs(5), "{flavor:?}");
+    }
+}
+
+#[test]
+fn close_bounds_the_wait_for_blocking_work_and_reports_it() {
+    for flavor in FLAVORS {
+        let reports = Reports::default();
+        let mut runner = reports
+            .install(builder(flavor))
+            .shutdown_timeout(Duration::from_millis(200))
+            .build();
+        runner
+            .run(async {
+                runner::spawn_blocking(|| std::thread::sleep(Duration::from_secs(30)));
+            })
+            .unwrap();
+        let started = Instant::now();
+        runner.close();
+        // The bound is the behaviour: 0.2 s configured, far below the 30 s job.
+        assert!(started.elapsed() < Duration::from_secs(5), "{flavor:?}");
+        let reports = reports.take();
+        let warning = reports
+            .iter()
+            .find(|r| r.kind() == ReportKind::BlockingAbandoned);
+        let warning = warning.unwrap_or_else(|| panic!("no warning in {reports:?}"));
+        assert!(warning.message().contains("200ms"), "{}", warning.message());
+        assert!(
+            warning.message().contains("1 spawn_blocking job"),
+            "{}",
+            warning.message()
+        );
+    }
+}
+
+#[test]
+fn close_waits_for_short_blocking_work() {
+    let done = Arc::new(AtomicUsize::new(0));
+    let d = done.clone();
+    let mut runner = builder(common::Flavor::CurrentThread).build();
+    runner
+        .run(async move {
+            runner::spawn_blocking(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                d.fetch_add(1, Ordering::SeqCst);
+            });
+        })
+        .unwrap();
+    runner.close();
+    assert_eq!(done.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn cancel_on_a_finished_task_is_false() {
+    for flavor in FLAVORS {
+        let mut runner = builder(flavor).build();
+        runner
+            .run(async {
+                let task = runner::spawn(async { 1 });
+                while !task.is_finished() {
+                    tokio::task::yield_now().await;
+                }
+                assert!(!task.cancel());
+                assert_eq!(task.await.unwrap(), 1);
+            })
+            .unwrap();
+    }
+}
+
+#[test]
+fn a_cancelled_task_awaits_to_cancelled_and_its_destructors_run() {
+    for flavor in FLAVORS {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let d = dropped.clone();
+        let mut runner = builder(flavor).build();
+        runner
+            .run(async move {
+                let task = runner::spawn(async move {
+                    let _guard = CountOnDrop(d);
+                    std::future::pending::<u8>().await
+                });
+                tokio::task::yield_now().await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                assert!(task.cancel());
+                assert!(matches!(task.await, Err(TaskError::Cancelled)));
+            })
+            .unwrap();
+        assert_eq!(dropped.load(Ordering::SeqCst), 1, "{flavor:?}");
+    }
+}
+
+#[test]
+fn a_panicked_task_awaits_to_panicked_with_the_payload() {
+    for flavor in FLAVORS {
+        let mut runner = builder(flavor).build();
+        runner
+            .run(async {
+                let task = runner::spawn(async { std::panic::panic_any(7i64) });
+                match task.await {
+                    Err(TaskError::Panicked(payload)) => {
+                        assert_eq!(payload.downcast_ref::<i64>(), Some(&7))
+                    }
+                    other => panic!("{other:?}"),
+                }
+            })
+            .unwrap();
+    }
+}
+
+#[test]
+fn a_dropped_task_keeps_running() {
+    for flavor in FLAVORS {
+        let mut runner = builder(flavor).build();
+        let got = runner
+            .run(async {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                drop(runner::spawn(async move {
+                    tokio::task::yield_now().await;
+                    tx.send("detached but alive").unwrap();
+                }));
+                rx.await.unwrap()
+            })
+            .unwrap();
+        assert_eq!(got, "detached but alive");
+    }
+}
+
+#[test]
+fn an_observing_task_finishes_on_its_own_after_cancel() {
+    for flavor in FLAVORS {
+        let mut runner = builder(flavor).build();
+        let out = runner
+            .run(async {
+                let (observing, ready) = tokio::sync::oneshot::channel();
+                let task = runner::spawn(async move {
+                    let cancelled = runner::cancelled();
+                    observing.send(()).unwrap();
+                    tokio::select! {
+                        _ = cancelled => {}
+                        _ = std::future::pending::<()>() => {}
+                    }
+                    tokio::task::yield_now().await;
+                    "finished after cleanup"
+                });
+                ready.await.unwrap();
+                assert!(task.cancel());
+                task.await
+            })
+            .unwrap();
+        assert_eq!(out.unwrap(), "finished after cleanup", "{flavor:?}");
+    }
+}
+
+#[test]
+fn close_with_a_cancel_ignoring_task_is_bounded_by_the_shutdown_timeout() {
+    let reports = Reports::default();
+    let mut runner = reports
+        .install(builder(common::Flavor::CurrentThread))
+        .shutdown_timeout(Duration::from_millis(100))
+        .build();
+    runner
+        .run(async {
+            runner::spawn(async {
+                let _observer = runner::cancelled(); // held but never awaited: ignores cancel
+                std::future::pending::<()>().await
+            });
+            tokio::task::yield_now().await;
+        })
+        .unwrap();
+    let started = Instant::now();
+    runner.close();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(reports
+        .take()
+        .iter()
+        .any(|r| r.kind() == ReportKind::ShutdownTimeout));
+}
+
+#[test]
+#[should_panic(expected = "runner::spawn must be called inside Runner::run")]
+fn spawn_outside_a_runner_panics_with_a_clear_message() {
+    let _ = runner::spawn(async {});
+}
+
+#[test]
+fn spawn_from_a_plain_tokio_task_on_the_runner_thread_works() {
+    let mut runner = builder(common::Flavor::CurrentThread).build();
+    let out = runner
+        .run(async {
+            tokio::spawn(async { runner::spawn(async { 5 }).await.unwrap() })
+                .await
+                .unwrap()
+        })
+        .unwrap();
+    assert_eq!(out, 5);
+}
+
+#[test]
+fn close_reports_nothing_when_all_is_well() {
+    let reports = Reports::default();
+    let mut runner = reports
+        .install(builder(common::Flavor::MultiThread))
+        .build();
+    runner
+        .run(async { runner::spawn(async {}).await.unwrap() })
+        .unwrap();
+    runner.close();
+    assert!(reports.take().is_empty());
+}
