@@ -1,0 +1,291 @@
+//! Debug mode names the task that blocked the loop (asyncio debug mode).
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{builder, Flavor, Reports};
+use runner::{Report, ReportKind};
+
+fn debug_runner(reports: &Reports, flavor: Flavor) -> runner::Runner {
+    reports.install(builder(flavor)).debug(Some(true)).build()
+}
+
+/// `Executing <...> took 0.150 seconds` -> 0.150
+fn seconds(report: &Report) -> f64 {
+    let message = report.message();
+    let took = message.rsplit(" took ").next().unwrap();
+    took.trim_end_matches(" seconds")
+        .parse()
+        .unwrap_or_else(|_| panic!("{message}"))
+}
+
+fn slow_polls(reports: Vec<Report>) -> Vec<Report> {
+    reports
+        .into_iter()
+        .filter(|r| r.kind() == ReportKind::SlowPoll)
+        .collect()
+}
+
+#[test]
+fn a_main_task_blocking_150ms_in_one_poll_is_reported() {
+    let reports = Reports::default();
+    let mut runner = debug_runner(&reports, Flavor::CurrentThread);
+    let line = line!() + 1;
+    runner
+        .run(async { std::thread::sleep(Duration::from_millis(150)) })
+        .unwrap();
+    let slow = slow_polls(reports.take());
+    assert_eq!(slow.len(), 1, "{slow:?}");
+    let message = slow[0].message();
+    assert!(
+        message.starts_with("Executing <main task run at tests/debug_mode.rs:"),
+        "{message}"
+    );
+    assert!(message.contains(&format!(":{line}:")), "{message}");
+    assert!(seconds(&slow[0]) >= 0.15, "{message}");
+}
+
+#[test]
+fn a_spawned_task_that_blocks_is_reported_with_its_spawn_location() {
+    for flavor in common::FLAVORS {
+        let reports = Reports::default();
+        let mut runner = debug_runner(&reports, flavor);
+        let line = line!() + 3;
+        runner
+            .run(async {
+                runner::spawn(async { std::thread::sleep(Duration::from_millis(120)) })
+                    .await
+                    .unwrap();
+            })
+            .unwrap();
+        let slow = slow_polls(reports.take());
+        assert_eq!(slow.len(), 1, "{flavor:?}: {slow:?}");
+        let expected = format!("Executing <task spawned at tests/debug_mode.rs:{line}:17> took ");
+        assert!(
+            slow[0].message().starts_with(&expected),
+            "{}",
+            slow[0].message()
+        );
+        assert_eq!(slow[0].location().unwrap().line(), line);
+        assert!(seconds(&slow[0]) >= 0.12);
+    }
+}
+
+#[test]
+fn nothing_is_reported_with_debug_off() {
+    let reports = Reports::default();
+    let mut runner = reports
+        .install(builder(Flavor::CurrentThread))
+        .debug(Some(false))
+        .build();
+    runner
+        .run(async {
+            std::thread::sleep(Duration::from_millis(150));
+            runner::spawn(async { std::thread::sleep(Duration::from_millis(150)) })
+                .await
+                .unwrap();
+            let t = runner::spawn(async { panic!("nobody awaits this") });
+            drop(t);
+            runner::spawn(std::future::pending::<()>());
+            tokio::task::yield_now().await;
+        })
+        .unwrap();
+    runner.close();
+    assert!(reports.take().is_empty());
+}
+
+#[test]
+fn polls_below_the_threshold_are_not_reported() {
+    let reports = Reports::default();
+    let mut runner = debug_runner(&reports, Flavor::CurrentThread);
+    runner
+        .run(async {
+            for _ in 0..20 {
+                std::thread::sleep(Duration::from_millis(2));
+                tokio::task::yield_now().await;
+            }
+        })
+        .unwrap();
+    assert!(slow_polls(reports.take()).is_empty());
+}
+
+#[test]
+fn the_threshold_is_configurable() {
+    let reports = Reports::default();
+    let mut runner = reports
+        .install(builder(Flavor::CurrentThread))
+        .debug(Some(true))
+        .slow_callback_duration(Duration::from_millis(20))
+        .build();
+    runner
+        .run(async { std::thread::sleep(Duration::from_millis(40)) })
+        .unwrap();
+    let slow = slow_polls(reports.take());
+    assert_eq!(slow.len(), 1);
+    assert!(seconds(&slow[0]) >= 0.04);
+
+    let reports = Reports::default();
+    let mut runner = reports
+        .install(builder(Flavor::CurrentThread))
+        .debug(Some(true))
+        .slow_callback_duration(Duration::from_secs(10))
+        .build();
+    runner
+        .run(async { std::thread::sleep(Duration::from_millis(150)) })
+        .unwrap();
+    assert!(slow_polls(reports.take()).is_empty());
+}
+
+#[test]
+fn pending_tasks_are_listed_with_locations_at_close() {
+    let reports = Reports::default();
+    let mut runner = debug_runner(&reports, Flavor::CurrentThread);
+    let first = line!() + 3;
+    runner
+        .run(async {
+            runner::spawn(std::future::pending::<()>());
+            runner::spawn(tokio::time::sleep(Duration::from_secs(60)));
+        })
+        .unwrap();
+    runner.close();
+    let pending: Vec<_> = reports
+        .take()
+        .into_iter()
+        .filter(|r| r.kind() == ReportKind::PendingAtClose)
+        .map(|r| r.location().unwrap().line())
+        .collect();
+    assert_eq!(pending, [first, first + 1]);
+}
+
+#[test]
+fn a_never_retrieved_panic_is_reported() {
+    for flavor in common::FLAVORS {
+        let reports = Reports::default();
+        let mut runner = debug_runner(&reports, flavor);
+        let line = line!() + 3;
+        runner
+            .run(async {
+                let task = runner::spawn(async { panic!("lost panic") });
+                drop(task);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                // An awaited panic is retrieved: not reported.
+                assert!(runner::spawn(async { panic!("seen") }).await.is_err());
+            })
+            .unwrap();
+        runner.close();
+        let lost: Vec<_> = reports
+            .take()
+            .into_iter()
+            .filter(|r| r.kind() == ReportKind::PanicNeverRetrieved)
+            .collect();
+        assert_eq!(lost.len(), 1, "{flavor:?}: {lost:?}");
+        assert_eq!(lost[0].panic(), Some("lost panic"));
+        assert_eq!(lost[0].location().unwrap().line(), line);
+        assert!(lost[0]
+            .to_string()
+            .contains(&format!("tests/debug_mode.rs:{line}")));
+    }
+}
+
+/// Re-runs this test binary on `child`, with `env` set; returns (stdout, stderr).
+fn run_child(child: &str, env: &[(&str, &str)]) -> (String, String) {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        child,
+        "--nocapture",
+        "--include-ignored",
+        "--test-threads=1",
+    ]);
+    cmd.env_remove("RUNNER_DEBUG").env("RUNNER_CHILD", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "child {child} failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("1 passed"), "{stdout}");
+    (stdout, stderr)
+}
+
+#[test]
+fn runner_debug_env_turns_it_on_and_an_explicit_false_overrides_it() {
+    let (_, stderr) = run_child("child_env_debug", &[("RUNNER_DEBUG", "1")]);
+    assert!(
+        stderr.contains("runner: Executing <main task run at"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("Executing").count(),
+        1,
+        "debug(Some(false)) reports nothing"
+    );
+}
+
+#[test]
+#[ignore = "child process of runner_debug_env_turns_it_on_and_an_explicit_false_overrides_it"]
+fn child_env_debug() {
+    assert_eq!(std::env::var("RUNNER_CHILD").as_deref(), Ok("1"));
+    let mut on = runner::Runner::builder().handle_sigint(false).build();
+    assert!(on.debug());
+    on.run(async { std::thread::sleep(Duration::from_millis(120)) })
+        .unwrap();
+    let mut off = runner::Runner::builder()
+        .handle_sigint(false)
+        .debug(Some(false))
+        .build();
+    assert!(!off.debug());
+    off.run(async { std::thread::sleep(Duration::from_millis(120)) })
+        .unwrap();
+}
+
+#[test]
+fn the_default_handler_prints_one_line_per_report_to_stderr() {
+    let (stdout, stderr) = run_child("child_default_handler", &[]);
+    let lines: Vec<_> = stderr
+        .lines()
+        .filter(|l| l.starts_with("runner: "))
+        .collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(lines[0].starts_with("runner: Executing <task spawned at tests/debug_mode.rs:"));
+    assert!(lines[1].starts_with("runner: Task was still pending at close: <task spawned at"));
+    assert!(!stdout.contains("runner: "));
+}
+
+#[test]
+#[ignore = "child process of the_default_handler_prints_one_line_per_report_to_stderr"]
+fn child_default_handler() {
+    assert_eq!(std::env::var("RUNNER_CHILD").as_deref(), Ok("1"));
+    let mut runner = runner::Runner::builder()
+        .handle_sigint(false)
+        .debug(Some(true))
+        .build();
+    runner
+        .run(async {
+            runner::spawn(async { std::thread::sleep(Duration::from_millis(120)) })
+                .await
+                .unwrap();
+            runner::spawn(std::future::pending::<()>());
+        })
+        .unwrap();
+    runner.close();
+}
+
+#[test]
+fn a_panicking_exception_handler_falls_back_to_stderr_and_close_survives() {
+    let mut runner = builder(Flavor::CurrentThread)
+        .debug(Some(true))
+        .exception_handler(|_| panic!("handler is broken"))
+        .build();
+    runner
+        .run(async { runner::spawn(std::future::pending::<()>()) })
+        .unwrap();
+    runner.close();
+    assert!(runner.is_closed());
+}
