@@ -32,9 +32,9 @@ fn slow_polls(reports: Vec<Report>) -> Vec<Report> {
 fn a_main_task_blocking_150ms_in_one_poll_is_reported() {
     let reports = Reports::default();
     let mut runner = debug_runner(&reports, Flavor::CurrentThread);
-    let line = line!() + 1;
-    runner
-        .run(async { std::thread::sleep(Duration::from_millis(150)) })
+    // `line!()` sits on the line of `.run(`, wherever rustfmt breaks the chain.
+    let line = runner
+        .run(async { (line!(), std::thread::sleep(Duration::from_millis(150))).0 })
         .unwrap();
     let slow = slow_polls(reports.take());
     assert_eq!(slow.len(), 1, "{slow:?}");

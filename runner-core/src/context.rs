@@ -16,36 +16,64 @@ use crate::scope;
 
 type Value = Arc<dyn Any + Send + Sync>;
 
-/// The values of one context, sorted by variable id. Small and flat: a handful of variables
-/// is the common case, and a binary search over a `Vec` beats hashing there.
-#[derive(Clone, Default)]
-pub(crate) struct VarMap {
-    entries: Vec<(usize, Value)>,
+/// One variable's value in a context. `data` points at the value inside `value`, found once
+/// at `set` so that `get` needs no vtable lookup.
+#[derive(Clone)]
+pub(crate) struct Entry {
+    id: usize,
+    data: *const (),
+    value: Value,
 }
 
-impl VarMap {
-    fn get(&self, id: usize) -> Option<&Value> {
-        self.entries
-            .binary_search_by_key(&id, |e| e.0)
-            .ok()
-            .map(|i| &self.entries[i].1)
-    }
+// SAFETY: `data` only ever points into `value`, which is `Send + Sync` and kept alive (and
+// never mutated) for as long as the entry exists.
+unsafe impl Send for Entry {}
+// SAFETY: as above.
+unsafe impl Sync for Entry {}
 
-    fn insert(&mut self, id: usize, value: Value) -> Option<Value> {
-        match self.entries.binary_search_by_key(&id, |e| e.0) {
-            Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
-            Err(i) => {
-                self.entries.insert(i, (id, value));
-                None
-            }
-        }
-    }
+/// The values of one context, sorted by variable id: immutable, shared by every copy of the
+/// context, replaced (not mutated) by `set`. A handful of variables is the common case, and
+/// a flat slice beats hashing there.
+pub(crate) type VarMap = Arc<[Entry]>;
 
-    fn remove(&mut self, id: usize) -> Option<Value> {
-        match self.entries.binary_search_by_key(&id, |e| e.0) {
-            Ok(i) => Some(self.entries.remove(i).1),
-            Err(_) => None,
+#[inline]
+fn find(map: &[Entry], id: usize) -> Option<&Entry> {
+    if map.len() <= 8 {
+        return map.iter().find(|e| e.id == id);
+    }
+    map.binary_search_by_key(&id, |e| e.id)
+        .ok()
+        .map(|i| &map[i])
+}
+
+/// `map` with `id` set to `value`, and the value it replaced.
+fn inserted(map: Option<&[Entry]>, id: usize, value: Value) -> (VarMap, Option<Value>) {
+    let mut entries = map.map(<[Entry]>::to_vec).unwrap_or_default();
+    let entry = Entry {
+        id,
+        data: Arc::as_ptr(&value).cast::<()>(),
+        value,
+    };
+    let old = match entries.binary_search_by_key(&id, |e| e.id) {
+        Ok(i) => Some(std::mem::replace(&mut entries[i], entry).value),
+        Err(i) => {
+            entries.insert(i, entry);
+            None
         }
+    };
+    (entries.into(), old)
+}
+
+/// `map` without `id`, and the value it had.
+fn removed(map: Option<&[Entry]>, id: usize) -> (Option<VarMap>, Option<Value>) {
+    let Some(map) = map else { return (None, None) };
+    let mut entries = map.to_vec();
+    match entries.binary_search_by_key(&id, |e| e.id) {
+        Ok(i) => {
+            let old = entries.remove(i).value;
+            ((!entries.is_empty()).then(|| entries.into()), Some(old))
+        }
+        Err(_) => (Some(map.into()), None),
     }
 }
 
@@ -56,34 +84,45 @@ fn next_context_id() -> u64 {
     NEXT_CONTEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
-/// The context a piece of running code is in: its identity (tokens are tied to it) and map.
+/// The context a piece of running code is in: its identity (tokens are tied to it) and
+/// its values. Id 0 is a thread's own context before anything needed its identity, and no
+/// map is an empty one: both keep the thread-local `const`-initializable and copies free.
 #[derive(Clone)]
 pub(crate) struct CtxState {
     pub(crate) id: u64,
-    pub(crate) map: Arc<VarMap>,
+    pub(crate) map: Option<VarMap>,
 }
 
 impl CtxState {
+    pub(crate) const EMPTY: CtxState = CtxState { id: 0, map: None };
+
     pub(crate) fn fresh() -> CtxState {
         CtxState {
             id: next_context_id(),
-            map: Arc::default(),
+            map: None,
         }
     }
 
     /// A copy of the running code's context: same values, new identity (`copy_context()`).
     pub(crate) fn copy_current() -> CtxState {
-        let map = scope::with(|s| s.ctx.map.clone()).unwrap_or_default();
+        let map = scope::read(|s| s.ctx.map.clone()).flatten();
         CtxState {
             id: next_context_id(),
             map,
         }
     }
+
+    fn id(&mut self) -> u64 {
+        if self.id == 0 {
+            self.id = next_context_id();
+        }
+        self.id
+    }
 }
 
 struct ContextInner {
     id: u64,
-    map: Mutex<Arc<VarMap>>,
+    map: Mutex<Option<VarMap>>,
 }
 
 /// A set of context-variable values (asyncio's `contextvars.Context`).
@@ -144,13 +183,6 @@ impl Context {
         })
     }
 
-    /// Another handle to this same context (not a copy).
-    pub(crate) fn share(&self) -> Context {
-        Context {
-            inner: self.inner.clone(),
-        }
-    }
-
     pub(crate) fn from_state(state: CtxState) -> Context {
         Context {
             inner: Arc::new(ContextInner {
@@ -174,7 +206,7 @@ impl Context {
         *lock(&self.inner.map) = state.map;
     }
 
-    fn snapshot(&self) -> Arc<VarMap> {
+    fn snapshot(&self) -> Option<VarMap> {
         lock(&self.inner.map).clone()
     }
 
@@ -210,12 +242,12 @@ impl Context {
 
     /// The value of `var` in this context (or its default), without entering it.
     pub fn get<T: Clone + Send + Sync + 'static>(&self, var: &ContextVar<T>) -> Option<T> {
-        var.lookup(&self.snapshot())
+        var.lookup(self.snapshot().as_deref())
     }
 
     /// How many variables have a value in this context.
     pub fn len(&self) -> usize {
-        self.snapshot().entries.len()
+        self.snapshot().map_or(0, |m| m.len())
     }
 
     /// `true` if no variable has a value in this context.
@@ -321,12 +353,19 @@ impl<T> ContextVar<T> {
 }
 
 impl<T: Send + Sync + 'static> ContextVar<T> {
-    fn lookup(&self, map: &VarMap) -> Option<T>
+    #[inline]
+    fn lookup(&self, map: Option<&[Entry]>) -> Option<T>
     where
         T: Clone,
     {
-        match map.get(self.id()) {
-            Some(value) => value.downcast_ref::<T>().cloned(),
+        match map.and_then(|m| find(m, self.id())) {
+            Some(entry) => {
+                debug_assert!(entry.value.is::<T>());
+                // SAFETY: ids are unique per `ContextVar`, and a `ContextVar<T>` only ever
+                // stores `T` under its id, so `data` points at a live `T`. (Skips the
+                // `TypeId` check: this is the hot path of `get`.)
+                Some(unsafe { &*entry.data.cast::<T>() }.clone())
+            }
             None => self.default.map(|f| f()),
         }
     }
@@ -339,11 +378,12 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// V.set("x".to_owned());
     /// assert_eq!(V.get().as_deref(), Some("x"));
     /// ```
+    #[inline]
     pub fn get(&self) -> Option<T>
     where
         T: Clone,
     {
-        scope::with(|s| self.lookup(&s.ctx.map)).flatten()
+        scope::read(|s| self.lookup(s.ctx.map.as_deref())).flatten()
     }
 
     /// Sets the value in the current context; the [`Token`] lets [`reset`](ContextVar::reset)
@@ -359,8 +399,9 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     pub fn set(&self, value: T) -> Token<T> {
         let id = self.id();
         let (ctx, old) = scope::with(|s| {
-            let old = Arc::make_mut(&mut s.ctx.map).insert(id, Arc::new(value));
-            (s.ctx.id, old)
+            let (map, old) = inserted(s.ctx.map.as_deref(), id, Arc::new(value));
+            s.ctx.map = Some(map);
+            (s.ctx.id(), old)
         })
         .unwrap_or((0, None));
         Token {
@@ -394,16 +435,15 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
             return Err(ContextError::WrongVar);
         }
         scope::with(|s| {
-            if s.ctx.id != token.ctx {
+            if s.ctx.id() != token.ctx {
                 return Err(ContextError::WrongContext);
             }
             if token.used.swap(true, Ordering::AcqRel) {
                 return Err(ContextError::TokenUsed);
             }
-            let map = Arc::make_mut(&mut s.ctx.map);
-            match &token.old {
-                Some(old) => map.insert(token.var, old.clone()),
-                None => map.remove(token.var),
+            s.ctx.map = match &token.old {
+                Some(old) => Some(inserted(s.ctx.map.as_deref(), token.var, old.clone()).0),
+                None => removed(s.ctx.map.as_deref(), token.var).0,
             };
             Ok(())
         })

@@ -8,19 +8,20 @@ use std::future::{Future, IntoFuture};
 use std::io;
 use std::panic::{self, AssertUnwindSafe, Location};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context as TaskCx, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use tokio::runtime::{Handle, Runtime};
 
-use crate::context::Context;
+use crate::context::{Context, CtxState};
 use crate::debug::{self, Handler, Report, ReportKind};
 use crate::error::{panic_message, RunError};
 use crate::scope::{self, Scope};
 use crate::shutdown::{block_until, CatchUnwind};
 use crate::signal;
-use crate::task::{self, Origin, Outcome, TaskState, NO_SLOT};
+use crate::task::{Guarded, Origin, Outcome, TaskState, NO_SLOT};
 
 /// asyncio's `THREAD_JOIN_TIMEOUT`: how long `close()` waits for blocking work by default.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(300);
@@ -73,6 +74,11 @@ pub(crate) struct Shared {
     slow: Duration,
     handler: Handler,
     tasks: Mutex<Registry>,
+    /// Tasks of `close()`'s cancellation pass not finished yet (+1 while the pass is being
+    /// taken), who waits for them, and the panics they ended with.
+    close_pass: AtomicUsize,
+    closer: Mutex<Option<Waker>>,
+    shutdown_panics: Mutex<Vec<(&'static Location<'static>, String, String)>>,
     finalizers: Mutex<Vec<(&'static Location<'static>, Finalizer)>>,
     blocking: Mutex<usize>,
     blocking_done: Condvar,
@@ -83,9 +89,6 @@ pub(crate) struct Shared {
 struct Registry {
     slots: Vec<Option<Arc<TaskState>>>,
     free: Vec<usize>,
-    /// Tasks of the current close pass not finished yet, and who waits for them.
-    waiting: usize,
-    closer: Option<Waker>,
 }
 
 impl Shared {
@@ -120,58 +123,76 @@ impl Shared {
         task.slot.store(slot, std::sync::atomic::Ordering::Release);
     }
 
-    pub(crate) fn deregister(&self, task: &TaskState, in_close_pass: bool) {
-        let slot = task.slot.load(std::sync::atomic::Ordering::Acquire);
-        let waker = {
-            let mut reg = lock(&self.tasks);
-            if slot != NO_SLOT
-                && reg.slots[slot]
-                    .as_deref()
-                    .is_some_and(|t| std::ptr::eq(t, task))
-            {
-                reg.slots[slot] = None;
-                reg.free.push(slot);
-            }
-            if in_close_pass {
-                reg.waiting -= 1;
-                if reg.waiting == 0 {
-                    reg.closer.take()
-                } else {
-                    None
-                }
-            } else {
-                None
-            }
-        };
-        if let Some(waker) = waker {
-            waker.wake();
+    pub(crate) fn deregister(&self, task: &TaskState) {
+        let slot = task.slot.load(Ordering::Acquire);
+        let mut reg = lock(&self.tasks);
+        if slot != NO_SLOT
+            && reg.slots[slot]
+                .as_deref()
+                .is_some_and(|t| std::ptr::eq(t, task))
+        {
+            reg.slots[slot] = None;
+            reg.free.push(slot);
         }
     }
 
-    /// Takes the tasks pending now as one close pass (later spawns are not part of it).
-    fn begin_close_pass(&self) -> Vec<Arc<TaskState>> {
-        let mut reg = lock(&self.tasks);
-        let pending: Vec<_> = reg.slots.iter().flatten().cloned().collect();
-        for task in &pending {
-            task.mark_in_close_pass();
+    /// A task of the close pass ended. It keeps its registry slot (the registry goes away
+    /// with the Runner), so this is one atomic decrement, not a lock per task.
+    pub(crate) fn close_pass_task_done(&self, task: &TaskState) {
+        if let Some(message) = task.panicked() {
+            lock(&self.shutdown_panics).push((task.location, task.describe(), message));
         }
-        reg.waiting = pending.len();
-        pending
+        if self.close_pass.fetch_sub(1, Ordering::SeqCst) == 1 {
+            if let Some(waker) = lock(&self.closer).take() {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Step 1 of `close()`, run inside the runtime (so wake-ups go to the local queue): one
+    /// pass over the tasks pending now, each asked to cancel. Tasks spawned later are not
+    /// part of it.
+    fn begin_close_pass(&self) {
+        if self.debug {
+            // asyncio's debug mode names the tasks still pending when the loop closes.
+            for (location, description) in self.pending_tasks() {
+                self.report(Report::new(
+                    ReportKind::PendingAtClose,
+                    format!("Task was still pending at close: {description}"),
+                    Some(location),
+                    None,
+                ));
+            }
+        }
+        self.close_pass.store(1, Ordering::SeqCst);
+        {
+            let reg = lock(&self.tasks);
+            for task in reg.slots.iter().flatten() {
+                if task.join_close_pass() {
+                    self.close_pass.fetch_add(1, Ordering::SeqCst);
+                    task.request_cancel(false);
+                }
+            }
+        }
+        self.close_pass.fetch_sub(1, Ordering::SeqCst);
     }
 
     fn poll_close_pass(&self, cx: &mut TaskCx<'_>) -> Poll<()> {
-        let mut reg = lock(&self.tasks);
-        if reg.waiting == 0 {
-            Poll::Ready(())
-        } else {
-            reg.closer = Some(cx.waker().clone());
-            Poll::Pending
+        if self.close_pass.load(Ordering::SeqCst) == 0 {
+            return Poll::Ready(());
         }
+        *lock(&self.closer) = Some(cx.waker().clone());
+        if self.close_pass.load(Ordering::SeqCst) == 0 {
+            return Poll::Ready(());
+        }
+        Poll::Pending
     }
 
-    /// Snapshot of the pending tasks, for reports (test timeouts).
-    pub(crate) fn pending_tasks(&self) -> Vec<Arc<TaskState>> {
-        lock(&self.tasks).slots.iter().flatten().cloned().collect()
+    /// Where each pending task was spawned, and how reports name it.
+    pub(crate) fn pending_tasks(&self) -> Vec<(&'static Location<'static>, String)> {
+        let reg = lock(&self.tasks);
+        let pending = reg.slots.iter().flatten().filter(|t| !t.is_done());
+        pending.map(|t| (t.location, t.describe())).collect()
     }
 
     pub(crate) fn add_finalizer(&self, at: &'static Location<'static>, f: Finalizer) {
@@ -337,7 +358,10 @@ enum State {
 struct Inner {
     rt: Runtime,
     shared: Arc<Shared>,
-    ctx: Context,
+    /// The Runner's context, moved into each run's main task and back out after.
+    ctx: CtxState,
+    /// The main task's record, reused by the next run when nothing else holds it.
+    main: Arc<TaskState>,
 }
 
 /// Runs futures on one lazily built tokio runtime, reused across calls (asyncio's `Runner`).
@@ -399,8 +423,8 @@ impl Runner {
             return Err(RunError::NestedRun);
         }
         let handle_sigint = self.config.handle_sigint;
-        let inner = &*self.lazy_init()?;
-        drive(inner, &inner.ctx, main, location, handle_sigint)
+        let inner = self.lazy_init()?;
+        drive(inner, None, main, location, handle_sigint)
     }
 
     /// Like [`run`](Runner::run), but inside `ctx` itself: what the main task sets there is
@@ -425,8 +449,8 @@ impl Runner {
             return Err(RunError::NestedRun);
         }
         let handle_sigint = self.config.handle_sigint;
-        let inner = &*self.lazy_init()?;
-        drive(inner, ctx, main, location, handle_sigint)
+        let inner = self.lazy_init()?;
+        drive(inner, Some(ctx), main, location, handle_sigint)
     }
 
     /// The runtime's handle, building the runtime first if needed (asyncio's `get_loop`).
@@ -511,6 +535,9 @@ impl Runner {
                 slow: config.slow_callback_duration,
                 handler: config.handler.clone(),
                 tasks: Mutex::default(),
+                close_pass: AtomicUsize::new(0),
+                closer: Mutex::default(),
+                shutdown_panics: Mutex::default(),
                 finalizers: Mutex::default(),
                 blocking: Mutex::new(0),
                 blocking_done: Condvar::new(),
@@ -518,7 +545,8 @@ impl Runner {
             self.state = State::Initialized(Inner {
                 rt,
                 shared,
-                ctx: Context::current(),
+                ctx: CtxState::copy_current(),
+                main: Arc::new(TaskState::new(Location::caller(), Origin::Main, None)),
             });
         }
         match &mut self.state {
@@ -556,47 +584,39 @@ impl fmt::Debug for Runner {
     }
 }
 
-/// While a run is active, code on the calling thread outside the main task (other tasks of
-/// a current-thread runtime) still counts as "inside a run" and can reach the Runner.
-struct RunScope {
-    saved: Option<(Option<Arc<Shared>>, bool)>,
-}
-
-impl RunScope {
-    fn enter(shared: &Arc<Shared>) -> RunScope {
-        let saved = scope::with(|s| {
-            let runner = std::mem::replace(&mut s.runner, Some(shared.clone()));
-            (runner, std::mem::replace(&mut s.in_run, true))
-        });
-        RunScope { saved }
-    }
-}
-
-impl Drop for RunScope {
-    fn drop(&mut self) {
-        if let Some((runner, in_run)) = self.saved.take() {
-            scope::with(|s| {
-                s.runner = runner;
-                s.in_run = in_run;
-            });
-        }
-    }
-}
-
 fn drive<F: IntoFuture>(
-    inner: &Inner,
-    ctx: &Context,
+    inner: &mut Inner,
+    ctx: Option<&Context>,
     main: F,
     location: &'static Location<'static>,
     handle_sigint: bool,
 ) -> Result<F::Output, RunError> {
-    let state = Arc::new(TaskState::new(location, Origin::Main, None));
-    let guarded = task::main_task(main, ctx, state.clone(), inner.shared.clone());
-    let outcome = {
-        let _run = RunScope::enter(&inner.shared);
-        let _sigint = handle_sigint.then(|| signal::arm(&state));
-        inner.rt.block_on(guarded)
+    let fresh = TaskState::new(location, Origin::Main, None);
+    match Arc::get_mut(&mut inner.main) {
+        Some(main) => *main = fresh,
+        // A `cancelled()` future of an earlier run outlived it: leave that record alone.
+        None => inner.main = Arc::new(fresh),
+    }
+    let state = inner.main.clone();
+    let entry_ctx = match ctx {
+        Some(ctx) => ctx.state(),
+        None => std::mem::replace(&mut inner.ctx, CtxState::EMPTY),
     };
+    // The main task runs on this thread, where the run guard lets it (and plain tokio tasks
+    // of a current-thread loop) find the Runner: no `Arc<Shared>` of its own.
+    let debug = inner.shared.debug;
+    let guarded = Guarded::new(main.into_future(), entry_ctx, state.clone(), None, debug);
+    let mut guarded = std::pin::pin!(guarded);
+    let outcome = {
+        let _run = scope::RunGuard::enter(&inner.shared);
+        let _sigint = handle_sigint.then(|| signal::arm(&state));
+        inner.rt.block_on(guarded.as_mut())
+    };
+    let exit_ctx = guarded.as_mut().take_ctx();
+    match ctx {
+        Some(ctx) => ctx.store(exit_ctx),
+        None => inner.ctx = exit_ctx,
+    }
     let interrupted = state.was_interrupted();
     match outcome {
         Outcome::Done(_) | Outcome::Cancelled if interrupted => Err(RunError::Interrupted),
@@ -614,7 +634,9 @@ fn cannot_block() -> bool {
 
 /// The four steps of `close()`. Never panics and never waits past its deadlines.
 fn shutdown(inner: Inner, timeout: Duration) {
-    let Inner { rt, shared, ctx } = inner;
+    let Inner {
+        rt, shared, ctx, ..
+    } = inner;
     if cannot_block() {
         shared.report(Report::new(
             ReportKind::Other,
@@ -629,7 +651,7 @@ fn shutdown(inner: Inner, timeout: Duration) {
     }
     let result = panic::catch_unwind(AssertUnwindSafe(|| {
         let mut scope = Scope {
-            ctx: ctx.state(),
+            ctx,
             runner: Some(shared.clone()),
             task: None,
             in_run: true,
@@ -664,35 +686,16 @@ fn shutdown(inner: Inner, timeout: Duration) {
     } else {
         rt.shutdown_timeout(timeout);
     }
-    drop(ctx);
 }
 
 /// Step 1: one pass of cancellation over the tasks pending now, then wait for them.
 fn cancel_pending(rt: &Runtime, shared: &Shared, deadline: Option<Instant>, timeout: Duration) {
-    let pending = shared.begin_close_pass();
-    if pending.is_empty() {
-        return;
-    }
-    if shared.debug {
-        for task in &pending {
-            shared.report(Report::new(
-                ReportKind::PendingAtClose,
-                format!("Task was still pending at close: {}", task.describe()),
-                Some(task.location),
-                None,
-            ));
-        }
-    }
-    for task in &pending {
-        task.request_cancel(false);
-    }
-    let finished = block_until(
-        rt,
-        deadline,
-        std::future::poll_fn(|cx| shared.poll_close_pass(cx)),
-    );
+    let finished = block_until(rt, deadline, async {
+        shared.begin_close_pass();
+        std::future::poll_fn(|cx| shared.poll_close_pass(cx)).await
+    });
     if finished.is_none() {
-        let left = pending.iter().filter(|t| !t.is_done()).count();
+        let left = shared.close_pass.load(Ordering::SeqCst);
         shared.report(Report::new(
             ReportKind::ShutdownTimeout,
             format!(
@@ -703,18 +706,14 @@ fn cancel_pending(rt: &Runtime, shared: &Shared, deadline: Option<Instant>, time
             None,
         ));
     }
-    for task in &pending {
-        if let Some(message) = task.panicked() {
-            shared.report(Report::new(
-                ReportKind::PanicDuringShutdown,
-                format!(
-                    "unhandled panic during Runner shutdown in {}",
-                    task.describe()
-                ),
-                Some(task.location),
-                Some(message),
-            ));
-        }
+    let panics = std::mem::take(&mut *lock(&shared.shutdown_panics));
+    for (location, description, message) in panics {
+        shared.report(Report::new(
+            ReportKind::PanicDuringShutdown,
+            format!("unhandled panic during Runner shutdown in {description}"),
+            Some(location),
+            Some(message),
+        ));
     }
 }
 
@@ -782,6 +781,6 @@ pub fn debug_enabled() -> bool {
 
 impl Shared {
     pub(crate) fn describe_pending(&self) -> Vec<String> {
-        self.pending_tasks().iter().map(|t| t.describe()).collect()
+        self.pending_tasks().into_iter().map(|(_, d)| d).collect()
     }
 }

@@ -3,7 +3,7 @@
 //! record follows the task from thread to thread (tokio's `task_local!` does not follow
 //! spawned tasks; asyncio's contextvars do).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::mem;
 use std::sync::Arc;
 
@@ -21,28 +21,67 @@ pub(crate) struct Scope {
 }
 
 impl Scope {
-    pub(crate) fn new(ctx: CtxState) -> Scope {
-        Scope {
-            ctx,
-            runner: None,
-            task: None,
-            in_run: false,
-        }
-    }
+    const EMPTY: Scope = Scope {
+        ctx: CtxState::EMPTY,
+        runner: None,
+        task: None,
+        in_run: false,
+    };
 }
 
 thread_local! {
-    static SCOPE: RefCell<Scope> = RefCell::new(Scope::new(CtxState::fresh()));
+    // `const`-initialized: no lazy-init check on the `ContextVar::get` fast path.
+    static SCOPE: RefCell<Scope> = const { RefCell::new(Scope::EMPTY) };
+    /// The Runner whose `run` is active on this thread (null: none). A plain pointer, not an
+    /// `Arc`: the Runner holds its `Arc<Shared>` for the whole run, and `Runner::run` sits on
+    /// a path measured in nanoseconds. The main task and plain tokio tasks polled on this
+    /// thread find their Runner here.
+    static RUN: Cell<*const Shared> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Marks this thread as running `shared`'s `run` until dropped.
+pub(crate) struct RunGuard {
+    previous: *const Shared,
+}
+
+impl RunGuard {
+    pub(crate) fn enter(shared: &Arc<Shared>) -> RunGuard {
+        let previous = RUN.with(|run| run.replace(Arc::as_ptr(shared)));
+        RunGuard { previous }
+    }
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        let _ = RUN.try_with(|run| run.set(self.previous));
+    }
 }
 
 /// Runs `f` on this thread's record. `None` while the thread is being torn down.
 pub(crate) fn with<R>(f: impl FnOnce(&mut Scope) -> R) -> Option<R> {
-    SCOPE.try_with(|s| f(&mut s.borrow_mut())).ok()
+    SCOPE.try_with(|s| f(&mut borrow_mut(s))).ok()
+}
+
+/// Reads this thread's record (a shared borrow: cheap, and `f` may read again).
+#[inline]
+pub(crate) fn read<R>(f: impl FnOnce(&Scope) -> R) -> Option<R> {
+    SCOPE.try_with(|s| f(&s.borrow())).ok()
+}
+
+fn borrow_mut(s: &RefCell<Scope>) -> std::cell::RefMut<'_, Scope> {
+    match s.try_borrow_mut() {
+        Ok(scope) => scope,
+        // Only reachable from a `Clone` impl of a context value that sets a ContextVar
+        // while `ContextVar::get` is cloning it.
+        Err(_) => {
+            panic!("runner: a ContextVar was changed from inside Clone::clone of a context value")
+        }
+    }
 }
 
 /// Exchanges this thread's record with `other`.
 pub(crate) fn swap(other: &mut Scope) {
-    let _ = SCOPE.try_with(|s| mem::swap(&mut *s.borrow_mut(), other));
+    let _ = SCOPE.try_with(|s| mem::swap(&mut *borrow_mut(s), other));
 }
 
 /// While alive, `scope` is this thread's record; dropping it (also while unwinding) swaps
@@ -65,9 +104,21 @@ impl Drop for Entered<'_> {
 }
 
 pub(crate) fn in_run() -> bool {
-    with(|s| s.in_run).unwrap_or(false)
+    RUN.try_with(|run| !run.get().is_null()).unwrap_or(false) || read(|s| s.in_run).unwrap_or(false)
 }
 
 pub(crate) fn current_runner() -> Option<Arc<Shared>> {
-    with(|s| s.runner.clone()).flatten()
+    if let Some(shared) = read(|s| s.runner.clone()).flatten() {
+        return Some(shared);
+    }
+    let run = RUN.try_with(Cell::get).ok()?;
+    if run.is_null() {
+        return None;
+    }
+    // SAFETY: non-null only while a `RunGuard` lives, and the Runner keeps its `Arc<Shared>`
+    // (which `run` points into) alive at least that long; this takes one more reference.
+    unsafe {
+        Arc::increment_strong_count(run);
+        Some(Arc::from_raw(run))
+    }
 }

@@ -12,6 +12,11 @@
 //! - action 2, registered after it, sets `KILL` (so the *next* SIGINT kills, even if the main
 //!   thread never yields) and writes the run's generation to the self-pipe. The listener
 //!   thread reads it and cancels that run's main task, unless the run has already ended.
+//!
+//! Arming and disarming are plain stores (only the main thread arms). The listener finds the
+//! main task through a raw pointer that is valid while its generation is armed; it marks
+//! itself busy while using it, and disarming waits for it to finish (`BUSY` / `ARMED` are
+//! ordered SeqCst: either the listener sees the run disarmed, or disarm sees it busy).
 
 use std::sync::Arc;
 
@@ -23,7 +28,7 @@ pub(crate) struct Armed(());
 #[cfg(unix)]
 mod imp {
     use std::cell::Cell;
-    use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicU8, Ordering};
     use std::sync::{Arc, Mutex};
 
     use super::Armed;
@@ -31,9 +36,12 @@ mod imp {
     use crate::task::TaskState;
 
     static KILL: AtomicBool = AtomicBool::new(true);
-    static GENERATION: AtomicU64 = AtomicU64::new(0);
+    /// The armed run's generation; 0 when no run is armed.
+    static ARMED: AtomicU64 = AtomicU64::new(0);
+    static LAST_GENERATION: AtomicU64 = AtomicU64::new(0);
+    static MAIN_TASK: AtomicPtr<TaskState> = AtomicPtr::new(std::ptr::null_mut());
+    static BUSY: AtomicBool = AtomicBool::new(false);
     static PIPE_WRITE: AtomicI32 = AtomicI32::new(-1);
-    static ACTIVE: Mutex<Option<(u64, Arc<TaskState>)>> = Mutex::new(None);
 
     const UNKNOWN: u8 = 0;
     const INSTALLED: u8 = 1;
@@ -143,7 +151,7 @@ mod imp {
         unsafe {
             signal_hook::low_level::register(libc::SIGINT, || {
                 KILL.store(true, Ordering::SeqCst);
-                let generation = GENERATION.load(Ordering::SeqCst).to_ne_bytes();
+                let generation = ARMED.load(Ordering::SeqCst).to_ne_bytes();
                 let fd = PIPE_WRITE.load(Ordering::SeqCst);
                 libc::write(fd, generation.as_ptr().cast(), generation.len());
             })?;
@@ -158,11 +166,14 @@ mod imp {
             let n = unsafe { libc::read(read_fd, buf.as_mut_ptr().cast(), buf.len()) };
             if n == 8 {
                 let generation = u64::from_ne_bytes(buf);
-                if let Some((armed, main)) = lock(&ACTIVE).as_ref() {
-                    if *armed == generation {
-                        main.request_cancel(true);
-                    }
+                BUSY.store(true, Ordering::SeqCst);
+                if generation != 0 && ARMED.load(Ordering::SeqCst) == generation {
+                    let main = MAIN_TASK.load(Ordering::Acquire);
+                    // SAFETY: while its generation is armed, `drive` holds the main task's
+                    // `Arc`, and disarming waits for `BUSY` to clear.
+                    unsafe { (*main).request_cancel(true) };
                 }
+                BUSY.store(false, Ordering::SeqCst);
             } else if n < 0
                 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
             {
@@ -177,16 +188,21 @@ mod imp {
         if !is_main_thread() || !installed() {
             return None;
         }
-        let generation = GENERATION.fetch_add(1, Ordering::SeqCst) + 1;
-        *lock(&ACTIVE) = Some((generation, main.clone()));
-        KILL.store(false, Ordering::SeqCst);
+        // Only the main thread arms, so the generation needs no read-modify-write.
+        let generation = LAST_GENERATION.load(Ordering::Relaxed) + 1;
+        LAST_GENERATION.store(generation, Ordering::Relaxed);
+        MAIN_TASK.store(Arc::as_ptr(main).cast_mut(), Ordering::Release);
+        ARMED.store(generation, Ordering::Release);
+        KILL.store(false, Ordering::Release);
         Some(Armed(()))
     }
 
     pub(crate) fn disarm() {
-        KILL.store(true, Ordering::SeqCst);
-        GENERATION.fetch_add(1, Ordering::SeqCst);
-        lock(&ACTIVE).take();
+        KILL.store(true, Ordering::Release);
+        ARMED.store(0, Ordering::SeqCst);
+        while BUSY.load(Ordering::SeqCst) {
+            std::hint::spin_loop();
+        }
     }
 
     pub(crate) fn die() {

@@ -7,7 +7,9 @@
 //! (the `except CancelledError:` path); any other task has its future dropped where it
 //! stands, so every destructor runs (the `finally:` path).
 
-use std::future::{Future, IntoFuture};
+use std::cell::UnsafeCell;
+use std::future::Future;
+use std::mem::MaybeUninit;
 use std::panic::{self, AssertUnwindSafe, Location};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
@@ -16,7 +18,7 @@ use std::task::{Context as TaskCx, Poll, Waker};
 use std::time::Instant;
 use std::{any::Any, fmt};
 
-use crate::context::{Context, CtxState};
+use crate::context::CtxState;
 use crate::debug::{Report, ReportKind};
 use crate::error::{panic_message, TaskError};
 use crate::runner::{lock, Shared};
@@ -37,6 +39,51 @@ pub(crate) enum Origin {
     Blocking,
 }
 
+/// The task's waker, written once at its first poll: a task's waker is stable for its life
+/// in tokio (and for one `block_on`), so `request_cancel` can read it without a lock.
+/// (`OnceLock` would do, at the price of its `Once` machinery on every run's path.)
+struct WakerSlot {
+    ready: AtomicBool,
+    waker: UnsafeCell<MaybeUninit<Waker>>,
+}
+
+// SAFETY: the waker is written once, before `ready` is released, and only read after
+// `ready` is acquired; `Waker` is `Send + Sync`.
+unsafe impl Sync for WakerSlot {}
+
+impl WakerSlot {
+    fn new() -> WakerSlot {
+        WakerSlot {
+            ready: AtomicBool::new(false),
+            waker: UnsafeCell::new(MaybeUninit::uninit()),
+        }
+    }
+
+    /// # Safety
+    /// At most once per slot, and never concurrently with itself.
+    unsafe fn set(&self, waker: Waker) {
+        (*self.waker.get()).write(waker);
+        // SeqCst: pairs with `request_cancel` (see there).
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    fn get(&self) -> Option<&Waker> {
+        // SAFETY: written before `ready` was released and never again.
+        self.ready
+            .load(Ordering::SeqCst)
+            .then(|| unsafe { (*self.waker.get()).assume_init_ref() })
+    }
+}
+
+impl Drop for WakerSlot {
+    fn drop(&mut self) {
+        if *self.ready.get_mut() {
+            // SAFETY: initialized (ready), dropped once (we are in Drop).
+            unsafe { self.waker.get_mut().assume_init_drop() }
+        }
+    }
+}
+
 /// The shared record of one task: its cancel requests, how it ended, where it was spawned.
 pub(crate) struct TaskState {
     pub(crate) location: &'static Location<'static>,
@@ -47,7 +94,7 @@ pub(crate) struct TaskState {
     interrupted: AtomicBool,
     flags: AtomicU8,
     pub(crate) slot: AtomicUsize,
-    waker: Mutex<Option<Waker>>,
+    waker: WakerSlot,
     panic: Mutex<Option<String>>,
     shared: Option<Arc<Shared>>,
 }
@@ -67,7 +114,7 @@ impl TaskState {
             interrupted: AtomicBool::new(false),
             flags: AtomicU8::new(0),
             slot: AtomicUsize::new(NO_SLOT),
-            waker: Mutex::new(None),
+            waker: WakerSlot::new(),
             panic: Mutex::new(None),
             shared,
         }
@@ -98,8 +145,10 @@ impl TaskState {
         self.requested.load(Ordering::Acquire) > 0
     }
 
-    pub(crate) fn mark_in_close_pass(&self) {
-        self.flags.fetch_or(IN_CLOSE_PASS, Ordering::AcqRel);
+    /// Makes the task part of `close()`'s cancellation pass; `false` if it had already
+    /// finished (it then leaves the registry the usual way, and nobody waits for it).
+    pub(crate) fn join_close_pass(&self) -> bool {
+        self.flags.fetch_or(IN_CLOSE_PASS, Ordering::AcqRel) & DONE == 0
     }
 
     /// Asks the task to cancel; `false` if it has already finished.
@@ -110,8 +159,11 @@ impl TaskState {
         if interrupt {
             self.interrupted.store(true, Ordering::Release);
         }
-        self.requested.fetch_add(1, Ordering::AcqRel);
-        if let Some(waker) = lock(&self.waker).as_ref() {
+        // SeqCst, as the waker's store and the poll's load of `requested`: either the poll
+        // sees this request, or we see its waker (a request before the first poll is seen by
+        // that poll).
+        self.requested.fetch_add(1, Ordering::SeqCst);
+        if let Some(waker) = self.waker.get() {
             waker.wake_by_ref();
         }
         true
@@ -154,7 +206,11 @@ impl TaskState {
             return;
         }
         if let Some(shared) = &self.shared {
-            shared.deregister(self, before & IN_CLOSE_PASS != 0);
+            if before & IN_CLOSE_PASS != 0 {
+                shared.close_pass_task_done(self);
+            } else {
+                shared.deregister(self);
+            }
         }
     }
 }
@@ -172,9 +228,7 @@ pub(crate) struct Guarded<F> {
     inner: Option<F>,
     scope: Scope,
     state: Arc<TaskState>,
-    /// Where the context goes when the task ends (the Runner's context or `run_in_context`'s).
-    home: Option<Context>,
-    shared: Arc<Shared>,
+    debug: bool,
     waker_set: bool,
 }
 
@@ -183,12 +237,12 @@ impl<F: Future> Guarded<F> {
         inner: F,
         ctx: CtxState,
         state: Arc<TaskState>,
-        home: Option<Context>,
-        shared: Arc<Shared>,
+        runner: Option<Arc<Shared>>,
+        debug: bool,
     ) -> Guarded<F> {
         let scope = Scope {
             ctx,
-            runner: Some(shared.clone()),
+            runner,
             task: Some(state.clone()),
             in_run: true,
         };
@@ -196,8 +250,7 @@ impl<F: Future> Guarded<F> {
             inner: Some(inner),
             scope,
             state,
-            home,
-            shared,
+            debug,
             waker_set: false,
         }
     }
@@ -210,11 +263,11 @@ impl<F> Guarded<F> {
         panic::catch_unwind(AssertUnwindSafe(|| *inner = None)).err()
     }
 
-    fn end(&mut self) {
-        if let Some(home) = self.home.take() {
-            home.store(self.scope.ctx.clone());
-        }
-        self.state.finish();
+    /// The context as the task left it (the main task's goes back to its Runner).
+    pub(crate) fn take_ctx(self: Pin<&mut Self>) -> CtxState {
+        // SAFETY: `scope` is not structurally pinned; nothing is moved out of `inner`.
+        let this = unsafe { self.get_unchecked_mut() };
+        std::mem::replace(&mut this.scope.ctx, CtxState::EMPTY)
     }
 }
 
@@ -224,61 +277,71 @@ impl<F: Future> Future for Guarded<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Self::Output> {
         // SAFETY: `inner` is never moved out of the pinned `Guarded`; it is only polled in
         // place or dropped in place. The other fields are not structurally pinned.
-        let this = unsafe { self.get_unchecked_mut() };
-        if this.inner.is_none() {
+        let Guarded {
+            inner,
+            scope,
+            state,
+            debug,
+            waker_set,
+        } = unsafe { self.get_unchecked_mut() };
+        let Some(fut) = inner.as_mut() else {
             return Poll::Pending;
+        };
+        if !*waker_set {
+            // SAFETY: `waker_set` makes this the only `set`, and a pinned future is polled
+            // by one thread at a time.
+            unsafe { state.waker.set(cx.waker().clone()) };
+            *waker_set = true;
         }
-        if !this.waker_set {
-            // A task's waker is stable for its life in tokio (and for one `block_on`), so
-            // storing it once lets `request_cancel` wake us without a lock per poll.
-            *lock(&this.state.waker) = Some(cx.waker().clone());
-            this.waker_set = true;
-        }
-        let state = &this.state;
-        let entered = scope::Entered::new(&mut this.scope);
+        let entered = scope::Entered::new(scope);
 
-        let requested = state.requested.load(Ordering::Acquire);
-        if requested > state.delivered.load(Ordering::Relaxed) {
+        let requested = state.requested.load(Ordering::SeqCst);
+        let cancel = requested > state.delivered.load(Ordering::Relaxed) && {
             state.delivered.store(requested, Ordering::Relaxed);
-            if state.observers.load(Ordering::Acquire) == 0 {
-                let panicked = Self::drop_inner(&mut this.inner);
-                drop(entered);
-                let outcome = match panicked {
-                    Some(payload) => {
-                        state.record_panic(payload.as_ref());
-                        Outcome::Panicked(payload)
-                    }
-                    None => Outcome::Cancelled,
-                };
-                this.end();
-                return Poll::Ready(outcome);
+            state.observers.load(Ordering::Acquire) == 0
+        };
+        let mut took = None;
+        let outcome = if cancel {
+            // Not observing: the cancel request drops the future where it stands.
+            match Self::drop_inner(inner) {
+                Some(payload) => Err(payload),
+                None => Ok(None),
+            }
+        } else {
+            // SAFETY: `fut` stays where it is inside the pinned `Guarded`.
+            let fut = unsafe { Pin::new_unchecked(fut) };
+            let started = debug.then(Instant::now);
+            let result = panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx)));
+            took = started.map(|s| s.elapsed());
+            match result {
+                Ok(Poll::Pending) => Ok(Some(Poll::Pending)),
+                Ok(Poll::Ready(value)) => match Self::drop_inner(inner) {
+                    None => Ok(Some(Poll::Ready(value))),
+                    Some(payload) => Err(payload),
+                },
+                Err(payload) => {
+                    let _ = Self::drop_inner(inner);
+                    Err(payload)
+                }
+            }
+        };
+        drop(entered);
+        if let Some(took) = took {
+            // The main task has no `runner` of its own: it finds it through the run.
+            if let Some(shared) = scope.runner.clone().or_else(scope::current_runner) {
+                shared.check_slow_poll(state, took);
             }
         }
-
-        // SAFETY: see above; `inner` is `Some` and stays where it is.
-        let fut = unsafe { Pin::new_unchecked(this.inner.as_mut().expect("checked above")) };
-        let started = this.shared.debug.then(Instant::now);
-        let result = panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx)));
-        if let Some(started) = started {
-            this.shared.check_slow_poll(state, started.elapsed());
-        }
-        let outcome = match result {
-            Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(value)) => match Self::drop_inner(&mut this.inner) {
-                None => Outcome::Done(value),
-                Some(payload) => {
-                    state.record_panic(payload.as_ref());
-                    Outcome::Panicked(payload)
-                }
-            },
+        let outcome = match outcome {
+            Ok(Some(Poll::Pending)) => return Poll::Pending,
+            Ok(Some(Poll::Ready(value))) => Outcome::Done(value),
+            Ok(None) => Outcome::Cancelled,
             Err(payload) => {
-                let _ = Self::drop_inner(&mut this.inner);
                 state.record_panic(payload.as_ref());
                 Outcome::Panicked(payload)
             }
         };
-        drop(entered);
-        this.end();
+        state.finish();
         Poll::Ready(outcome)
     }
 }
@@ -292,9 +355,7 @@ impl<F> Drop for Guarded<F> {
             let _ = Guarded::<F>::drop_inner(&mut self.inner);
             drop(entered);
         }
-        if !self.state.is_done() {
-            self.end();
-        }
+        self.state.finish();
     }
 }
 
@@ -437,8 +498,8 @@ where
         fut,
         CtxState::copy_current(),
         state.clone(),
-        None,
-        shared.clone(),
+        Some(shared.clone()),
+        shared.debug,
     );
     let handle = shared.handle.spawn(guarded);
     Task {
@@ -619,20 +680,4 @@ impl fmt::Debug for Cancelled {
             )
             .finish()
     }
-}
-
-/// Wraps the main future so it is driven like any other task.
-pub(crate) fn main_task<F: IntoFuture>(
-    main: F,
-    ctx: &Context,
-    state: Arc<TaskState>,
-    shared: Arc<Shared>,
-) -> Guarded<F::IntoFuture> {
-    Guarded::new(
-        main.into_future(),
-        ctx.state(),
-        state,
-        Some(ctx.share()),
-        shared,
-    )
 }
