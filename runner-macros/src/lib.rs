@@ -1,15 +1,146 @@
-//! The `#[runner::main]` and `#[runner::test]` attribute macros (placeholder).
+//! The `#[runner::main]` and `#[runner::test]` attribute macros. Use them through the
+//! [`runner`](https://docs.rs/runner) crate, which re-exports them next to the runtime
+//! they call.
+//!
+//! Each expansion goes through three small steps: `attr` collects the attribute's `key = value` pairs into a configuration that remembers every span, `valid`
+//! applies the rules between keys and on the function's signature, and `expand` writes the
+//! plain fn. The keys themselves live in one table (`keys`). Every error found is reported,
+//! each at the token it is about, and the function is still emitted so IDEs keep working.
 #![deny(missing_docs)]
+
 use proc_macro::TokenStream;
 
-/// Placeholder.
+mod attr;
+mod error;
+mod expand;
+mod item;
+mod keys;
+mod valid;
+mod value;
+
+#[cfg(test)]
+mod fuzz;
+
+use keys::Macro;
+
+/// Runs an `async fn main` on a [`Runner`](https://docs.rs/runner/latest/runner/struct.Runner.html),
+/// like Python's `asyncio.run(main())`.
+///
+/// ```ignore
+/// #[runner::main]
+/// async fn main() {
+///     println!("hello from a runner");
+/// }
+/// ```
+///
+/// The `async fn` becomes a plain `fn` that builds a `Runner` from the keys below, runs the
+/// body on it, and closes it. `return` and `?` work as in any fn, and the return type passes
+/// through: `()`, `Result<(), E>`, `impl Termination`, or `!` (the body is then checked
+/// never to return). With `-> impl Trait` the body's type is inferred from the body alone,
+/// so `?` may need the error type spelled out, e.g. `Ok::<(), MyError>(())`.
+///
+/// Inner attributes at the top of the body (`#![allow(..)]`) apply to the generated fn.
+/// Attributes on the fn (doc comments, lints, `#[cfg]`) pass through unchanged.
+///
+/// - On the first Ctrl-C the body is cancelled, the Runner is closed (tasks cancelled,
+///   cleanup run), and the process dies by SIGINT, as Python does: exit status 130 in a shell.
+/// - If the runtime cannot be built (a `loop_factory` error), it prints
+///   `error: #[runner::main]: ...` and exits with status 1, instead of panicking.
+///
+/// # Keys
+///
+/// All optional, comma-separated, each at most once:
+///
+/// | key | value | default |
+/// |-----|-------|---------|
+/// | `debug` | `true` or `false` | unset: the `RUNNER_DEBUG` environment variable decides |
+/// | `flavor` | `"current_thread"` or `"multi_thread"` | `"current_thread"` |
+/// | `worker_threads` | integer literal ≥ 1; needs `flavor = "multi_thread"` | one per core |
+/// | `loop_factory` | a path or closure: `FnOnce() -> R`, `R` a tokio `Runtime`, `io::Result<Runtime>` or `runtime::Builder`; excludes `flavor` and `worker_threads` | |
+/// | `shutdown_timeout` | `"<n>ms"`, `"<n>s"` or `"<n>m"`: how long `close()` waits for tasks | `"300s"` |
+/// | `handle_sigint` | `true` or `false`: whether Ctrl-C cancels the body (main only) | `true` |
+/// | `crate` | the path of the `runner` crate, in a string: `"my::runner"` | `"::runner"` |
+///
+/// `worker_threads` alone is an error rather than a silent switch to a multi-thread
+/// runtime: write `flavor = "multi_thread", worker_threads = 4`.
+///
+/// ```ignore
+/// #[runner::main(flavor = "multi_thread", worker_threads = 4, shutdown_timeout = "30s")]
+/// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let text = tokio::fs::read_to_string("Cargo.toml").await?;
+///     println!("{} bytes", text.len());
+///     Ok(())
+/// }
+/// ```
+///
+/// ```ignore
+/// fn my_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+///     tokio::runtime::Builder::new_current_thread().enable_all().build()
+/// }
+///
+/// #[runner::main(loop_factory = my_runtime, debug = true, handle_sigint = false)]
+/// async fn main() {
+///     assert!(runner::debug_enabled());
+/// }
+/// ```
+///
+/// Through a re-export, name the path: `#[my::runner::main(crate = "my::runner")]`.
 #[proc_macro_attribute]
-pub fn main(_args: TokenStream, item: TokenStream) -> TokenStream {
-    item
+pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::expand(Macro::Main, args.into(), item.into()).into()
 }
 
-/// Placeholder.
+/// Runs an `async fn` test on its own [`Runner`](https://docs.rs/runner/latest/runner/struct.Runner.html).
+///
+/// ```ignore
+/// #[runner::test]
+/// async fn adds() {
+///     assert_eq!(runner::spawn(async { 1 + 1 }).await.unwrap(), 2);
+/// }
+/// ```
+///
+/// Adds `#[::core::prelude::v1::test]`, so do not write `#[test]` (or `#[tokio::test]`)
+/// as well: any attribute below it whose path ends in `test` is an error. (One written
+/// *above* it runs first: for `#[test]` that is rustc's own "async functions cannot be used
+/// for tests" error.) Other attributes pass through:
+/// `#[should_panic]`, `#[ignore]`, doc comments, lints. A test may return
+/// `Result<(), E>`.
+///
+/// Ctrl-C belongs to the test harness, so a test never handles SIGINT.
+///
+/// # Keys
+///
+/// All optional, comma-separated, each at most once:
+///
+/// | key | value | default |
+/// |-----|-------|---------|
+/// | `debug` | `true` or `false` | unset: the `RUNNER_DEBUG` environment variable decides |
+/// | `flavor` | `"current_thread"` or `"multi_thread"` | `"current_thread"` |
+/// | `worker_threads` | integer literal ≥ 1; needs `flavor = "multi_thread"` | one per core |
+/// | `loop_factory` | a path or closure: `FnOnce() -> R`, `R` a tokio `Runtime`, `io::Result<Runtime>` or `runtime::Builder`; excludes `flavor` and `worker_threads` | |
+/// | `shutdown_timeout` | `"<n>ms"`, `"<n>s"` or `"<n>m"`: how long `close()` waits for tasks | `"300s"` |
+/// | `timeout` | `"<n>ms"`, `"<n>s"` or `"<n>m"`, more than zero (test only) | none |
+/// | `crate` | the path of the `runner` crate, in a string: `"my::runner"` | `"::runner"` |
+///
+/// With `timeout`, a test still running at the deadline is cancelled and fails with a panic
+/// naming the timeout and the spawn locations of the tasks still pending:
+///
+/// ```ignore
+/// #[runner::test(timeout = "200ms")]
+/// #[should_panic(expected = "timed out after 200ms")]
+/// async fn hangs() {
+///     std::future::pending::<()>().await;
+/// }
+///
+/// #[runner::test(flavor = "multi_thread", worker_threads = 2, debug = true)]
+/// async fn on_two_workers() -> Result<(), std::num::ParseIntError> {
+///     assert!(runner::debug_enabled());
+///     let n: u8 = "2".parse()?;
+///     assert_eq!(n, 2);
+///     Ok(())
+/// }
+/// ```
 #[proc_macro_attribute]
-pub fn test(_args: TokenStream, item: TokenStream) -> TokenStream {
-    item
+pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::expand(Macro::Test, args.into(), item.into()).into()
 }

@@ -1,0 +1,250 @@
+//! Step three: write the plain fn that runs the async body on a `Runner`.
+//!
+//! ```text
+//! #[runner::main(flavor = "multi_thread")]      fn main() -> R {
+//! async fn main() -> R { body }           =>        ::runner::__private::block_main(
+//!                                                       ::runner::Runner::builder().loop_factory(..),
+//!                                                       async move { let ret: R = { body }; ret },
+//!                                                   )
+//!                                               }
+//! ```
+//!
+//! `let ret: R = { body }` gives the body the fn's return type before anything else is
+//! inferred, so `?` converts errors as in any fn, and a body of the wrong type is an error
+//! at the user's expression rather than at the attribute.
+
+use proc_macro2::{Ident, Literal, Span, TokenStream, TokenTree};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::{ReturnType, Type};
+
+use crate::attr;
+use crate::error::Errors;
+use crate::item::AsyncFn;
+use crate::keys::Macro;
+use crate::valid::{self, Config, Runtime};
+use crate::value::Millis;
+
+/// The whole macro as a `proc_macro2` function: attribute arguments and item in, the
+/// expansion out. Never panics; on any error the output is the function (so IDEs keep
+/// working) plus one `compile_error!` per problem found, and nothing else fails to compile.
+pub(crate) fn expand(kind: Macro, args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let raw = attr::parse(kind, args, &mut errors);
+    let config = valid::build(&raw, &mut errors);
+
+    let mut func: AsyncFn = match syn::parse2(item.clone()) {
+        Ok(func) => func,
+        Err(error) => {
+            let example = match kind {
+                Macro::Main => "main",
+                Macro::Test => "my_test",
+            };
+            errors.push(syn::Error::new(
+                error.span(),
+                format!("{kind} goes on an `async fn` with a body: write `{kind} async fn {example}() {{ .. }}`"),
+            ));
+            // Not a fn: leave the item as it was.
+            let mut output = errors.to_compile_errors();
+            output.extend(item);
+            return output;
+        }
+    };
+    let callable = valid::check_signature(kind, &func, &mut errors);
+    if kind == Macro::Test {
+        // Reported, then dropped, so the expansion below is the only test.
+        func.attrs.retain(|attr| {
+            let other_test = valid::is_test_attribute(attr);
+            if other_test {
+                errors.push(valid::second_test_attribute(attr));
+            }
+            !other_test
+        });
+    }
+
+    let function = if callable {
+        function(kind, &config, &func)
+    } else {
+        shell(kind, &func)
+    };
+    let errors = errors.to_compile_errors();
+    quote!(#function #errors)
+}
+
+/// The sync fn that runs the body on a Runner.
+fn function(kind: Macro, config: &Config, func: &AsyncFn) -> TokenStream {
+    let krate = config.krate.clone().unwrap_or_else(|| quote!(::runner));
+    let builder = builder(kind, config, &krate);
+    let (helpers, future) = future(func);
+    let call = match kind {
+        Macro::Main => quote! {
+            #krate::__private::block_main(#builder, #future)
+        },
+        Macro::Test => {
+            let timeout = option(config.timeout.map(duration));
+            quote! {
+                #krate::__private::block_test(#builder, #timeout, #future)
+            }
+        }
+    };
+    let AsyncFn {
+        attrs,
+        vis,
+        sig,
+        inner_attrs,
+        ..
+    } = func;
+    let mut sig = sig.clone();
+    sig.asyncness = None;
+    let test_attr = test_attr(kind);
+    quote! {
+        #test_attr
+        #(#attrs)*
+        #vis #sig {
+            #(#inner_attrs)*
+            #helpers
+            #call
+        }
+    }
+}
+
+/// For a signature that cannot be run (parameters, generics): a fn with the same name and
+/// return type but no parameters, holding the original as a nested item. The body is still
+/// checked against its own signature, and nothing that names the fn (`fn main` itself, a
+/// test) gets a second error about its shape.
+fn shell(kind: Macro, func: &AsyncFn) -> TokenStream {
+    let AsyncFn {
+        attrs, vis, sig, ..
+    } = func;
+    let mut outer = sig.clone();
+    outer.asyncness = None;
+    outer.generics = syn::Generics::default();
+    outer.inputs = syn::punctuated::Punctuated::new();
+    outer.variadic = None;
+    let body = func.block_as_written();
+    let test_attr = test_attr(kind);
+    quote! {
+        #test_attr
+        #(#attrs)*
+        #vis #outer {
+            #[allow(dead_code)]
+            #sig #body
+            ::core::unreachable!()
+        }
+    }
+}
+
+fn test_attr(kind: Macro) -> TokenStream {
+    match kind {
+        Macro::Main => TokenStream::new(),
+        Macro::Test => quote!(#[::core::prelude::v1::test]),
+    }
+}
+
+/// `::runner::Runner::builder()` plus one call per key that was set.
+fn builder(kind: Macro, config: &Config, krate: &TokenStream) -> TokenStream {
+    let mut builder = quote!(#krate::Runner::builder());
+    if let Some(debug) = &config.debug {
+        let debug = option(Some(debug.to_token_stream()));
+        builder = quote!(#builder.debug(#debug));
+    }
+    if let Some(timeout) = config.shutdown_timeout {
+        let timeout = duration(timeout);
+        builder = quote!(#builder.shutdown_timeout(#timeout));
+    }
+    if let (Macro::Main, Some(on)) = (kind, &config.handle_sigint) {
+        builder = quote!(#builder.handle_sigint(#on));
+    }
+    match &config.runtime {
+        Runtime::Default => builder,
+        Runtime::CurrentThread => {
+            quote!(#builder.loop_factory(#krate::__private::current_thread))
+        }
+        Runtime::MultiThread(workers) => {
+            let workers = option(workers.map(|count| {
+                let mut n = Literal::usize_suffixed(count.value);
+                n.set_span(count.span);
+                n.into_token_stream()
+            }));
+            quote!(#builder.loop_factory(|| #krate::__private::multi_thread(#workers)))
+        }
+        Runtime::Factory(expr) => {
+            // The user's tokens, spans and all. The call gets the expression's span too:
+            // rustc reports an unmet `IntoRuntime` bound at the call, so a factory of the
+            // wrong type is an error at the user's path or closure, not at the attribute.
+            let span = expr.span();
+            quote_spanned!(span=> #builder.loop_factory(#expr))
+        }
+    }
+}
+
+fn option(value: Option<TokenStream>) -> TokenStream {
+    if let Some(value) = value {
+        quote!(::core::option::Option::Some(#value))
+    } else {
+        quote!(::core::option::Option::None)
+    }
+}
+
+/// `Duration::from_millis(n)`, computed at compile time, located at the user's string.
+fn duration(millis: Millis) -> TokenStream {
+    let mut ms = Literal::u64_suffixed(millis.ms);
+    ms.set_span(millis.span);
+    quote!(::core::time::Duration::from_millis(#ms))
+}
+
+/// The future to run, and any items it needs declared before it.
+fn future(func: &AsyncFn) -> (TokenStream, TokenStream) {
+    let block = func.block();
+    let ret = Ident::new("__runner_output", Span::mixed_site());
+    let (helpers, ty) = match &func.sig.output {
+        ReturnType::Default => (TokenStream::new(), quote!(())),
+        ReturnType::Type(_, ty) if is_never(ty) => {
+            // `!` cannot be written as a `let` type on stable, but it can be named as the
+            // output of `fn() -> !`, which keeps the check that the body never returns.
+            let never = Ident::new("__RunnerNever", Span::call_site());
+            (
+                quote! {
+                    trait #never { type Output; }
+                    impl<T> #never for fn() -> T { type Output = T; }
+                },
+                quote!(<fn() -> #ty as #never>::Output),
+            )
+        }
+        // `impl Trait` cannot be a `let` type: the body's own type is the output.
+        ReturnType::Type(_, ty) if mentions_impl(ty.to_token_stream()) => {
+            return (TokenStream::new(), quote!(async move #block));
+        }
+        ReturnType::Type(_, ty) => (TokenStream::new(), ty.to_token_stream()),
+    };
+    // After a body that never returns (a server loop) the generated tail is unreachable;
+    // the allow is on that tail only, so the user's own unreachable code still warns.
+    // Clippy reads a body in a `let` as a sub-expression and would flag a body that ends
+    // in `panic!()`; in the user's fn it was the whole body, so that lint is off here.
+    let future = quote! {
+        async move {
+            #[allow(clippy::diverging_sub_expression)]
+            let #ret: #ty = #block;
+            #[allow(unreachable_code)]
+            #ret
+        }
+    };
+    (helpers, future)
+}
+
+fn is_never(ty: &Type) -> bool {
+    match ty {
+        Type::Never(_) => true,
+        Type::Paren(inner) => is_never(&inner.elem),
+        Type::Group(inner) => is_never(&inner.elem),
+        _ => false,
+    }
+}
+
+fn mentions_impl(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|token| match token {
+        TokenTree::Ident(ident) => ident == "impl",
+        TokenTree::Group(group) => mentions_impl(group.stream()),
+        _ => false,
+    })
+}

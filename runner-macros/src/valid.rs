@@ -1,0 +1,181 @@
+//! Step two: the rules between keys, and the rules on the function itself. The result is
+//! always a usable [`Config`]: a rejected setting is reported and left out, so the expansion
+//! still produces the function and the only errors are the ones reported here.
+
+use proc_macro2::TokenStream;
+use quote::ToTokens;
+use syn::{Attribute, Expr, LitBool};
+
+use crate::attr::{Configuration, Setting};
+use crate::error::Errors;
+use crate::item::AsyncFn;
+use crate::keys::{Key, Macro};
+use crate::value::{Count, Flavor, Millis, Value};
+
+/// What the expansion builds.
+pub(crate) struct Config {
+    /// The path to the runner crate; `None` means `::runner`.
+    pub(crate) krate: Option<TokenStream>,
+    pub(crate) debug: Option<LitBool>,
+    pub(crate) runtime: Runtime,
+    pub(crate) shutdown_timeout: Option<Millis>,
+    pub(crate) handle_sigint: Option<LitBool>,
+    pub(crate) timeout: Option<Millis>,
+}
+
+/// How the runtime is made.
+pub(crate) enum Runtime {
+    /// runner-core's default: a current-thread runtime.
+    Default,
+    /// `flavor = "current_thread"`, written out.
+    CurrentThread,
+    /// `flavor = "multi_thread"`, with `worker_threads` if given.
+    MultiThread(Option<Count>),
+    /// `loop_factory = expr`.
+    Factory(Expr),
+}
+
+/// Applies the cross-key rules to what the user wrote.
+pub(crate) fn build(raw: &Configuration, errors: &mut Errors) -> Config {
+    Config {
+        krate: raw.get(Key::Crate).and_then(|s| match &s.value {
+            Value::Path(path) => Some(path.clone()),
+            _ => None,
+        }),
+        debug: bool_setting(raw, Key::Debug),
+        runtime: runtime(raw, errors),
+        shutdown_timeout: millis_setting(raw, Key::ShutdownTimeout),
+        handle_sigint: bool_setting(raw, Key::HandleSigint),
+        timeout: millis_setting(raw, Key::Timeout),
+    }
+}
+
+fn runtime(raw: &Configuration, errors: &mut Errors) -> Runtime {
+    let flavor = raw.get(Key::Flavor).and_then(|s| match s.value {
+        Value::Flavor(flavor) => Some(flavor),
+        _ => None,
+    });
+    let workers = raw.get(Key::WorkerThreads).and_then(|s| match s.value {
+        Value::Count(count) => Some((count, s)),
+        _ => None,
+    });
+
+    if let Some(factory) = raw.get(Key::LoopFactory) {
+        // The factory decides everything about the runtime; a flavor next to it would be
+        // silently ignored, so it is an error instead.
+        for setting in [raw.get(Key::Flavor), raw.get(Key::WorkerThreads)]
+            .into_iter()
+            .flatten()
+        {
+            let name = setting.spec.name;
+            errors.push(error(
+                setting,
+                format!(
+                    "`{name}` cannot be combined with `loop_factory` (the factory builds the \
+                     runtime): remove `{name}`, or remove `loop_factory`"
+                ),
+            ));
+        }
+        if let Value::Factory(expr) = &factory.value {
+            return Runtime::Factory(expr.clone());
+        }
+    }
+
+    match (flavor, workers) {
+        (None, None) => Runtime::Default,
+        (Some(Flavor::MultiThread), workers) => Runtime::MultiThread(workers.map(|(n, _)| n)),
+        (Some(Flavor::CurrentThread), None) => Runtime::CurrentThread,
+        (Some(Flavor::CurrentThread), Some((_, setting))) => {
+            errors.push(error(
+                setting,
+                "`worker_threads` needs `flavor = \"multi_thread\"` (a current-thread runtime \
+                 has no workers): remove `worker_threads`, or write `flavor = \"multi_thread\"`",
+            ));
+            Runtime::CurrentThread
+        }
+        (None, Some((_, setting))) => {
+            // The default is current-thread, like asyncio's loop; going multi-thread is a
+            // choice the user spells out rather than one `worker_threads` implies.
+            errors.push(error(
+                setting,
+                "`worker_threads` needs the multi-thread runtime: add `flavor = \"multi_thread\"` \
+                 (the default flavor is \"current_thread\")",
+            ));
+            Runtime::Default
+        }
+    }
+}
+
+fn bool_setting(raw: &Configuration, key: Key) -> Option<LitBool> {
+    raw.get(key).and_then(|s| match &s.value {
+        Value::Bool(lit) => Some(lit.clone()),
+        _ => None,
+    })
+}
+
+fn millis_setting(raw: &Configuration, key: Key) -> Option<Millis> {
+    raw.get(key).and_then(|s| match s.value {
+        Value::Duration(millis) => Some(millis),
+        _ => None,
+    })
+}
+
+fn error(setting: &Setting, message: impl std::fmt::Display) -> syn::Error {
+    syn::Error::new_spanned(&setting.tokens, message)
+}
+
+/// The rules on the function: `async`, no parameters, not generic. Returns whether it can
+/// still be called with no arguments (a missing `async` is reported but does not stop that).
+pub(crate) fn check_signature(kind: Macro, func: &AsyncFn, errors: &mut Errors) -> bool {
+    let mut callable = true;
+    let sig = &func.sig;
+    let name = &sig.ident;
+    if sig.asyncness.is_none() {
+        errors.push(syn::Error::new_spanned(
+            sig.fn_token,
+            format!("{kind} needs an `async fn`: write `async fn {name}`"),
+        ));
+    }
+    if !sig.inputs.is_empty() || sig.variadic.is_some() {
+        let advice = match kind {
+            Macro::Main => "remove them, and read command-line arguments with `std::env::args()`",
+            Macro::Test => "remove them (a test is called with no arguments)",
+        };
+        let mut params = sig.inputs.to_token_stream();
+        sig.variadic.to_tokens(&mut params);
+        callable = false;
+        errors.push(syn::Error::new_spanned(
+            params,
+            format!("a {kind} fn takes no parameters: {advice}"),
+        ));
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        let mut generics = sig.generics.to_token_stream();
+        sig.generics.where_clause.to_tokens(&mut generics);
+        callable = false;
+        errors.push(syn::Error::new_spanned(
+            generics,
+            format!("a {kind} fn cannot be generic: remove the generic parameters from `{name}`"),
+        ));
+    }
+    callable
+}
+
+/// `#[test]`, `#[tokio::test]`, `#[runner::test]`, `#[::core::prelude::v1::test]`, ...:
+/// any attribute whose path ends in `test`. `#[runner::test]` adds its own, and two would
+/// run the test twice or not compile.
+pub(crate) fn is_test_attribute(attr: &Attribute) -> bool {
+    attr.path()
+        .segments
+        .last()
+        .is_some_and(|segment| segment.ident == "test")
+}
+
+/// The error for a test attribute next to `#[runner::test]`.
+pub(crate) fn second_test_attribute(attr: &Attribute) -> syn::Error {
+    let path = attr.path().to_token_stream().to_string().replace(' ', "");
+    syn::Error::new_spanned(
+        attr,
+        format!("#[runner::test] already makes this fn a test: remove `#[{path}]`"),
+    )
+}

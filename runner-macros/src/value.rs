@@ -1,0 +1,411 @@
+//! Reads the expression after `key =` as the kind of value the key's table row asks for.
+//! Every error names what was found and shows what to write instead.
+
+use proc_macro2::{Group, Span, TokenStream, TokenTree};
+use quote::ToTokens;
+use syn::{Expr, Lit, LitBool, UnOp};
+
+use crate::keys::{self, Key, KeySpec, Kind};
+
+/// A key's value, typed by its [`Kind`].
+pub(crate) enum Value {
+    Bool(LitBool),
+    /// The user's expression, kept with its spans so type errors land on it.
+    Factory(Expr),
+    Flavor(Flavor),
+    Count(Count),
+    Duration(Millis),
+    /// The crate path, located at the string literal it came from.
+    Path(TokenStream),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Flavor {
+    CurrentThread,
+    MultiThread,
+}
+
+/// A positive integer literal.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Count {
+    pub(crate) value: usize,
+    pub(crate) span: Span,
+}
+
+/// A duration string, computed at compile time.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Millis {
+    pub(crate) ms: u64,
+    pub(crate) span: Span,
+}
+
+/// Parses `expr` as the value of `spec`.
+pub(crate) fn parse(spec: &KeySpec, expr: &Expr) -> syn::Result<Value> {
+    match spec.kind {
+        Kind::Bool => bool_value(spec, expr),
+        Kind::Factory => factory(spec, expr),
+        Kind::Flavor => flavor(spec, expr),
+        Kind::Count => count(spec, expr),
+        Kind::Duration => duration(spec, expr),
+        Kind::Path => crate_path(spec, expr),
+    }
+}
+
+fn bool_value(spec: &KeySpec, expr: &Expr) -> syn::Result<Value> {
+    let name = spec.name;
+    match literal(expr) {
+        Some(Lit::Bool(lit)) => Ok(Value::Bool(lit.clone())),
+        Some(Lit::Str(s)) if matches!(s.value().as_str(), "true" | "false") => Err(error(
+            expr,
+            format!(
+                "`{name}` takes a bool, not a string: write `{name} = {}` without the quotes",
+                s.value()
+            ),
+        )),
+        _ => Err(error(
+            expr,
+            format!(
+                "`{name}` takes `true` or `false`, not {}: write `{}`",
+                describe(expr),
+                spec.example
+            ),
+        )),
+    }
+}
+
+fn factory(spec: &KeySpec, expr: &Expr) -> syn::Result<Value> {
+    let name = spec.name;
+    match literal(expr) {
+        None => Ok(Value::Factory(expr.clone())),
+        Some(Lit::Str(s)) => {
+            let written = s.value();
+            let hint = if !written.trim().is_empty() && syn::parse_str::<Expr>(&written).is_ok() {
+                format!("`{name} = {}`", written.trim())
+            } else {
+                format!("`{}`", spec.example)
+            };
+            Err(error(
+                expr,
+                format!(
+                    "`{name}` takes a path or a closure, not a string: write {hint} without the quotes"
+                ),
+            ))
+        }
+        Some(_) => Err(error(
+            expr,
+            format!(
+                "`{name}` takes a path or a closure, not {}: write `{}` (a fn returning a tokio \
+                 `Runtime`, `io::Result<Runtime>` or `runtime::Builder`) or `{name} = || ...`",
+                describe(expr),
+                spec.example
+            ),
+        )),
+    }
+}
+
+fn flavor(spec: &KeySpec, expr: &Expr) -> syn::Result<Value> {
+    const CHOICES: &str =
+        "`flavor = \"current_thread\"` (the default) or `flavor = \"multi_thread\"`";
+    if let Some(Lit::Str(s)) = literal(expr) {
+        return match s.value().as_str() {
+            "current_thread" => Ok(Value::Flavor(Flavor::CurrentThread)),
+            "multi_thread" => Ok(Value::Flavor(Flavor::MultiThread)),
+            other => {
+                let typo = keys::closest(other, ["current_thread", "multi_thread"].into_iter())
+                    .map(|near| format!(" (did you mean \"{near}\"?)"))
+                    .unwrap_or_default();
+                Err(error(
+                    s,
+                    format!("unknown flavor {other:?}{typo}: write {CHOICES}"),
+                ))
+            }
+        };
+    }
+    let message = match bare_ident(expr).as_deref() {
+        Some(written @ ("current_thread" | "multi_thread")) => {
+            format!(
+                "`{}` takes a string: write `flavor = \"{written}\"` with the quotes",
+                spec.name
+            )
+        }
+        _ => format!(
+            "`{}` takes a string, not {}: write {CHOICES}",
+            spec.name,
+            describe(expr)
+        ),
+    };
+    Err(error(expr, message))
+}
+
+fn count(spec: &KeySpec, expr: &Expr) -> syn::Result<Value> {
+    let name = spec.name;
+    match literal(expr) {
+        Some(Lit::Int(int)) => {
+            if !matches!(int.suffix(), "" | "usize") {
+                return Err(error(
+                    int,
+                    format!(
+                        "`{name}` takes a plain integer: write `{name} = {}` without the `{}` suffix",
+                        int.base10_digits(),
+                        int.suffix()
+                    ),
+                ));
+            }
+            match int.base10_parse::<usize>() {
+                Ok(0) => Err(error(
+                    int,
+                    format!(
+                        "`{name}` must be at least 1 (the multi-thread runtime needs a worker): \
+                         write `{name} = 1` or more"
+                    ),
+                )),
+                Ok(value) => Ok(Value::Count(Count {
+                    value,
+                    span: int.span(),
+                })),
+                Err(_) => Err(error(
+                    int,
+                    format!(
+                        "`{name} = {}` is too large: write `{}`",
+                        int.base10_digits(),
+                        spec.example
+                    ),
+                )),
+            }
+        }
+        Some(Lit::Str(s)) => {
+            let hint = match s.value().trim().parse::<usize>() {
+                Ok(n) if n > 0 => format!("`{name} = {n}` without the quotes"),
+                _ => format!("`{}`", spec.example),
+            };
+            Err(error(
+                expr,
+                format!("`{name}` takes an integer literal, not a string: write {hint}"),
+            ))
+        }
+        _ => {
+            let note = match expr {
+                Expr::Path(_) => " (a macro cannot see the value of a constant)",
+                _ => "",
+            };
+            Err(error(
+                expr,
+                format!(
+                    "`{name}` takes an integer literal, not {}{note}: write `{}`",
+                    describe(expr),
+                    spec.example
+                ),
+            ))
+        }
+    }
+}
+
+fn duration(spec: &KeySpec, expr: &Expr) -> syn::Result<Value> {
+    let name = spec.name;
+    match literal(expr) {
+        Some(Lit::Str(s)) => match parse_millis(&s.value()) {
+            Ok(0) if spec.key == Key::Timeout => Err(error(
+                s,
+                format!(
+                    "a `{name}` of zero fails every test: write `{}`",
+                    spec.example
+                ),
+            )),
+            Ok(ms) => Ok(Value::Duration(Millis { ms, span: s.span() })),
+            Err(DurationError::Format) => Err(error(
+                s,
+                format!(
+                    "`{name}` takes a duration like \"500ms\", \"30s\" or \"2m\" (a whole number, \
+                     then ms, s or m), not {:?}: write `{}`",
+                    s.value(),
+                    spec.example
+                ),
+            )),
+            Err(DurationError::Overflow) => Err(error(
+                s,
+                format!(
+                    "`{name} = {:?}` is too long to count in milliseconds: write `{}`",
+                    s.value(),
+                    spec.example
+                ),
+            )),
+        },
+        Some(Lit::Int(int)) => Err(error(
+            expr,
+            format!(
+                "`{name}` takes a string with a unit, not a bare number: write `{name} = \"{}s\"` \
+                 (or ms, or m)",
+                int.base10_digits()
+            ),
+        )),
+        _ => Err(error(
+            expr,
+            format!(
+                "`{name}` takes a duration string, not {}: write `{}`",
+                describe(expr),
+                spec.example
+            ),
+        )),
+    }
+}
+
+fn crate_path(spec: &KeySpec, expr: &Expr) -> syn::Result<Value> {
+    let name = spec.name;
+    if let Some(Lit::Str(s)) = literal(expr) {
+        return match s.parse_with(syn::Path::parse_mod_style) {
+            Ok(path) => Ok(Value::Path(located_at(path.into_token_stream(), s.span()))),
+            Err(_) => Err(error(
+                s,
+                format!(
+                    "`{name} = {:?}` is not a path: write the path of the runner crate, e.g. `{}`",
+                    s.value(),
+                    spec.example
+                ),
+            )),
+        };
+    }
+    let hint = match ungroup(expr) {
+        Expr::Path(path) if path.attrs.is_empty() && path.qself.is_none() => format!(
+            "`{name} = \"{}\"` with the quotes",
+            path.path.to_token_stream().to_string().replace(' ', "")
+        ),
+        _ => format!("`{}`", spec.example),
+    };
+    Err(error(
+        expr,
+        format!(
+            "`{name}` takes the path of the runner crate as a string, not {}: write {hint}",
+            describe(expr)
+        ),
+    ))
+}
+
+enum DurationError {
+    Format,
+    Overflow,
+}
+
+/// `"<n>ms"`, `"<n>s"` or `"<n>m"` in milliseconds.
+fn parse_millis(text: &str) -> Result<u64, DurationError> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let scale: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        _ => return Err(DurationError::Format),
+    };
+    if digits.is_empty() {
+        return Err(DurationError::Format);
+    }
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or(DurationError::Overflow)
+}
+
+/// The literal `expr` is, looking through the invisible groups `macro_rules!` adds.
+fn literal(expr: &Expr) -> Option<&Lit> {
+    match ungroup(expr) {
+        Expr::Lit(lit) if lit.attrs.is_empty() => Some(&lit.lit),
+        _ => None,
+    }
+}
+
+fn ungroup(mut expr: &Expr) -> &Expr {
+    while let Expr::Group(group) = expr {
+        expr = &group.expr;
+    }
+    expr
+}
+
+fn bare_ident(expr: &Expr) -> Option<String> {
+    match ungroup(expr) {
+        Expr::Path(path) if path.qself.is_none() => path.path.get_ident().map(ToString::to_string),
+        _ => None,
+    }
+}
+
+/// "a string", "a path", ...: what the user wrote, for "takes X, not Y" messages.
+pub(crate) fn describe(expr: &Expr) -> &'static str {
+    match ungroup(expr) {
+        Expr::Lit(lit) => match &lit.lit {
+            Lit::Str(_) => "a string",
+            Lit::ByteStr(_) | Lit::CStr(_) => "a byte string",
+            Lit::Int(_) => "an integer",
+            Lit::Float(_) => "a float",
+            Lit::Bool(_) => "a bool",
+            Lit::Char(_) | Lit::Byte(_) => "a character",
+            _ => "a literal",
+        },
+        Expr::Unary(unary) if matches!(unary.op, UnOp::Neg(_)) => "a negative number",
+        Expr::Path(_) => "a path",
+        Expr::Closure(_) => "a closure",
+        _ => "an expression",
+    }
+}
+
+fn error(tokens: impl ToTokens, message: String) -> syn::Error {
+    syn::Error::new_spanned(tokens, message)
+}
+
+/// Re-spans tokens parsed out of a string literal: errors point at the literal, while
+/// name resolution and lints treat them as macro output (so `unused_qualifications`
+/// does not fire on the expansion).
+fn located_at(tokens: TokenStream, literal: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|token| match token {
+            TokenTree::Group(group) => {
+                let mut new = Group::new(group.delimiter(), located_at(group.stream(), literal));
+                new.set_span(Span::call_site().located_at(literal));
+                TokenTree::Group(new)
+            }
+            mut other => {
+                other.set_span(Span::call_site().located_at(literal));
+                other
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_whole_numbers_with_a_unit() {
+        assert!(matches!(parse_millis("500ms"), Ok(500)));
+        assert!(matches!(parse_millis("30s"), Ok(30_000)));
+        assert!(matches!(parse_millis("2m"), Ok(120_000)));
+        assert!(matches!(parse_millis("0s"), Ok(0)));
+        for bad in [
+            "",
+            "s",
+            "10",
+            "10 s",
+            "10 parsecs",
+            "1.5s",
+            "-1s",
+            "+1s",
+            "1h",
+            "ms10",
+        ] {
+            assert!(
+                matches!(parse_millis(bad), Err(DurationError::Format)),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            parse_millis("18446744073709551615m"),
+            Err(DurationError::Overflow)
+        ));
+        assert!(matches!(
+            parse_millis("99999999999999999999999ms"),
+            Err(DurationError::Overflow)
+        ));
+    }
+}

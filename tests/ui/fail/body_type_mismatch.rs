@@ -1,0 +1,5 @@
+#[runner::main]
+async fn main() {
+    println!("working");
+    Ok(())
+}

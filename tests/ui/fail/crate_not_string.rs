@@ -1,0 +1,2 @@
+#[runner::main(crate = 5)]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[runner::main(debug = true, shutdown_timeout = "1s", debug = false)]
+async fn main() {}

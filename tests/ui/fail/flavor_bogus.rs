@@ -1,0 +1,2 @@
+#[runner::main(flavor = "bogus")]
+async fn main() {}

@@ -1,0 +1,4 @@
+#[runner::test(handle_sigint = false)]
+async fn quiet() {}
+
+fn main() {}

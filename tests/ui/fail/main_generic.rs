@@ -1,0 +1,4 @@
+#[runner::main]
+async fn main<T: Default>() {
+    let _ = T::default();
+}

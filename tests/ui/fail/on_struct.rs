@@ -1,0 +1,6 @@
+#[runner::main]
+struct Server;
+
+fn main() {
+    let _ = Server;
+}

@@ -1,0 +1,2 @@
+#[runner::main(shutdown_timeout = "10 parsecs")]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[runner::main(bogus = 1, debug = "yes")]
+async fn main() {}

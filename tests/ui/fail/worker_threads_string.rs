@@ -1,0 +1,2 @@
+#[runner::main(flavor = "multi_thread", worker_threads = "four")]
+async fn main() {}
