@@ -1,4 +1,101 @@
 //! `runner`: Python's `asyncio.run()` and `asyncio.Runner` for tokio.
+//!
+//! An async entry point that behaves well:
+//! - the runtime is built lazily and reused across many `run` calls;
+//! - Ctrl-C cancels the main task so its cleanup runs, and a second Ctrl-C always kills;
+//! - leftover tasks are cancelled at shutdown and the wait for the blocking pool is bounded;
+//! - context variables follow tasks;
+//! - a debug mode names the task that blocked the loop.
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! #[runner::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let worker = runner::spawn(async { 6 * 7 });
+//!     println!("answer: {}", worker.await.unwrap());
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Without the macro, [`run`] is `asyncio.run()` and [`Runner`] is `asyncio.Runner`:
+//!
+//! ```
+//! let mut runner = runner::Runner::new(); // creates nothing yet
+//! let a = runner.run(async { 1 }).unwrap(); // builds the runtime, runs, keeps it
+//! let b = runner.run(async { 2 }).unwrap(); // same runtime
+//! runner.close(); // cancels leftovers, runs finalizers, bounded wait for blocking work
+//! assert_eq!(a + b, 3);
+//! assert_eq!(runner::run(async { "one shot" }).unwrap(), "one shot");
+//! ```
+//!
+//! # Cancellation
+//!
+//! asyncio cancels a task by raising `CancelledError` at its `await`. A Rust future cannot
+//! have an exception thrown into it, so a cancel request (Ctrl-C for the main task,
+//! [`Task::cancel`], or [`Runner::close`]) is delivered in one of two ways:
+//! - if the task holds a live [`cancelled()`] future (typically in a `tokio::select!`), that
+//!   future resolves and the task keeps running, so it can clean up asynchronously and
+//!   finish on its own (asyncio's `except CancelledError:`);
+//! - otherwise its future is dropped where it stands: every destructor runs (asyncio's
+//!   `finally:`), and awaiting its [`Task`] gives [`TaskError::Cancelled`].
+//!
+//! ```
+//! runner::run(async {
+//!     let (observing, ready) = tokio::sync::oneshot::channel();
+//!     let worker = runner::spawn(async move {
+//!         let cancelled = runner::cancelled();
+//!         observing.send(()).unwrap();
+//!         tokio::select! {
+//!             _ = cancelled => "cleaned up",
+//!             _ = std::future::pending::<()>() => "never",
+//!         }
+//!     });
+//!     ready.await.unwrap();
+//!     worker.cancel();
+//!     assert_eq!(worker.await.unwrap(), "cleaned up");
+//! })
+//! .unwrap();
+//! ```
+//!
+//! # Ctrl-C
+//!
+//! While `run` is active on the main thread (and SIGINT still has its default disposition):
+//! - the first Ctrl-C cancels the main task as above, and `run` returns
+//!   [`RunError::Interrupted`];
+//! - a second Ctrl-C, during the same run or during `close()`, kills the process by SIGINT at
+//!   once, even if the main thread is stuck.
+//!
+//! Outside a run, SIGINT does exactly what the default does. A process started with SIGINT
+//! ignored, or one that installed its own handler first, keeps that. `#[runner::main]`
+//! closes the Runner after an interrupt, then dies by SIGINT ([`die_by_sigint`]), so the
+//! shell sees status 130, as with Python.
+//!
+//! # Context variables
+//!
+//! [`ContextVar`] is `contextvars.ContextVar`. Every `run` of a Runner shares the Runner's
+//! [`Context`]. Each task started with [`spawn`] or [`spawn_blocking`] gets a copy of its
+//! spawner's. Copies share structure, so spawning never clones your values.
+//!
+//! # Debug mode
+//!
+//! `Builder::debug(Some(true))`, `#[runner::main(debug = true)]` or `RUNNER_DEBUG=1`
+//! turns it on. Then:
+//! - every poll of a task that takes at least 100 ms is reported with the location of the
+//!   `spawn` that started it (`Executing <task spawned at src/main.rs:12:5> took 0.250
+//!   seconds`);
+//! - `close()` lists the tasks still pending;
+//! - a panic in a task nobody awaited is reported.
+//!
+//! Reports go to stderr, or to your [`Builder::exception_handler`].
+//!
+//! # Coming from `#[tokio::main]`
+//!
+//! The default runtime is current-thread (asyncio's loop is one thread). Use
+//! `flavor = "multi_thread"` or `loop_factory = ...` for more. Ctrl-C and shutdown
+//! behave as described above. tokio's own behaviour: Ctrl-C kills without cleanup,
+//! dropping the runtime drops tasks in no particular order, and it waits forever for
+//! blocking work.
 #![deny(missing_docs)]
 
 pub use runner_core::*;

@@ -284,7 +284,7 @@ fn a_panicking_exception_handler_falls_back_to_stderr_and_close_survives() {
         .exception_handler(|_| panic!("handler is broken"))
         .build();
     runner
-        .run(async { runner::spawn(std::future::pending::<()>()) })
+        .run(async { drop(runner::spawn(std::future::pending::<()>())) })
         .unwrap();
     runner.close();
     assert!(runner.is_closed());

@@ -355,7 +355,7 @@ fn close_with_a_cancel_ignoring_task_is_bounded_by_the_shutdown_timeout() {
 #[test]
 #[should_panic(expected = "runner::spawn must be called inside Runner::run")]
 fn spawn_outside_a_runner_panics_with_a_clear_message() {
-    let _ = runner::spawn(async {});
+    drop(runner::spawn(async {}));
 }
 
 #[test]

@@ -132,6 +132,7 @@ struct ContextInner {
 /// `run` calls share, and [`spawn`](crate::spawn) gives each task a copy of the spawner's.
 ///
 /// ```
+/// # use runner_core as runner;
 /// use runner::{Context, ContextVar};
 /// static USER: ContextVar<&'static str> = ContextVar::new("user");
 ///
@@ -154,6 +155,7 @@ impl Context {
     /// same values, and later changes on either side are not seen by the other.
     ///
     /// ```
+    /// # use runner_core as runner;
     /// use runner::{Context, ContextVar};
     /// static N: ContextVar<u32> = ContextVar::new("n");
     /// N.set(1);
@@ -168,6 +170,7 @@ impl Context {
     /// A copy of this context (asyncio's `Context.copy()`).
     ///
     /// ```
+    /// # use runner_core as runner;
     /// use runner::{Context, ContextVar};
     /// static N: ContextVar<u32> = ContextVar::new("n");
     /// let a = Context::new();
@@ -215,6 +218,7 @@ impl Context {
     /// also if `f` panics.
     ///
     /// ```
+    /// # use runner_core as runner;
     /// use runner::{Context, ContextVar};
     /// static N: ContextVar<u32> = ContextVar::new("n");
     /// let ctx = Context::new();
@@ -282,6 +286,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// are not seen by the spawner. Outside any Runner each thread has a context of its own.
 ///
 /// ```
+/// # use runner_core as runner;
 /// static REQUEST_ID: runner::ContextVar<u64> = runner::ContextVar::new("request_id");
 ///
 /// runner::run(async {
@@ -317,6 +322,7 @@ impl<T> ContextVar<T> {
     /// A variable whose [`get`](ContextVar::get) falls back to `default()` where it is unset.
     ///
     /// ```
+    /// # use runner_core as runner;
     /// static LEVEL: runner::ContextVar<u8> = runner::ContextVar::with_default("level", || 3);
     /// assert_eq!(LEVEL.get(), Some(3));
     /// ```
@@ -373,6 +379,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// The value in the current context, else the default, else `None`.
     ///
     /// ```
+    /// # use runner_core as runner;
     /// static V: runner::ContextVar<String> = runner::ContextVar::new("v");
     /// assert_eq!(V.get(), None);
     /// V.set("x".to_owned());
@@ -390,6 +397,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// put the previous value back.
     ///
     /// ```
+    /// # use runner_core as runner;
     /// static V: runner::ContextVar<u8> = runner::ContextVar::new("v");
     /// let token = V.set(1);
     /// assert_eq!(V.get(), Some(1));
@@ -419,6 +427,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// variable, or was made in another context.
     ///
     /// ```
+    /// # use runner_core as runner;
     /// static V: runner::ContextVar<u8> = runner::ContextVar::new("v");
     /// V.set(1);
     /// let token = V.set(2);
@@ -462,6 +471,7 @@ impl<T> fmt::Debug for ContextVar<T> {
 /// What [`ContextVar::set`] returns: the previous value, for [`ContextVar::reset`].
 ///
 /// ```
+/// # use runner_core as runner;
 /// static V: runner::ContextVar<u8> = runner::ContextVar::new("v");
 /// let token = V.set(9);
 /// assert!(token.old_value().is_none());

@@ -32,6 +32,7 @@ pub enum ReportKind {
 /// Both `Display` and `Debug` show the message and, where there is one, the spawn location.
 ///
 /// ```
+/// # use runner_core as runner;
 /// use std::sync::{Arc, Mutex};
 /// let seen = Arc::new(Mutex::new(Vec::new()));
 /// let sink = seen.clone();
@@ -39,8 +40,9 @@ pub enum ReportKind {
 ///     .exception_handler(move |r: &runner::Report| sink.lock().unwrap().push(r.to_string()))
 ///     .build();
 /// runner.run(async {
-///     runner::spawn(async {
-///         let _guard = PanicOnDrop;
+///     let guard = PanicOnDrop; // dropped when close() cancels the task
+///     runner::spawn(async move {
+///         let _guard = guard;
 ///         std::future::pending::<()>().await
 ///     });
 /// }).unwrap();
@@ -124,6 +126,27 @@ pub(crate) type Handler = Arc<dyn Fn(&Report) + Send + Sync>;
 /// The default handler: one line per report on stderr.
 pub(crate) fn default_handler(report: &Report) {
     eprintln!("runner: {report}");
+}
+
+/// The `tracing` side of a report: target `runner`, panics at error level, the rest at warn.
+#[cfg(feature = "tracing")]
+pub(crate) fn emit_tracing_event(report: &Report) {
+    let location = report.location.map(|l| l.to_string());
+    let location = location.as_deref().unwrap_or("");
+    let kind = format!("{:?}", report.kind);
+    match report.kind {
+        ReportKind::PanicDuringShutdown
+        | ReportKind::PanicNeverRetrieved
+        | ReportKind::FinalizerPanicked => tracing::error!(
+            target: "runner",
+            kind = kind.as_str(),
+            location,
+            panic = report.panic.as_deref().unwrap_or(""),
+            "{}",
+            report.message
+        ),
+        _ => tracing::warn!(target: "runner", kind = kind.as_str(), location, "{}", report.message),
+    }
 }
 
 /// `0.250` — asyncio prints slow callbacks with three decimals.

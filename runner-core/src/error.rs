@@ -7,6 +7,7 @@ use std::fmt;
 /// future's output.
 ///
 /// ```
+/// # use runner_core as runner;
 /// let mut runner = runner::Runner::new();
 /// runner.close();
 /// let err = runner.run(async { 1 }).unwrap_err();
@@ -56,6 +57,7 @@ impl std::error::Error for RunError {
 /// Why awaiting a [`Task`](crate::Task) gave no value.
 ///
 /// ```
+/// # use runner_core as runner;
 /// runner::run(async {
 ///     let task = runner::spawn(async { panic!("boom") });
 ///     match task.await {
@@ -109,6 +111,7 @@ impl std::error::Error for TaskError {}
 /// Why [`ContextVar::reset`](crate::ContextVar::reset) refused a token.
 ///
 /// ```
+/// # use runner_core as runner;
 /// static V: runner::ContextVar<u32> = runner::ContextVar::new("v");
 /// let token = V.set(1);
 /// V.reset(&token).unwrap();

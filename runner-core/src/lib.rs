@@ -3,6 +3,7 @@
 //! this together with the `#[runner::main]` and `#[runner::test]` macros.
 //!
 //! ```
+//! # use runner_core as runner;
 //! let mut runner = runner_core::Runner::new();
 //! assert_eq!(runner.run(async { 1 + 1 }).unwrap(), 2);
 //! ```

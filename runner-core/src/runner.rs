@@ -37,6 +37,11 @@ type Finalizer = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>> + Send>;
 
 /// What a loop factory may return: a ready runtime, the result of building one, or a tokio
 /// builder to build.
+#[diagnostic::on_unimplemented(
+    message = "a loop factory cannot return `{Self}`",
+    label = "this loop factory returns `{Self}`",
+    note = "return a tokio `Runtime`, `std::io::Result<Runtime>` or `tokio::runtime::Builder`"
+)]
 pub trait IntoRuntime {
     /// Gives the runtime, or the error that kept it from being built.
     fn into_runtime(self) -> io::Result<Runtime>;
@@ -93,6 +98,8 @@ struct Registry {
 
 impl Shared {
     pub(crate) fn report(&self, report: Report) {
+        #[cfg(feature = "tracing")]
+        crate::debug::emit_tracing_event(&report);
         let handler = &self.handler;
         if panic::catch_unwind(AssertUnwindSafe(|| handler(&report))).is_err() {
             debug::default_handler(&report);
@@ -225,6 +232,7 @@ impl Shared {
 /// Options for a [`Runner`]; [`Runner::builder`] makes one.
 ///
 /// ```
+/// # use runner_core as runner;
 /// use std::time::Duration;
 /// let mut runner = runner::Runner::builder()
 ///     .debug(Some(false))
@@ -372,6 +380,7 @@ struct Inner {
 /// [`close`](Runner::close) (also called by `Drop`) cancels what is left and shuts down.
 ///
 /// ```
+/// # use runner_core as runner;
 /// static COUNT: runner::ContextVar<u32> = runner::ContextVar::new("count");
 ///
 /// let mut runner = runner::Runner::new();
@@ -402,7 +411,7 @@ impl Runner {
     /// `Runner.run`).
     ///
     /// The future runs on the calling thread (so it need not be `Send` or `'static`), inside
-    /// the Runner's context, with Ctrl-C handling armed (see the crate docs). A panic in it
+    /// the Runner's context, with Ctrl-C handling armed (see the `runner` crate docs). A panic in it
     /// propagates from here with its payload, and the Runner stays usable.
     ///
     /// # Errors
@@ -411,6 +420,7 @@ impl Runner {
     /// [`RunError::Interrupted`] / [`RunError::Cancelled`] if the main task was cancelled.
     ///
     /// ```
+    /// # use runner_core as runner;
     /// let mut runner = runner::Runner::new();
     /// let text = String::from("borrowed, not 'static");
     /// let len = runner.run(async { text.len() }).unwrap();
@@ -431,6 +441,7 @@ impl Runner {
     /// in `ctx` afterwards (and not in the Runner's own context).
     ///
     /// ```
+    /// # use runner_core as runner;
     /// static V: runner::ContextVar<u8> = runner::ContextVar::new("v");
     /// let ctx = runner::Context::new();
     /// let mut runner = runner::Runner::new();
@@ -456,6 +467,7 @@ impl Runner {
     /// The runtime's handle, building the runtime first if needed (asyncio's `get_loop`).
     ///
     /// ```
+    /// # use runner_core as runner;
     /// let mut runner = runner::Runner::new();
     /// let handle = runner.get_loop().unwrap();
     /// assert_eq!(handle.runtime_flavor(), tokio::runtime::RuntimeFlavor::CurrentThread);
@@ -471,6 +483,7 @@ impl Runner {
     /// `loop.get_debug()`). Fixed at lazy init; before that, what lazy init would resolve.
     ///
     /// ```
+    /// # use runner_core as runner;
     /// let runner = runner::Runner::builder().debug(Some(true)).build();
     /// assert!(runner.debug());
     /// ```
@@ -486,12 +499,20 @@ impl Runner {
         matches!(self.state, State::Closed)
     }
 
-    /// Shuts down (asyncio's `Runner.close`): cancels the pending tasks and waits for them,
-    /// runs the [`at_close`](crate::at_close) finalizers, waits for `spawn_blocking` jobs at
-    /// most the shutdown timeout, and drops the runtime. Never panics; a second call does
-    /// nothing; `Drop` calls it.
+    /// Shuts down (asyncio's `Runner.close`), in four steps:
+    /// 1. cancels every pending [`spawn`](crate::spawn)ed task (one pass) and waits for them,
+    ///    reporting each that panicked;
+    /// 2. runs the [`at_close`](crate::at_close) finalizers, last registered first;
+    /// 3. waits for [`spawn_blocking`](crate::spawn_blocking) jobs, reporting how many it
+    ///    abandons;
+    /// 4. shuts the runtime down and releases the Runner's context.
+    ///
+    /// Steps 1–2 together wait at most the shutdown timeout, and so do steps 3–4, so `close`
+    /// returns within twice the timeout whatever the tasks do. Never panics; a second call
+    /// does nothing; `Drop` calls it.
     ///
     /// ```
+    /// # use runner_core as runner;
     /// let mut runner = runner::Runner::new();
     /// runner.run(async {
     ///     runner::spawn(std::future::pending::<()>()); // left pending
@@ -670,7 +691,9 @@ fn shutdown(inner: Inner, timeout: Duration) {
             Some(panic_message(payload.as_ref())),
         ));
     }
-    // Step 3: the blocking pool, bounded (tokio's own Drop would wait forever).
+    // Steps 3 and 4 share one deadline: the blocking pool is waited for (tokio's own Drop
+    // would wait forever), then the runtime gets what is left of it.
+    let started = Instant::now();
     let abandoned = shared.wait_blocking(timeout);
     if abandoned > 0 {
         shared.report(Report::new(
@@ -684,7 +707,7 @@ fn shutdown(inner: Inner, timeout: Duration) {
         ));
         rt.shutdown_background();
     } else {
-        rt.shutdown_timeout(timeout);
+        rt.shutdown_timeout(timeout.saturating_sub(started.elapsed()));
     }
 }
 
@@ -750,6 +773,7 @@ fn run_finalizers(rt: &Runtime, shared: &Shared, deadline: Option<Instant>, time
 /// Runs `main` on a fresh Runner and closes it (asyncio's `run()`).
 ///
 /// ```
+/// # use runner_core as runner;
 /// let answer = runner::run(async { 40 + 2 }).unwrap();
 /// assert_eq!(answer, 42);
 /// ```
@@ -771,6 +795,7 @@ pub fn run<F: IntoFuture>(main: F) -> Result<F::Output, RunError> {
 /// `get_running_loop().get_debug()`); `false` outside any Runner.
 ///
 /// ```
+/// # use runner_core as runner;
 /// let mut runner = runner::Runner::builder().debug(Some(true)).build();
 /// assert!(runner.run(async { runner::debug_enabled() }).unwrap());
 /// assert!(!runner::debug_enabled());

@@ -245,6 +245,7 @@ impl Drop for Armed {
 /// Where signals do not exist it exits with status 130.
 ///
 /// ```no_run
+/// # use runner_core as runner;
 /// let mut runner = runner::Runner::new();
 /// if let Err(runner::RunError::Interrupted) = runner.run(async { /* ... */ }) {
 ///     runner.close();

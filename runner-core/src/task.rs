@@ -365,6 +365,7 @@ impl<F> Drop for Guarded<F> {
 /// it keeps running, as in asyncio.
 ///
 /// ```
+/// # use runner_core as runner;
 /// runner::run(async {
 ///     let task = runner::spawn(async { 6 * 7 });
 ///     assert_eq!(task.await.unwrap(), 42);
@@ -378,10 +379,11 @@ pub struct Task<T> {
 }
 
 impl<T> Task<T> {
-    /// Asks the task to cancel (see the crate docs on cancellation). Returns `false` if the
+    /// Asks the task to cancel (see [`cancelled()`] for how). Returns `false` if the
     /// task has already finished, `true` if the request was made.
     ///
     /// ```
+    /// # use runner_core as runner;
     /// runner::run(async {
     ///     let task = runner::spawn(std::future::pending::<()>());
     ///     assert!(task.cancel());
@@ -401,6 +403,7 @@ impl<T> Task<T> {
     /// `true` once the task has ended (with a value, a panic, or cancelled).
     ///
     /// ```
+    /// # use runner_core as runner;
     /// runner::run(async {
     ///     let task = runner::spawn(async {});
     ///     tokio::task::yield_now().await;
@@ -464,7 +467,7 @@ fn running_runner(what: &str) -> Arc<Shared> {
 
 /// Starts `fut` as a new task of the running Runner (asyncio's `create_task`).
 ///
-/// The task gets a copy of the caller's [`Context`], is cancelled by
+/// The task gets a copy of the caller's [`Context`](crate::Context), is cancelled by
 /// [`Runner::close`](crate::Runner::close) if still pending, and its spawn location is
 /// recorded for reports.
 ///
@@ -473,6 +476,7 @@ fn running_runner(what: &str) -> Arc<Shared> {
 /// runtime).
 ///
 /// ```
+/// # use runner_core as runner;
 /// runner::run(async {
 ///     let a = runner::spawn(async { 1 });
 ///     let b = runner::spawn(async { 2 });
@@ -510,7 +514,7 @@ where
 }
 
 /// Runs the blocking closure `f` on the Runner's blocking pool (asyncio's `to_thread`), in a
-/// copy of the caller's [`Context`].
+/// copy of the caller's [`Context`](crate::Context).
 ///
 /// [`Runner::close`](crate::Runner::close) waits for such jobs at most the shutdown timeout.
 ///
@@ -518,6 +522,7 @@ where
 /// When called outside [`Runner::run`](crate::Runner::run).
 ///
 /// ```
+/// # use runner_core as runner;
 /// static USER: runner::ContextVar<&'static str> = runner::ContextVar::new("user");
 /// runner::run(async {
 ///     USER.set("ada");
@@ -592,6 +597,7 @@ impl Drop for BlockingJob {
 /// When called outside [`Runner::run`](crate::Runner::run).
 ///
 /// ```
+/// # use runner_core as runner;
 /// use std::sync::atomic::{AtomicBool, Ordering};
 /// static FLUSHED: AtomicBool = AtomicBool::new(false);
 ///
@@ -624,6 +630,7 @@ where
 /// should observe; outside any task it never resolves.
 ///
 /// ```
+/// # use runner_core as runner;
 /// runner::run(async {
 ///     let worker = runner::spawn(async {
 ///         tokio::select! {

@@ -41,3 +41,35 @@ pub fn builder(flavor: Flavor) -> Builder {
         }),
     }
 }
+
+/// The built binary of example `name`, (re)built first: `cargo test --test X` alone builds
+/// no examples, and a stale binary would test old code. Cargo makes this a no-op when the
+/// example is up to date.
+pub fn example(name: &str) -> std::path::PathBuf {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static BUILT: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    // target/<profile>/deps/<test binary> -> target/<profile>/examples/<name>
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if built
+        .get_or_insert_with(HashSet::new)
+        .insert(name.to_owned())
+    {
+        let mut cmd = std::process::Command::new(env!("CARGO"));
+        cmd.args(["build", "--quiet", "--example", name]);
+        if profile_dir.file_name().is_some_and(|p| p == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.current_dir(env!("CARGO_MANIFEST_DIR")).status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "cargo build --example {name} failed"
+        );
+    }
+    profile_dir.join("examples").join(name)
+}
