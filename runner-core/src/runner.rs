@@ -20,7 +20,6 @@ use crate::debug::{self, Handler, Report, ReportKind};
 use crate::error::{panic_message, RunError};
 use crate::scope::{self, Scope};
 use crate::shutdown::{block_until, CatchUnwind};
-use crate::signal;
 use crate::task::{Guarded, Origin, Outcome, TaskState, NO_SLOT};
 
 /// asyncio's `THREAD_JOIN_TIMEOUT`: how long `close()` waits for blocking work by default.
@@ -145,8 +144,8 @@ impl Shared {
 
     /// A task of the close pass ended. It keeps its registry slot (the registry goes away
     /// with the Runner), so this is one atomic decrement, not a lock per task.
-    pub(crate) fn close_pass_task_done(&self, task: &TaskState) {
-        if let Some(message) = task.panicked() {
+    pub(crate) fn close_pass_task_done(&self, task: &TaskState, panicked: bool) {
+        if let Some(message) = panicked.then(|| task.panicked()).flatten() {
             lock(&self.shutdown_panics).push((task.location, task.describe(), message));
         }
         if self.close_pass.fetch_sub(1, Ordering::SeqCst) == 1 {
@@ -171,17 +170,22 @@ impl Shared {
                 ));
             }
         }
-        self.close_pass.store(1, Ordering::SeqCst);
+        // Counted down by each task of the pass as it ends. It starts far above any task
+        // count, so it cannot reach zero before the pass is taken, and is set right at the
+        // end with one subtraction instead of an atomic add per task.
+        const TAKING: usize = usize::MAX / 2;
+        self.close_pass.store(TAKING, Ordering::SeqCst);
+        let mut joined = 0;
         {
             let reg = lock(&self.tasks);
             for task in reg.slots.iter().flatten() {
                 if task.join_close_pass() {
-                    self.close_pass.fetch_add(1, Ordering::SeqCst);
+                    joined += 1;
                     task.request_cancel(false);
                 }
             }
         }
-        self.close_pass.fetch_sub(1, Ordering::SeqCst);
+        self.close_pass.fetch_sub(TAKING - joined, Ordering::SeqCst);
     }
 
     fn poll_close_pass(&self, cx: &mut TaskCx<'_>) -> Poll<()> {
@@ -369,7 +373,7 @@ struct Inner {
     /// The Runner's context, moved into each run's main task and back out after.
     ctx: CtxState,
     /// The main task's record, reused by the next run when nothing else holds it.
-    main: Arc<TaskState>,
+    main: Option<Arc<TaskState>>,
 }
 
 /// Runs futures on one lazily built tokio runtime, reused across calls (asyncio's `Runner`).
@@ -527,7 +531,21 @@ impl Runner {
         }
     }
 
+    #[inline]
     fn lazy_init(&mut self) -> Result<&mut Inner, RunError> {
+        if let State::Initialized(_) = self.state {
+        } else {
+            self.init()?;
+        }
+        match &mut self.state {
+            State::Initialized(inner) => Ok(inner),
+            _ => Err(RunError::Closed),
+        }
+    }
+
+    /// The one place a Runner leaves `Created` (asyncio's `_lazy_init`).
+    #[cold]
+    fn init(&mut self) -> Result<(), RunError> {
         if let State::Created(factory) = &mut self.state {
             let factory = factory.take();
             let built = match factory {
@@ -567,13 +585,10 @@ impl Runner {
                 rt,
                 shared,
                 ctx: CtxState::copy_current(),
-                main: Arc::new(TaskState::new(Location::caller(), Origin::Main, None)),
+                main: None,
             });
         }
-        match &mut self.state {
-            State::Initialized(inner) => Ok(inner),
-            _ => Err(RunError::Closed),
-        }
+        Ok(())
     }
 }
 
@@ -612,13 +627,18 @@ fn drive<F: IntoFuture>(
     location: &'static Location<'static>,
     handle_sigint: bool,
 ) -> Result<F::Output, RunError> {
-    let fresh = TaskState::new(location, Origin::Main, None);
-    match Arc::get_mut(&mut inner.main) {
-        Some(main) => *main = fresh,
+    let record = match inner.main.take() {
+        Some(record) if Arc::strong_count(&record) == 1 && Arc::weak_count(&record) == 0 => {
+            std::sync::atomic::fence(Ordering::Acquire);
+            // SAFETY: the only reference (no other strong or weak one; the Ctrl-C listener's
+            // pointer is only used while armed, and the last run has disarmed). Unlike
+            // `Arc::get_mut` this costs no atomic read-modify-write on the run's hot path.
+            unsafe { &mut *Arc::as_ptr(&record).cast_mut() }.reset(location);
+            record
+        }
         // A `cancelled()` future of an earlier run outlived it: leave that record alone.
-        None => inner.main = Arc::new(fresh),
-    }
-    let state = inner.main.clone();
+        _ => Arc::new(TaskState::new(location, Origin::Main, None)),
+    };
     let entry_ctx = match ctx {
         Some(ctx) => ctx.state(),
         None => std::mem::replace(&mut inner.ctx, CtxState::EMPTY),
@@ -626,19 +646,26 @@ fn drive<F: IntoFuture>(
     // The main task runs on this thread, where the run guard lets it (and plain tokio tasks
     // of a current-thread loop) find the Runner: no `Arc<Shared>` of its own.
     let debug = inner.shared.debug;
-    let guarded = Guarded::new(main.into_future(), entry_ctx, state.clone(), None, debug);
+    let guarded = Guarded::new(
+        main.into_future(),
+        entry_ctx,
+        record,
+        None,
+        debug,
+        handle_sigint,
+    );
     let mut guarded = std::pin::pin!(guarded);
     let outcome = {
         let _run = scope::RunGuard::enter(&inner.shared);
-        let _sigint = handle_sigint.then(|| signal::arm(&state));
         inner.rt.block_on(guarded.as_mut())
     };
-    let exit_ctx = guarded.as_mut().take_ctx();
+    let (exit_ctx, record) = guarded.as_mut().take_ended();
     match ctx {
         Some(ctx) => ctx.store(exit_ctx),
         None => inner.ctx = exit_ctx,
     }
-    let interrupted = state.was_interrupted();
+    let interrupted = record.as_ref().is_some_and(|m| m.was_interrupted());
+    inner.main = record;
     match outcome {
         Outcome::Done(_) | Outcome::Cancelled if interrupted => Err(RunError::Interrupted),
         Outcome::Done(value) => Ok(value),

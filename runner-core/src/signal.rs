@@ -18,8 +18,6 @@
 //! itself busy while using it, and disarming waits for it to finish (`BUSY` / `ARMED` are
 //! ordered SeqCst: either the listener sees the run disarmed, or disarm sees it busy).
 
-use std::sync::Arc;
-
 use crate::task::TaskState;
 
 /// Armed SIGINT handling for one run; dropping it disarms.
@@ -29,7 +27,7 @@ pub(crate) struct Armed(());
 mod imp {
     use std::cell::Cell;
     use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicU8, Ordering};
-    use std::sync::{Arc, Mutex};
+    use std::sync::Mutex;
 
     use super::Armed;
     use crate::runner::lock;
@@ -169,7 +167,7 @@ mod imp {
                 BUSY.store(true, Ordering::SeqCst);
                 if generation != 0 && ARMED.load(Ordering::SeqCst) == generation {
                     let main = MAIN_TASK.load(Ordering::Acquire);
-                    // SAFETY: while its generation is armed, `drive` holds the main task's
+                    // SAFETY: while its generation is armed, the main task's wrapper holds its
                     // `Arc`, and disarming waits for `BUSY` to clear.
                     unsafe { (*main).request_cancel(true) };
                 }
@@ -184,14 +182,14 @@ mod imp {
         }
     }
 
-    pub(crate) fn arm(main: &Arc<TaskState>) -> Option<Armed> {
+    pub(crate) fn arm(main: &TaskState) -> Option<Armed> {
         if !is_main_thread() || !installed() {
             return None;
         }
         // Only the main thread arms, so the generation needs no read-modify-write.
         let generation = LAST_GENERATION.load(Ordering::Relaxed) + 1;
         LAST_GENERATION.store(generation, Ordering::Relaxed);
-        MAIN_TASK.store(Arc::as_ptr(main).cast_mut(), Ordering::Release);
+        MAIN_TASK.store(std::ptr::from_ref(main).cast_mut(), Ordering::Release);
         ARMED.store(generation, Ordering::Release);
         KILL.store(false, Ordering::Release);
         Some(Armed(()))
@@ -212,12 +210,10 @@ mod imp {
 
 #[cfg(not(unix))]
 mod imp {
-    use std::sync::Arc;
-
     use super::Armed;
     use crate::task::TaskState;
 
-    pub(crate) fn arm(_main: &Arc<TaskState>) -> Option<Armed> {
+    pub(crate) fn arm(_main: &TaskState) -> Option<Armed> {
         None
     }
 
@@ -227,7 +223,7 @@ mod imp {
 }
 
 /// Arms SIGINT handling for the run whose main task is `main`, where the rules allow.
-pub(crate) fn arm(main: &Arc<TaskState>) -> Option<Armed> {
+pub(crate) fn arm(main: &TaskState) -> Option<Armed> {
     imp::arm(main)
 }
 

@@ -12,6 +12,7 @@ use std::future::Future;
 use std::mem::MaybeUninit;
 use std::panic::{self, AssertUnwindSafe, Location};
 use std::pin::Pin;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskCx, Poll, Waker};
@@ -23,6 +24,7 @@ use crate::debug::{Report, ReportKind};
 use crate::error::{panic_message, TaskError};
 use crate::runner::{lock, Shared};
 use crate::scope::{self, Scope};
+use crate::signal;
 
 const DONE: u8 = 1;
 const PANICKED: u8 = 2;
@@ -59,10 +61,22 @@ impl WakerSlot {
         }
     }
 
+    /// Stores `waker`, keeping the one already there if it wakes the same task (the main
+    /// task's record is reused by the next run of the same runtime, whose `block_on` waker
+    /// is the same: no clone then).
+    ///
     /// # Safety
-    /// At most once per slot, and never concurrently with itself.
-    unsafe fn set(&self, waker: Waker) {
-        (*self.waker.get()).write(waker);
+    /// Nothing may read the slot meanwhile: either it is empty (readers see `ready` false),
+    /// or its owner cannot be cancelled yet (the main task before it arms Ctrl-C handling).
+    unsafe fn store(&self, waker: &Waker) {
+        if self.ready.load(Ordering::Relaxed) {
+            let current = (*self.waker.get()).assume_init_mut();
+            if !current.will_wake(waker) {
+                current.clone_from(waker);
+            }
+            return;
+        }
+        (*self.waker.get()).write(waker.clone());
         // SeqCst: pairs with `request_cancel` (see there).
         self.ready.store(true, Ordering::SeqCst);
     }
@@ -118,6 +132,17 @@ impl TaskState {
             panic: Mutex::new(None),
             shared,
         }
+    }
+
+    /// Readies a finished main-task record for the next run (keeping its waker).
+    pub(crate) fn reset(&mut self, location: &'static Location<'static>) {
+        self.location = location;
+        *self.requested.get_mut() = 0;
+        *self.delivered.get_mut() = 0;
+        *self.observers.get_mut() = 0;
+        *self.interrupted.get_mut() = false;
+        *self.flags.get_mut() = 0;
+        *self.panic.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// `<task spawned at src/main.rs:12:5>`, the way reports name a task.
@@ -207,7 +232,7 @@ impl TaskState {
         }
         if let Some(shared) = &self.shared {
             if before & IN_CLOSE_PASS != 0 {
-                shared.close_pass_task_done(self);
+                shared.close_pass_task_done(self, before & PANICKED != 0);
             } else {
                 shared.deregister(self);
             }
@@ -226,24 +251,35 @@ pub(crate) enum Outcome<T> {
 /// for each poll, delivers cancel requests, catches panics, and times polls in debug mode.
 pub(crate) struct Guarded<F> {
     inner: Option<F>,
+    /// `scope.task` owns the task's record; `state` points into it (one `Arc`, not two).
     scope: Scope,
-    state: Arc<TaskState>,
+    state: NonNull<TaskState>,
     debug: bool,
     waker_set: bool,
+    /// The main task arms Ctrl-C handling at its first poll, right after storing its waker
+    /// (so the listener thread never races that store), and disarms as it ends.
+    arm_sigint: bool,
+    sigint: Option<signal::Armed>,
 }
+
+// SAFETY: `state` points into the `Arc<TaskState>` owned by `scope.task` (which is `Send`);
+// everything else is `Send` when `F` is.
+unsafe impl<F: Send> Send for Guarded<F> {}
 
 impl<F: Future> Guarded<F> {
     pub(crate) fn new(
         inner: F,
         ctx: CtxState,
-        state: Arc<TaskState>,
+        task: Arc<TaskState>,
         runner: Option<Arc<Shared>>,
         debug: bool,
+        arm_sigint: bool,
     ) -> Guarded<F> {
+        let state = NonNull::from(&*task);
         let scope = Scope {
             ctx,
             runner,
-            task: Some(state.clone()),
+            task: Some(task),
             in_run: true,
         };
         Guarded {
@@ -252,6 +288,8 @@ impl<F: Future> Guarded<F> {
             state,
             debug,
             waker_set: false,
+            arm_sigint,
+            sigint: None,
         }
     }
 }
@@ -263,11 +301,14 @@ impl<F> Guarded<F> {
         panic::catch_unwind(AssertUnwindSafe(|| *inner = None)).err()
     }
 
-    /// The context as the task left it (the main task's goes back to its Runner).
-    pub(crate) fn take_ctx(self: Pin<&mut Self>) -> CtxState {
+    /// The context and the record as the ended task left them (the main task's go back to
+    /// its Runner).
+    pub(crate) fn take_ended(self: Pin<&mut Self>) -> (CtxState, Option<Arc<TaskState>>) {
         // SAFETY: `scope` is not structurally pinned; nothing is moved out of `inner`.
         let this = unsafe { self.get_unchecked_mut() };
-        std::mem::replace(&mut this.scope.ctx, CtxState::EMPTY)
+        debug_assert!(this.inner.is_none());
+        let ctx = std::mem::replace(&mut this.scope.ctx, CtxState::EMPTY);
+        (ctx, this.scope.task.take())
     }
 }
 
@@ -283,21 +324,28 @@ impl<F: Future> Future for Guarded<F> {
             state,
             debug,
             waker_set,
+            arm_sigint,
+            sigint,
         } = unsafe { self.get_unchecked_mut() };
+        // SAFETY: `scope.task` keeps the record alive while `inner` is `Some`.
+        let state: &TaskState = unsafe { state.as_ref() };
         let Some(fut) = inner.as_mut() else {
             return Poll::Pending;
         };
         if !*waker_set {
-            // SAFETY: `waker_set` makes this the only `set`, and a pinned future is polled
-            // by one thread at a time.
-            unsafe { state.waker.set(cx.waker().clone()) };
+            // SAFETY: a spawned task's slot is empty until now; the main task is not armed
+            // yet, so nothing can be reading its slot.
+            unsafe { state.waker.store(cx.waker()) };
             *waker_set = true;
+            if *arm_sigint {
+                *sigint = signal::arm(state);
+            }
         }
         let entered = scope::Entered::new(scope);
 
         let requested = state.requested.load(Ordering::SeqCst);
-        let cancel = requested > state.delivered.load(Ordering::Relaxed) && {
-            state.delivered.store(requested, Ordering::Relaxed);
+        let cancel = requested > state.delivered.load(Ordering::Acquire) && {
+            state.delivered.fetch_max(requested, Ordering::AcqRel);
             state.observers.load(Ordering::Acquire) == 0
         };
         let mut took = None;
@@ -341,6 +389,7 @@ impl<F: Future> Future for Guarded<F> {
                 Outcome::Panicked(payload)
             }
         };
+        drop(sigint.take());
         state.finish();
         Poll::Ready(outcome)
     }
@@ -355,7 +404,11 @@ impl<F> Drop for Guarded<F> {
             let _ = Guarded::<F>::drop_inner(&mut self.inner);
             drop(entered);
         }
-        self.state.finish();
+        drop(self.sigint.take());
+        if self.scope.task.is_some() {
+            // SAFETY: `scope.task` keeps the record alive.
+            unsafe { self.state.as_ref() }.finish();
+        }
     }
 }
 
@@ -504,6 +557,7 @@ where
         state.clone(),
         Some(shared.clone()),
         shared.debug,
+        false,
     );
     let handle = shared.handle.spawn(guarded);
     Task {
@@ -663,10 +717,17 @@ impl Future for Cancelled {
 
     fn poll(self: Pin<&mut Self>, _cx: &mut TaskCx<'_>) -> Poll<()> {
         // The owning task's wrapper is woken by the request and polls us again.
-        match &self.task {
-            Some(task) if task.was_cancelled() => Poll::Ready(()),
-            _ => Poll::Pending,
+        let Some(task) = &self.task else {
+            return Poll::Pending;
+        };
+        let requested = task.requested.load(Ordering::SeqCst);
+        if requested == 0 {
+            return Poll::Pending;
         }
+        // This request has reached the task: its wrapper must not also drop the task for it
+        // (it may see the request only at a later poll, after this future is gone).
+        task.delivered.fetch_max(requested, Ordering::AcqRel);
+        Poll::Ready(())
     }
 }
 
