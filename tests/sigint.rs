@@ -5,12 +5,12 @@
 //! printed lines.
 #![cfg(unix)]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::OnceLock;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -19,49 +19,6 @@ use std::time::{Duration, Instant};
 const STARTUP_LINE_TIMEOUT: Duration = Duration::from_secs(30);
 /// ... and after it (a broken handler then fails the test sooner).
 const LINE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The built child program, (re)built once per test process so it is never stale.
-fn child_exe() -> &'static PathBuf {
-    static EXE: OnceLock<PathBuf> = OnceLock::new();
-    EXE.get_or_init(|| {
-        // current_exe = target/<profile>/deps/sigint-HASH
-        let me = std::env::current_exe().expect("current_exe");
-        let profile_dir = me
-            .parent()
-            .and_then(|deps| deps.parent())
-            .expect("test binary lives in target/<profile>/deps");
-        let exe = profile_dir
-            .join("examples")
-            .join(format!("sigint_child{}", std::env::consts::EXE_SUFFIX));
-        let mut build = Command::new(env!("CARGO"));
-        build
-            .args(["build", "--quiet", "--example", "sigint_child"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => {}
-            Some("release") => {
-                build.arg("--release");
-            }
-            Some(other) => {
-                build.args(["--profile", other]);
-            }
-        }
-        // Build into the target dir this test binary came from.
-        if let Some(target_dir) = profile_dir.parent() {
-            if target_dir.join("CACHEDIR.TAG").exists() {
-                build.env("CARGO_TARGET_DIR", target_dir);
-            }
-        }
-        let status = build.status();
-        match status {
-            Ok(s) if s.success() => {}
-            // A stale binary is still better than none; a missing one fails below.
-            other => eprintln!("warning: `cargo build --example sigint_child` failed: {other:?}"),
-        }
-        assert!(exe.exists(), "{} was not built", exe.display());
-        exe
-    })
-}
 
 /// What the child starts with for SIGINT.
 #[derive(Clone, Copy, PartialEq)]
@@ -90,7 +47,7 @@ impl Proc {
     }
 
     fn spawn_with(scenario: &'static str, start: Start) -> Proc {
-        let mut cmd = Command::new(child_exe());
+        let mut cmd = Command::new(common::example("sigint_child"));
         cmd.arg(scenario)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

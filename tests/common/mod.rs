@@ -42,34 +42,53 @@ pub fn builder(flavor: Flavor) -> Builder {
     }
 }
 
-/// The built binary of example `name`, (re)built first: `cargo test --test X` alone builds
-/// no examples, and a stale binary would test old code. Cargo makes this a no-op when the
-/// example is up to date.
+/// The built binary of example `name` (in the target dir and profile of this test
+/// binary), (re)built once per test process: `cargo test --test X` alone builds no
+/// examples, and a stale binary would test old code. Cargo makes it a no-op when up to date.
 pub fn example(name: &str) -> std::path::PathBuf {
     use std::collections::HashSet;
+    use std::process::Command;
     use std::sync::Mutex;
     static BUILT: Mutex<Option<HashSet<String>>> = Mutex::new(None);
-    // target/<profile>/deps/<test binary> -> target/<profile>/examples/<name>
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
+    // current_exe = target/<profile>/deps/<test>-HASH
+    let me = std::env::current_exe().expect("current_exe");
+    let profile_dir = me
         .parent()
         .and_then(|deps| deps.parent())
-        .expect("target/<profile>");
+        .expect("test binary lives in target/<profile>/deps");
+    let exe = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     if built
         .get_or_insert_with(HashSet::new)
         .insert(name.to_owned())
     {
-        let mut cmd = std::process::Command::new(env!("CARGO"));
-        cmd.args(["build", "--quiet", "--example", name]);
-        if profile_dir.file_name().is_some_and(|p| p == "release") {
-            cmd.arg("--release");
+        let mut build = Command::new(env!("CARGO"));
+        build
+            .args(["build", "--quiet", "--example", name])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => {}
+            Some("release") => {
+                build.arg("--release");
+            }
+            Some(other) => {
+                build.args(["--profile", other]);
+            }
         }
-        let status = cmd.current_dir(env!("CARGO_MANIFEST_DIR")).status();
-        assert!(
-            status.is_ok_and(|s| s.success()),
-            "cargo build --example {name} failed"
-        );
+        // Build into the target dir this test binary came from.
+        if let Some(target_dir) = profile_dir.parent() {
+            if target_dir.join("CACHEDIR.TAG").exists() {
+                build.env("CARGO_TARGET_DIR", target_dir);
+            }
+        }
+        match build.status() {
+            Ok(s) if s.success() => {}
+            // A stale binary is still better than none; a missing one fails below.
+            other => eprintln!("warning: `cargo build --example {name}` failed: {other:?}"),
+        }
     }
-    profile_dir.join("examples").join(name)
+    assert!(exe.exists(), "{} was not built", exe.display());
+    exe
 }
