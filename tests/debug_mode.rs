@@ -111,31 +111,25 @@ fn polls_below_the_threshold_are_not_reported() {
     assert!(slow_polls(reports.take()).is_empty());
 }
 
+/// The slow-poll reports of a main task blocking `blocked` in one poll, under `threshold`.
+fn slow_polls_with(threshold: Duration, blocked: Duration) -> Vec<Report> {
+    let reports = Reports::default();
+    let mut runner = reports
+        .install(builder(Flavor::CurrentThread))
+        .debug(Some(true))
+        .slow_callback_duration(threshold)
+        .build();
+    runner.run(async { std::thread::sleep(blocked) }).unwrap();
+    slow_polls(reports.take())
+}
+
 #[test]
 fn the_threshold_is_configurable() {
-    let reports = Reports::default();
-    let mut runner = reports
-        .install(builder(Flavor::CurrentThread))
-        .debug(Some(true))
-        .slow_callback_duration(Duration::from_millis(20))
-        .build();
-    runner
-        .run(async { std::thread::sleep(Duration::from_millis(40)) })
-        .unwrap();
-    let slow = slow_polls(reports.take());
+    let slow = slow_polls_with(Duration::from_millis(20), Duration::from_millis(40));
     assert_eq!(slow.len(), 1);
     assert!(seconds(&slow[0]) >= 0.04);
-
-    let reports = Reports::default();
-    let mut runner = reports
-        .install(builder(Flavor::CurrentThread))
-        .debug(Some(true))
-        .slow_callback_duration(Duration::from_secs(10))
-        .build();
-    runner
-        .run(async { std::thread::sleep(Duration::from_millis(150)) })
-        .unwrap();
-    assert!(slow_polls(reports.take()).is_empty());
+    let slow = slow_polls_with(Duration::from_secs(10), Duration::from_millis(150));
+    assert!(slow.is_empty());
 }
 
 #[test]

@@ -1,12 +1,15 @@
 //! The Runner lifecycle, ported from CPython's Lib/test/test_asyncio/test_runners.py where
 //! it has a Rust meaning.
 
+mod common;
+
 use std::cell::Cell;
 use std::process::Command;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use common::CountOnDrop;
 use runner::{RunError, Runner};
 
 fn quiet() -> Runner {
@@ -318,13 +321,6 @@ fn drop_closes_and_cancels_leftover_tasks() {
         assert_eq!(dropped.load(Ordering::SeqCst), 0);
     }
     assert_eq!(dropped.load(Ordering::SeqCst), 1);
-}
-
-struct CountOnDrop(Arc<AtomicUsize>);
-impl Drop for CountOnDrop {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
 }
 
 #[test]

@@ -6,22 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{builder, Reports, FLAVORS};
+use common::{builder, CountOnDrop, PanicOnDrop, Reports, FLAVORS};
 use runner::{ReportKind, TaskError};
-
-struct PanicOnDrop(&'static str);
-impl Drop for PanicOnDrop {
-    fn drop(&mut self) {
-        panic!("{}", self.0);
-    }
-}
-
-struct CountOnDrop(Arc<AtomicUsize>);
-impl Drop for CountOnDrop {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
 
 #[test]
 fn run_cancels_hanging_tasks_and_still_returns_its_value() {

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use runner::{Builder, Report, Runner};
@@ -91,4 +92,22 @@ pub fn example(name: &str) -> std::path::PathBuf {
     }
     assert!(exe.exists(), "{} was not built", exe.display());
     exe
+}
+
+/// Counts its drops: proves a cancelled task's destructors ran.
+pub struct CountOnDrop(pub Arc<AtomicUsize>);
+
+impl Drop for CountOnDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Panics when dropped: a task whose cleanup fails.
+pub struct PanicOnDrop(pub &'static str);
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        panic!("{}", self.0);
+    }
 }
