@@ -26,7 +26,7 @@ use keys::Macro;
 /// Runs an `async fn main` on a [`Runner`](https://docs.rs/runner/latest/runner/struct.Runner.html),
 /// like Python's `asyncio.run(main())`.
 ///
-/// ```ignore
+/// ```
 /// #[runner::main]
 /// async fn main() {
 ///     println!("hello from a runner");
@@ -64,7 +64,7 @@ use keys::Macro;
 /// `worker_threads` alone is an error rather than a silent switch to a multi-thread
 /// runtime: write `flavor = "multi_thread", worker_threads = 4`.
 ///
-/// ```ignore
+/// ```
 /// #[runner::main(flavor = "multi_thread", worker_threads = 4, shutdown_timeout = "30s")]
 /// async fn main() -> Result<(), Box<dyn std::error::Error>> {
 ///     let text = tokio::fs::read_to_string("Cargo.toml").await?;
@@ -73,7 +73,7 @@ use keys::Macro;
 /// }
 /// ```
 ///
-/// ```ignore
+/// ```
 /// fn my_runtime() -> std::io::Result<tokio::runtime::Runtime> {
 ///     tokio::runtime::Builder::new_current_thread().enable_all().build()
 /// }
@@ -92,7 +92,7 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Runs an `async fn` test on its own [`Runner`](https://docs.rs/runner/latest/runner/struct.Runner.html).
 ///
-/// ```ignore
+/// ```no_run
 /// #[runner::test]
 /// async fn adds() {
 ///     assert_eq!(runner::spawn(async { 1 + 1 }).await.unwrap(), 2);
@@ -125,7 +125,7 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 /// With `timeout`, a test still running at the deadline is cancelled and fails with a panic
 /// naming the timeout and the spawn locations of the tasks still pending:
 ///
-/// ```ignore
+/// ```no_run
 /// #[runner::test(timeout = "200ms")]
 /// #[should_panic(expected = "timed out after 200ms")]
 /// async fn hangs() {
