@@ -59,7 +59,7 @@ fn test_body<T>(builder: Builder, timeout: Option<Duration>, main: Body<'_, T>) 
         Some(limit) => {
             let deadline = Instant::now().checked_add(limit);
             runner.run(async move {
-                match crate::shutdown::with_deadline(deadline, main).await {
+                match crate::deadline::with_deadline(deadline, main).await {
                     Some(output) => Ok(output),
                     None => Err(crate::scope::current_runner()
                         .map(|shared| shared.describe_pending())

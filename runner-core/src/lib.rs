@@ -9,14 +9,17 @@
 //! ```
 #![deny(missing_docs)]
 
+mod close;
 mod context;
+mod deadline;
 mod debug;
 mod error;
 mod runner;
 mod scope;
-mod shutdown;
+mod shared;
 mod signal;
 mod task;
+mod task_state;
 
 #[doc(hidden)]
 pub mod __private;

@@ -4,23 +4,21 @@
 //! moves Created -> Initialized -> Closed and never back, and `close()` is safe to repeat.
 
 use std::fmt;
-use std::future::{Future, IntoFuture};
+use std::future::IntoFuture;
 use std::io;
 use std::panic::{self, AssertUnwindSafe, Location};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::task::{Context as TaskCx, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::runtime::{Handle, Runtime};
 
 use crate::context::{Context, CtxState};
-use crate::debug::{self, Handler, Report, ReportKind};
+use crate::debug::{self, Handler, Report};
 use crate::error::{panic_message, RunError};
-use crate::scope::{self, Scope};
-use crate::shutdown::{block_until, CatchUnwind};
-use crate::task::{Guarded, Origin, Outcome, TaskState, NO_SLOT};
+use crate::scope::{self};
+use crate::shared::Shared;
+use crate::task_state::{Guarded, Origin, Outcome, TaskState};
 
 /// asyncio's `THREAD_JOIN_TIMEOUT`: how long `close()` waits for blocking work by default.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(300);
@@ -32,7 +30,6 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 type LoopFactory = Box<dyn FnOnce() -> io::Result<Runtime> + Send>;
-type Finalizer = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>> + Send>;
 
 /// What a loop factory may return: a ready runtime, the result of building one, or a tokio
 /// builder to build.
@@ -69,168 +66,6 @@ fn default_loop() -> io::Result<Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-}
-
-/// The part of a live Runner that its tasks can reach (they hold an `Arc` to it).
-pub(crate) struct Shared {
-    pub(crate) handle: Handle,
-    pub(crate) debug: bool,
-    slow: Duration,
-    handler: Handler,
-    tasks: Mutex<Registry>,
-    /// Tasks of `close()`'s cancellation pass not finished yet (+1 while the pass is being
-    /// taken), who waits for them, and the panics they ended with.
-    close_pass: AtomicUsize,
-    closer: Mutex<Option<Waker>>,
-    shutdown_panics: Mutex<Vec<(&'static Location<'static>, String, String)>>,
-    finalizers: Mutex<Vec<(&'static Location<'static>, Finalizer)>>,
-    blocking: Mutex<usize>,
-    blocking_done: Condvar,
-}
-
-/// The pending `runner::spawn` tasks, so `close()` can cancel them (a slab: O(1) in and out).
-#[derive(Default)]
-struct Registry {
-    slots: Vec<Option<Arc<TaskState>>>,
-    free: Vec<usize>,
-}
-
-impl Shared {
-    pub(crate) fn report(&self, report: Report) {
-        #[cfg(feature = "tracing")]
-        crate::debug::emit_tracing_event(&report);
-        let handler = &self.handler;
-        if panic::catch_unwind(AssertUnwindSafe(|| handler(&report))).is_err() {
-            debug::default_handler(&report);
-        }
-    }
-
-    pub(crate) fn check_slow_poll(&self, task: &TaskState, took: Duration) {
-        if took >= self.slow {
-            self.report(Report::new(
-                ReportKind::SlowPoll,
-                debug::slow_poll_message(&task.describe(), took),
-                Some(task.location),
-                None,
-            ));
-        }
-    }
-
-    pub(crate) fn register(&self, task: &Arc<TaskState>) {
-        let mut reg = lock(&self.tasks);
-        let slot = match reg.free.pop() {
-            Some(slot) => slot,
-            None => {
-                reg.slots.push(None);
-                reg.slots.len() - 1
-            }
-        };
-        reg.slots[slot] = Some(task.clone());
-        task.slot.store(slot, std::sync::atomic::Ordering::Release);
-    }
-
-    pub(crate) fn deregister(&self, task: &TaskState) {
-        let slot = task.slot.load(Ordering::Acquire);
-        let mut reg = lock(&self.tasks);
-        if slot != NO_SLOT
-            && reg.slots[slot]
-                .as_deref()
-                .is_some_and(|t| std::ptr::eq(t, task))
-        {
-            reg.slots[slot] = None;
-            reg.free.push(slot);
-        }
-    }
-
-    /// A task of the close pass ended. It keeps its registry slot (the registry goes away
-    /// with the Runner), so this is one atomic decrement, not a lock per task.
-    pub(crate) fn close_pass_task_done(&self, task: &TaskState, panicked: bool) {
-        if let Some(message) = panicked.then(|| task.panicked()).flatten() {
-            lock(&self.shutdown_panics).push((task.location, task.describe(), message));
-        }
-        if self.close_pass.fetch_sub(1, Ordering::SeqCst) == 1 {
-            if let Some(waker) = lock(&self.closer).take() {
-                waker.wake();
-            }
-        }
-    }
-
-    /// Step 1 of `close()`, run inside the runtime (so wake-ups go to the local queue): one
-    /// pass over the tasks pending now, each asked to cancel. Tasks spawned later are not
-    /// part of it.
-    fn begin_close_pass(&self) {
-        if self.debug {
-            // asyncio's debug mode names the tasks still pending when the loop closes.
-            for (location, description) in self.pending_tasks() {
-                self.report(Report::new(
-                    ReportKind::PendingAtClose,
-                    format!("Task was still pending at close: {description}"),
-                    Some(location),
-                    None,
-                ));
-            }
-        }
-        // Counted down by each task of the pass as it ends. It starts far above any task
-        // count, so it cannot reach zero before the pass is taken, and is set right at the
-        // end with one subtraction instead of an atomic add per task.
-        const TAKING: usize = usize::MAX / 2;
-        self.close_pass.store(TAKING, Ordering::SeqCst);
-        let mut joined = 0;
-        {
-            let reg = lock(&self.tasks);
-            for task in reg.slots.iter().flatten() {
-                if task.join_close_pass() {
-                    joined += 1;
-                    task.request_cancel(false);
-                }
-            }
-        }
-        self.close_pass.fetch_sub(TAKING - joined, Ordering::SeqCst);
-    }
-
-    fn poll_close_pass(&self, cx: &mut TaskCx<'_>) -> Poll<()> {
-        if self.close_pass.load(Ordering::SeqCst) == 0 {
-            return Poll::Ready(());
-        }
-        *lock(&self.closer) = Some(cx.waker().clone());
-        if self.close_pass.load(Ordering::SeqCst) == 0 {
-            return Poll::Ready(());
-        }
-        Poll::Pending
-    }
-
-    /// Where each pending task was spawned, and how reports name it.
-    pub(crate) fn pending_tasks(&self) -> Vec<(&'static Location<'static>, String)> {
-        let reg = lock(&self.tasks);
-        let pending = reg.slots.iter().flatten().filter(|t| !t.is_done());
-        pending.map(|t| (t.location, t.describe())).collect()
-    }
-
-    pub(crate) fn add_finalizer(&self, at: &'static Location<'static>, f: Finalizer) {
-        lock(&self.finalizers).push((at, f));
-    }
-
-    pub(crate) fn blocking_started(&self) {
-        *lock(&self.blocking) += 1;
-    }
-
-    pub(crate) fn blocking_finished(&self) {
-        let mut n = lock(&self.blocking);
-        *n -= 1;
-        if *n == 0 {
-            self.blocking_done.notify_all();
-        }
-    }
-
-    /// Waits until no `spawn_blocking` job runs, at most `timeout`; how many are left.
-    fn wait_blocking(&self, timeout: Duration) -> usize {
-        let n = lock(&self.blocking);
-        let (n, _) = self
-            .blocking_done
-            .wait_timeout_while(n, timeout, |n| *n > 0)
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *n
-    }
 }
 
 /// Options for a [`Runner`]; [`Runner::builder`] makes one.
@@ -367,13 +202,13 @@ enum State {
     Closed,
 }
 
-struct Inner {
-    rt: Runtime,
-    shared: Arc<Shared>,
+pub(crate) struct Inner {
+    pub(crate) rt: Runtime,
+    pub(crate) shared: Arc<Shared>,
     /// The Runner's context, moved into each run's main task and back out after.
-    ctx: CtxState,
+    pub(crate) ctx: CtxState,
     /// The main task's record, reused by the next run when nothing else holds it.
-    main: Option<Arc<TaskState>>,
+    pub(crate) main: Option<Arc<TaskState>>,
 }
 
 /// Runs futures on one lazily built tokio runtime, reused across calls (asyncio's `Runner`).
@@ -527,7 +362,7 @@ impl Runner {
     /// ```
     pub fn close(&mut self) {
         if let State::Initialized(inner) = std::mem::replace(&mut self.state, State::Closed) {
-            shutdown(inner, self.config.shutdown_timeout);
+            crate::close::shutdown(inner, self.config.shutdown_timeout);
         }
     }
 
@@ -674,129 +509,6 @@ fn drive<F: IntoFuture>(
     }
 }
 
-/// `true` where `block_on` would make tokio panic: inside a run of ours on this thread, or
-/// inside any tokio task.
-fn cannot_block() -> bool {
-    scope::in_run() || (Handle::try_current().is_ok() && tokio::task::try_id().is_some())
-}
-
-/// The four steps of `close()`. Never panics and never waits past its deadlines.
-fn shutdown(inner: Inner, timeout: Duration) {
-    let Inner {
-        rt, shared, ctx, ..
-    } = inner;
-    if cannot_block() {
-        shared.report(Report::new(
-            ReportKind::Other,
-            "Runner closed from inside a running runtime: its tasks were dropped without \
-             waiting for their cleanup"
-                .to_owned(),
-            None,
-            None,
-        ));
-        rt.shutdown_background();
-        return;
-    }
-    let result = panic::catch_unwind(AssertUnwindSafe(|| {
-        let mut scope = Scope {
-            ctx,
-            runner: Some(shared.clone()),
-            task: None,
-            in_run: true,
-        };
-        let entered = scope::Entered::new(&mut scope);
-        let deadline = Instant::now().checked_add(timeout);
-        cancel_pending(&rt, &shared, deadline, timeout);
-        run_finalizers(&rt, &shared, deadline, timeout);
-        drop(entered);
-    }));
-    if let Err(payload) = result {
-        shared.report(Report::new(
-            ReportKind::Other,
-            "Runner shutdown failed; dropping the runtime".to_owned(),
-            None,
-            Some(panic_message(payload.as_ref())),
-        ));
-    }
-    // Steps 3 and 4 share one deadline: the blocking pool is waited for (tokio's own Drop
-    // would wait forever), then the runtime gets what is left of it.
-    let started = Instant::now();
-    let abandoned = shared.wait_blocking(timeout);
-    if abandoned > 0 {
-        shared.report(Report::new(
-            ReportKind::BlockingAbandoned,
-            format!(
-                "Runner shutdown: {abandoned} spawn_blocking job(s) still running after the \
-                 shutdown timeout of {timeout:?}; abandoning them"
-            ),
-            None,
-            None,
-        ));
-        rt.shutdown_background();
-    } else {
-        rt.shutdown_timeout(timeout.saturating_sub(started.elapsed()));
-    }
-}
-
-/// Step 1: one pass of cancellation over the tasks pending now, then wait for them.
-fn cancel_pending(rt: &Runtime, shared: &Shared, deadline: Option<Instant>, timeout: Duration) {
-    let finished = block_until(rt, deadline, async {
-        shared.begin_close_pass();
-        std::future::poll_fn(|cx| shared.poll_close_pass(cx)).await
-    });
-    if finished.is_none() {
-        let left = shared.close_pass.load(Ordering::SeqCst);
-        shared.report(Report::new(
-            ReportKind::ShutdownTimeout,
-            format!(
-                "Runner shutdown: {left} cancelled task(s) still running after the shutdown \
-                 timeout of {timeout:?}; dropping them"
-            ),
-            None,
-            None,
-        ));
-    }
-    let panics = std::mem::take(&mut *lock(&shared.shutdown_panics));
-    for (location, description, message) in panics {
-        shared.report(Report::new(
-            ReportKind::PanicDuringShutdown,
-            format!("unhandled panic during Runner shutdown in {description}"),
-            Some(location),
-            Some(message),
-        ));
-    }
-}
-
-/// Step 2: `at_close` finalizers, last registered first, each panic reported.
-fn run_finalizers(rt: &Runtime, shared: &Shared, deadline: Option<Instant>, timeout: Duration) {
-    loop {
-        let Some((location, finalizer)) = lock(&shared.finalizers).pop() else {
-            return;
-        };
-        let outcome = match panic::catch_unwind(AssertUnwindSafe(finalizer)) {
-            Ok(fut) => block_until(rt, deadline, CatchUnwind(fut)),
-            Err(payload) => Some(Err(payload)),
-        };
-        let problem = match outcome {
-            Some(Ok(())) => continue,
-            Some(Err(payload)) => (
-                ReportKind::FinalizerPanicked,
-                format!("at_close finalizer registered at {location} panicked"),
-                Some(panic_message(payload.as_ref())),
-            ),
-            None => (
-                ReportKind::ShutdownTimeout,
-                format!(
-                    "at_close finalizer registered at {location} did not finish within the \
-                     shutdown timeout of {timeout:?}"
-                ),
-                None,
-            ),
-        };
-        shared.report(Report::new(problem.0, problem.1, Some(location), problem.2));
-    }
-}
-
 /// Runs `main` on a fresh Runner and closes it (asyncio's `run()`).
 ///
 /// ```
@@ -829,10 +541,4 @@ pub fn run<F: IntoFuture>(main: F) -> Result<F::Output, RunError> {
 /// ```
 pub fn debug_enabled() -> bool {
     scope::current_runner().is_some_and(|s| s.debug)
-}
-
-impl Shared {
-    pub(crate) fn describe_pending(&self) -> Vec<String> {
-        self.pending_tasks().into_iter().map(|(_, d)| d).collect()
-    }
 }

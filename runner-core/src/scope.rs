@@ -8,8 +8,8 @@ use std::mem;
 use std::sync::Arc;
 
 use crate::context::CtxState;
-use crate::runner::Shared;
-use crate::task::TaskState;
+use crate::shared::Shared;
+use crate::task_state::TaskState;
 
 pub(crate) struct Scope {
     pub(crate) ctx: CtxState,

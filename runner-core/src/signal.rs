@@ -18,7 +18,7 @@
 //! itself busy while using it, and disarming waits for it to finish (`BUSY` / `ARMED` are
 //! ordered SeqCst: either the listener sees the run disarmed, or disarm sees it busy).
 
-use crate::task::TaskState;
+use crate::task_state::TaskState;
 
 /// Armed SIGINT handling for one run; dropping it disarms.
 pub(crate) struct Armed(());
@@ -31,7 +31,7 @@ mod imp {
 
     use super::Armed;
     use crate::runner::lock;
-    use crate::task::TaskState;
+    use crate::task_state::TaskState;
 
     static KILL: AtomicBool = AtomicBool::new(true);
     /// The armed run's generation; 0 when no run is armed.
@@ -211,7 +211,7 @@ mod imp {
 #[cfg(not(unix))]
 mod imp {
     use super::Armed;
-    use crate::task::TaskState;
+    use crate::task_state::TaskState;
 
     pub(crate) fn arm(_main: &TaskState) -> Option<Armed> {
         None

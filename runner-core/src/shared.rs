@@ -1,0 +1,187 @@
+//! The part of a live Runner that its tasks reach (through an `Arc`): the registry of
+//! pending tasks, `at_close` finalizers, the count of blocking jobs, and the report sink.
+
+use std::future::Future;
+use std::panic::{self, AssertUnwindSafe, Location};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context as TaskCx, Poll, Waker};
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+
+use crate::debug::{self, Handler, Report, ReportKind};
+use crate::runner::lock;
+use crate::task_state::{TaskState, NO_SLOT};
+
+/// An `at_close` finalizer: called once at close, it gives the future to run.
+pub(crate) type Finalizer = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
+/// The part of a live Runner that its tasks can reach (they hold an `Arc` to it).
+pub(crate) struct Shared {
+    pub(crate) handle: Handle,
+    pub(crate) debug: bool,
+    pub(crate) slow: Duration,
+    pub(crate) handler: Handler,
+    pub(crate) tasks: Mutex<Registry>,
+    /// Tasks of `close()`'s cancellation pass not finished yet (+1 while the pass is being
+    /// taken), who waits for them, and the panics they ended with.
+    pub(crate) close_pass: AtomicUsize,
+    pub(crate) closer: Mutex<Option<Waker>>,
+    pub(crate) shutdown_panics: Mutex<Vec<(&'static Location<'static>, String, String)>>,
+    pub(crate) finalizers: Mutex<Vec<(&'static Location<'static>, Finalizer)>>,
+    pub(crate) blocking: Mutex<usize>,
+    pub(crate) blocking_done: Condvar,
+}
+
+/// The pending `runner::spawn` tasks, so `close()` can cancel them (a slab: O(1) in and out).
+#[derive(Default)]
+pub(crate) struct Registry {
+    slots: Vec<Option<Arc<TaskState>>>,
+    free: Vec<usize>,
+}
+
+impl Shared {
+    pub(crate) fn report(&self, report: Report) {
+        #[cfg(feature = "tracing")]
+        crate::debug::emit_tracing_event(&report);
+        let handler = &self.handler;
+        if panic::catch_unwind(AssertUnwindSafe(|| handler(&report))).is_err() {
+            debug::default_handler(&report);
+        }
+    }
+
+    pub(crate) fn check_slow_poll(&self, task: &TaskState, took: Duration) {
+        if took >= self.slow {
+            self.report(Report::new(
+                ReportKind::SlowPoll,
+                debug::slow_poll_message(&task.describe(), took),
+                Some(task.location),
+                None,
+            ));
+        }
+    }
+
+    pub(crate) fn register(&self, task: &Arc<TaskState>) {
+        let mut reg = lock(&self.tasks);
+        let slot = match reg.free.pop() {
+            Some(slot) => slot,
+            None => {
+                reg.slots.push(None);
+                reg.slots.len() - 1
+            }
+        };
+        reg.slots[slot] = Some(task.clone());
+        task.slot.store(slot, std::sync::atomic::Ordering::Release);
+    }
+
+    pub(crate) fn deregister(&self, task: &TaskState) {
+        let slot = task.slot.load(Ordering::Acquire);
+        let mut reg = lock(&self.tasks);
+        if slot != NO_SLOT
+            && reg.slots[slot]
+                .as_deref()
+                .is_some_and(|t| std::ptr::eq(t, task))
+        {
+            reg.slots[slot] = None;
+            reg.free.push(slot);
+        }
+    }
+
+    /// A task of the close pass ended. It keeps its registry slot (the registry goes away
+    /// with the Runner), so this is one atomic decrement, not a lock per task.
+    pub(crate) fn close_pass_task_done(&self, task: &TaskState, panicked: bool) {
+        if let Some(message) = panicked.then(|| task.panicked()).flatten() {
+            lock(&self.shutdown_panics).push((task.location, task.describe(), message));
+        }
+        if self.close_pass.fetch_sub(1, Ordering::SeqCst) == 1 {
+            if let Some(waker) = lock(&self.closer).take() {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Step 1 of `close()`, run inside the runtime (so wake-ups go to the local queue): one
+    /// pass over the tasks pending now, each asked to cancel. Tasks spawned later are not
+    /// part of it.
+    pub(crate) fn begin_close_pass(&self) {
+        if self.debug {
+            // asyncio's debug mode names the tasks still pending when the loop closes.
+            for (location, description) in self.pending_tasks() {
+                self.report(Report::new(
+                    ReportKind::PendingAtClose,
+                    format!("Task was still pending at close: {description}"),
+                    Some(location),
+                    None,
+                ));
+            }
+        }
+        // Counted down by each task of the pass as it ends. It starts far above any task
+        // count, so it cannot reach zero before the pass is taken, and is set right at the
+        // end with one subtraction instead of an atomic add per task.
+        const TAKING: usize = usize::MAX / 2;
+        self.close_pass.store(TAKING, Ordering::SeqCst);
+        let mut joined = 0;
+        {
+            let reg = lock(&self.tasks);
+            for task in reg.slots.iter().flatten() {
+                if task.join_close_pass() {
+                    joined += 1;
+                    task.request_cancel(false);
+                }
+            }
+        }
+        self.close_pass.fetch_sub(TAKING - joined, Ordering::SeqCst);
+    }
+
+    pub(crate) fn poll_close_pass(&self, cx: &mut TaskCx<'_>) -> Poll<()> {
+        if self.close_pass.load(Ordering::SeqCst) == 0 {
+            return Poll::Ready(());
+        }
+        *lock(&self.closer) = Some(cx.waker().clone());
+        if self.close_pass.load(Ordering::SeqCst) == 0 {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+
+    /// Where each pending task was spawned, and how reports name it.
+    pub(crate) fn pending_tasks(&self) -> Vec<(&'static Location<'static>, String)> {
+        let reg = lock(&self.tasks);
+        let pending = reg.slots.iter().flatten().filter(|t| !t.is_done());
+        pending.map(|t| (t.location, t.describe())).collect()
+    }
+
+    pub(crate) fn add_finalizer(&self, at: &'static Location<'static>, f: Finalizer) {
+        lock(&self.finalizers).push((at, f));
+    }
+
+    pub(crate) fn blocking_started(&self) {
+        *lock(&self.blocking) += 1;
+    }
+
+    pub(crate) fn blocking_finished(&self) {
+        let mut n = lock(&self.blocking);
+        *n -= 1;
+        if *n == 0 {
+            self.blocking_done.notify_all();
+        }
+    }
+
+    /// Waits until no `spawn_blocking` job runs, at most `timeout`; how many are left.
+    pub(crate) fn wait_blocking(&self, timeout: Duration) -> usize {
+        let n = lock(&self.blocking);
+        let (n, _) = self
+            .blocking_done
+            .wait_timeout_while(n, timeout, |n| *n > 0)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *n
+    }
+}
+
+impl Shared {
+    pub(crate) fn describe_pending(&self) -> Vec<String> {
+        self.pending_tasks().into_iter().map(|(_, d)| d).collect()
+    }
+}
