@@ -393,3 +393,31 @@ fn runner_is_send_and_debug() {
         "{text}"
     );
 }
+
+#[test]
+fn closing_a_runner_inside_another_runners_run_neither_panics_nor_hangs() {
+    let reports = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = reports.clone();
+    let mut inner = Runner::builder()
+        .handle_sigint(false)
+        .exception_handler(move |r: &runner::Report| sink.lock().unwrap().push(r.to_string()))
+        .build();
+    inner
+        .run(async { drop(runner::spawn(std::future::pending::<()>())) })
+        .unwrap();
+    let mut outer = quiet();
+    outer
+        .run(async move {
+            // block_on is impossible here: close() falls back to a background shutdown.
+            inner.close();
+            assert!(inner.is_closed());
+        })
+        .unwrap();
+    let reports = reports.lock().unwrap();
+    assert!(
+        reports
+            .iter()
+            .any(|r| r.contains("from inside a running runtime")),
+        "{reports:?}"
+    );
+}
