@@ -2,7 +2,6 @@
 //! run finalizers, bounded wait for blocking work, shut the runtime down).
 
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::runtime::{Handle, Runtime};
@@ -10,7 +9,7 @@ use tokio::runtime::{Handle, Runtime};
 use crate::deadline::{block_until, CatchUnwind};
 use crate::debug::{Report, ReportKind};
 use crate::error::panic_message;
-use crate::runner::{lock, Inner};
+use crate::runner::Inner;
 use crate::scope::{self, Scope};
 use crate::shared::Shared;
 
@@ -85,7 +84,7 @@ fn cancel_pending(rt: &Runtime, shared: &Shared, deadline: Option<Instant>, time
         std::future::poll_fn(|cx| shared.poll_close_pass(cx)).await
     });
     if finished.is_none() {
-        let left = shared.close_pass.load(Ordering::SeqCst);
+        let left = shared.close_pass_left();
         shared.report(Report::new(
             ReportKind::ShutdownTimeout,
             format!(
@@ -96,8 +95,7 @@ fn cancel_pending(rt: &Runtime, shared: &Shared, deadline: Option<Instant>, time
             None,
         ));
     }
-    let panics = std::mem::take(&mut *lock(&shared.shutdown_panics));
-    for (location, description, message) in panics {
+    for (location, description, message) in shared.take_shutdown_panics() {
         shared.report(Report::new(
             ReportKind::PanicDuringShutdown,
             format!("unhandled panic during Runner shutdown in {description}"),
@@ -110,7 +108,7 @@ fn cancel_pending(rt: &Runtime, shared: &Shared, deadline: Option<Instant>, time
 /// Step 2: `at_close` finalizers, last registered first, each panic reported.
 fn run_finalizers(rt: &Runtime, shared: &Shared, deadline: Option<Instant>, timeout: Duration) {
     loop {
-        let Some((location, finalizer)) = lock(&shared.finalizers).pop() else {
+        let Some((location, finalizer)) = shared.pop_finalizer() else {
             return;
         };
         let outcome = match panic::catch_unwind(AssertUnwindSafe(finalizer)) {

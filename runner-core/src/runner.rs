@@ -7,8 +7,8 @@ use std::fmt;
 use std::future::IntoFuture;
 use std::io;
 use std::panic::{self, AssertUnwindSafe, Location};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::runtime::{Handle, Runtime};
@@ -267,13 +267,7 @@ impl Runner {
     /// ```
     #[track_caller]
     pub fn run<F: IntoFuture>(&mut self, main: F) -> Result<F::Output, RunError> {
-        let location = Location::caller();
-        if scope::in_run() {
-            return Err(RunError::NestedRun);
-        }
-        let handle_sigint = self.config.handle_sigint;
-        let inner = self.lazy_init()?;
-        drive(inner, None, main, location, handle_sigint)
+        self.run_in(main, None)
     }
 
     /// Like [`run`](Runner::run), but inside `ctx` itself: what the main task sets there is
@@ -294,13 +288,24 @@ impl Runner {
         main: F,
         ctx: &Context,
     ) -> Result<F::Output, RunError> {
+        self.run_in(main, Some(ctx))
+    }
+
+    /// asyncio's `Runner.run` steps: nested-run check, lazy init, then the main task in
+    /// `ctx` (the Runner's own context when `None`).
+    #[track_caller]
+    fn run_in<F: IntoFuture>(
+        &mut self,
+        main: F,
+        ctx: Option<&Context>,
+    ) -> Result<F::Output, RunError> {
         let location = Location::caller();
         if scope::in_run() {
             return Err(RunError::NestedRun);
         }
         let handle_sigint = self.config.handle_sigint;
         let inner = self.lazy_init()?;
-        drive(inner, Some(ctx), main, location, handle_sigint)
+        drive(inner, ctx, main, location, handle_sigint)
     }
 
     /// The runtime's handle, building the runtime first if needed (asyncio's `get_loop`).
@@ -403,19 +408,12 @@ impl Runner {
                 }
             };
             let config = &self.config;
-            let shared = Arc::new(Shared {
-                handle: rt.handle().clone(),
-                debug: config.debug.unwrap_or_else(debug::env_debug),
-                slow: config.slow_callback_duration,
-                handler: config.handler.clone(),
-                tasks: Mutex::default(),
-                close_pass: AtomicUsize::new(0),
-                closer: Mutex::default(),
-                shutdown_panics: Mutex::default(),
-                finalizers: Mutex::default(),
-                blocking: Mutex::new(0),
-                blocking_done: Condvar::new(),
-            });
+            let shared = Arc::new(Shared::new(
+                rt.handle().clone(),
+                config.debug.unwrap_or_else(debug::env_debug),
+                config.slow_callback_duration,
+                config.handler.clone(),
+            ));
             self.state = State::Initialized(Inner {
                 rt,
                 shared,

@@ -22,27 +22,46 @@ pub(crate) type Finalizer = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>
 pub(crate) struct Shared {
     pub(crate) handle: Handle,
     pub(crate) debug: bool,
-    pub(crate) slow: Duration,
-    pub(crate) handler: Handler,
-    pub(crate) tasks: Mutex<Registry>,
-    /// Tasks of `close()`'s cancellation pass not finished yet (+1 while the pass is being
-    /// taken), who waits for them, and the panics they ended with.
-    pub(crate) close_pass: AtomicUsize,
-    pub(crate) closer: Mutex<Option<Waker>>,
-    pub(crate) shutdown_panics: Mutex<Vec<(&'static Location<'static>, String, String)>>,
-    pub(crate) finalizers: Mutex<Vec<(&'static Location<'static>, Finalizer)>>,
-    pub(crate) blocking: Mutex<usize>,
-    pub(crate) blocking_done: Condvar,
+    slow: Duration,
+    handler: Handler,
+    tasks: Mutex<Registry>,
+    /// Tasks of `close()`'s cancellation pass not finished yet (plus a large guard value
+    /// while the pass is being taken), who waits for them, and the panics they ended with.
+    close_pass: AtomicUsize,
+    closer: Mutex<Option<Waker>>,
+    shutdown_panics: Mutex<Vec<ShutdownPanic>>,
+    finalizers: Mutex<Vec<(&'static Location<'static>, Finalizer)>>,
+    blocking: Mutex<usize>,
+    blocking_done: Condvar,
 }
+
+/// A task of the close pass that panicked: where it was spawned, its name, the panic.
+pub(crate) type ShutdownPanic = (&'static Location<'static>, String, String);
 
 /// The pending `runner::spawn` tasks, so `close()` can cancel them (a slab: O(1) in and out).
 #[derive(Default)]
-pub(crate) struct Registry {
+struct Registry {
     slots: Vec<Option<Arc<TaskState>>>,
     free: Vec<usize>,
 }
 
 impl Shared {
+    pub(crate) fn new(handle: Handle, debug: bool, slow: Duration, handler: Handler) -> Shared {
+        Shared {
+            handle,
+            debug,
+            slow,
+            handler,
+            tasks: Mutex::default(),
+            close_pass: AtomicUsize::new(0),
+            closer: Mutex::default(),
+            shutdown_panics: Mutex::default(),
+            finalizers: Mutex::default(),
+            blocking: Mutex::new(0),
+            blocking_done: Condvar::new(),
+        }
+    }
+
     pub(crate) fn report(&self, report: Report) {
         #[cfg(feature = "tracing")]
         crate::debug::emit_tracing_event(&report);
@@ -73,7 +92,7 @@ impl Shared {
             }
         };
         reg.slots[slot] = Some(task.clone());
-        task.slot.store(slot, std::sync::atomic::Ordering::Release);
+        task.slot.store(slot, Ordering::Release);
     }
 
     pub(crate) fn deregister(&self, task: &TaskState) {
@@ -133,6 +152,21 @@ impl Shared {
             }
         }
         self.close_pass.fetch_sub(TAKING - joined, Ordering::SeqCst);
+    }
+
+    /// How many tasks of the close pass have not finished.
+    pub(crate) fn close_pass_left(&self) -> usize {
+        self.close_pass.load(Ordering::SeqCst)
+    }
+
+    /// The panics of close-pass tasks so far, each reported once.
+    pub(crate) fn take_shutdown_panics(&self) -> Vec<ShutdownPanic> {
+        std::mem::take(&mut *lock(&self.shutdown_panics))
+    }
+
+    /// The most recently registered `at_close` finalizer not yet run.
+    pub(crate) fn pop_finalizer(&self) -> Option<(&'static Location<'static>, Finalizer)> {
+        lock(&self.finalizers).pop()
     }
 
     pub(crate) fn poll_close_pass(&self, cx: &mut TaskCx<'_>) -> Poll<()> {
