@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::{builder, Flavor, Reports};
@@ -183,34 +182,9 @@ fn a_never_retrieved_panic_is_reported() {
     }
 }
 
-/// Re-runs this test binary on `child`, with `env` set; returns (stdout, stderr).
-fn run_child(child: &str, env: &[(&str, &str)]) -> (String, String) {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--exact",
-        child,
-        "--nocapture",
-        "--include-ignored",
-        "--test-threads=1",
-    ]);
-    cmd.env_remove("RUNNER_DEBUG").env("RUNNER_CHILD", "1");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "child {child} failed:\n{stdout}\n{stderr}"
-    );
-    assert!(stdout.contains("1 passed"), "{stdout}");
-    (stdout, stderr)
-}
-
 #[test]
 fn runner_debug_env_turns_it_on_and_an_explicit_false_overrides_it() {
-    let (_, stderr) = run_child("child_env_debug", &[("RUNNER_DEBUG", "1")]);
+    let (_, stderr) = common::run_child("child_env_debug", &[("RUNNER_DEBUG", "1")]);
     assert!(
         stderr.contains("runner: Executing <main task run at"),
         "{stderr}"
@@ -241,7 +215,7 @@ fn child_env_debug() {
 
 #[test]
 fn the_default_handler_prints_one_line_per_report_to_stderr() {
-    let (stdout, stderr) = run_child("child_default_handler", &[]);
+    let (stdout, stderr) = common::run_child("child_default_handler", &[]);
     let lines: Vec<_> = stderr
         .lines()
         .filter(|l| l.starts_with("runner: "))

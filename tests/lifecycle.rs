@@ -4,7 +4,6 @@
 mod common;
 
 use std::cell::Cell;
-use std::process::Command;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -221,25 +220,13 @@ fn debug_flag_from_runner_debug_env() {
         (Some("yes"), true),
     ];
     for (value, expected) in cases {
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args([
-            "--exact",
-            "debug_env_child",
-            "--nocapture",
-            "--include-ignored",
-        ]);
-        cmd.env_remove("RUNNER_DEBUG")
-            .env("RUNNER_DEBUG_EXPECT", expected.to_string());
+        // RUNNER_DEBUG_EXPECT tells the child what RUNNER_DEBUG={value:?} must resolve to.
+        let expect = expected.to_string();
+        let mut env = vec![("RUNNER_DEBUG_EXPECT", expect.as_str())];
         if let Some(v) = value {
-            cmd.env("RUNNER_DEBUG", v);
+            env.push(("RUNNER_DEBUG", v));
         }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "RUNNER_DEBUG={value:?} should resolve to {expected}: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
+        common::run_child("debug_env_child", &env);
     }
 }
 

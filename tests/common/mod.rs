@@ -111,3 +111,28 @@ impl Drop for PanicOnDrop {
         panic!("{}", self.0);
     }
 }
+
+/// Re-runs this test binary on `child`, with `env` set; returns (stdout, stderr).
+pub fn run_child(child: &str, env: &[(&str, &str)]) -> (String, String) {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        child,
+        "--nocapture",
+        "--include-ignored",
+        "--test-threads=1",
+    ]);
+    cmd.env_remove("RUNNER_DEBUG").env("RUNNER_CHILD", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "child {child} failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("1 passed"), "{stdout}");
+    (stdout, stderr)
+}
