@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
 use crate::runner::{Builder, Runner};
-use crate::{die_by_sigint, RunError};
+use crate::{die_by_sigint, die_by_sigterm, RunError};
 
 /// A type-erased entry-point body. `block_main` and `block_test` box the body first, so
 /// the machinery under them (`Runner::run`, the task wrapper, tokio's `block_on`) is
@@ -32,6 +32,7 @@ fn main_body<T>(builder: Builder, main: Body<'_, T>) -> T {
     match result {
         Ok(output) => output,
         Err(RunError::Interrupted) => die_by_sigint(),
+        Err(RunError::Terminated) => die_by_sigterm(),
         Err(err) => {
             eprintln!("error: #[runner::main]: {err}");
             std::process::exit(1)

@@ -23,7 +23,10 @@ pub enum RunError {
     NestedRun,
     /// The main task was cancelled by Ctrl-C (asyncio raises `KeyboardInterrupt`).
     Interrupted,
-    /// The main task was cancelled by something other than Ctrl-C (asyncio's `CancelledError`).
+    /// The main task was cancelled by SIGTERM (only with `Builder::handle_sigterm(true)`).
+    Terminated,
+    /// The main task was cancelled by something other than a signal (asyncio's
+    /// `CancelledError`).
     Cancelled,
     /// The loop factory could not build a runtime.
     LoopFactory(std::io::Error),
@@ -37,6 +40,7 @@ impl fmt::Display for RunError {
                 f.write_str("Runner::run() cannot be called from a running runner")
             }
             RunError::Interrupted => f.write_str("the main task was interrupted by Ctrl-C"),
+            RunError::Terminated => f.write_str("the main task was terminated by SIGTERM"),
             RunError::Cancelled => f.write_str("the main task was cancelled"),
             RunError::LoopFactory(err) => {
                 write!(f, "the loop factory failed to build a runtime: {err}")

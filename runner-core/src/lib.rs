@@ -31,5 +31,5 @@ pub use crate::runner::{
     debug_enabled, run, Builder, IntoRuntime, Runner, DEFAULT_SHUTDOWN_TIMEOUT,
     DEFAULT_SLOW_CALLBACK_DURATION,
 };
-pub use crate::signal::die_by_sigint;
+pub use crate::signal::{die_by_sigint, die_by_sigterm};
 pub use crate::task::{at_close, cancelled, spawn, spawn_blocking, Cancelled, Task};

@@ -85,6 +85,7 @@ pub struct Builder {
     debug: Option<bool>,
     shutdown_timeout: Duration,
     handle_sigint: bool,
+    handle_sigterm: bool,
     slow_callback_duration: Duration,
     loop_factory: Option<LoopFactory>,
     handler: Option<Handler>,
@@ -109,6 +110,15 @@ impl Builder {
     /// while SIGINT still has its default disposition).
     pub fn handle_sigint(mut self, on: bool) -> Builder {
         self.handle_sigint = on;
+        self
+    }
+
+    /// Whether `run` handles SIGTERM like Ctrl-C (default `false`, as asyncio): the first
+    /// SIGTERM cancels the main task and `run` returns [`RunError::Terminated`]; a second
+    /// SIGTERM or SIGINT kills. Only on the main thread, and only while SIGTERM still has
+    /// its default disposition. For containers, systemd and `kill`.
+    pub fn handle_sigterm(mut self, on: bool) -> Builder {
+        self.handle_sigterm = on;
         self
     }
 
@@ -145,6 +155,7 @@ impl Builder {
             debug,
             shutdown_timeout,
             handle_sigint,
+            handle_sigterm,
             slow_callback_duration,
             loop_factory,
             handler,
@@ -155,6 +166,7 @@ impl Builder {
                 debug,
                 shutdown_timeout,
                 handle_sigint,
+                handle_sigterm,
                 slow_callback_duration,
                 handler: handler.unwrap_or_else(|| Arc::new(debug::default_handler)),
             },
@@ -168,6 +180,7 @@ impl Default for Builder {
             debug: None,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             handle_sigint: true,
+            handle_sigterm: false,
             slow_callback_duration: DEFAULT_SLOW_CALLBACK_DURATION,
             loop_factory: None,
             handler: None,
@@ -181,6 +194,7 @@ impl fmt::Debug for Builder {
             .field("debug", &self.debug)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("handle_sigint", &self.handle_sigint)
+            .field("handle_sigterm", &self.handle_sigterm)
             .field("slow_callback_duration", &self.slow_callback_duration)
             .field("loop_factory", &self.loop_factory.is_some())
             .field("exception_handler", &self.handler.is_some())
@@ -192,6 +206,7 @@ struct Config {
     debug: Option<bool>,
     shutdown_timeout: Duration,
     handle_sigint: bool,
+    handle_sigterm: bool,
     slow_callback_duration: Duration,
     handler: Handler,
 }
@@ -449,6 +464,7 @@ impl fmt::Debug for Runner {
             .field("debug", &self.debug())
             .field("shutdown_timeout", &self.config.shutdown_timeout)
             .field("handle_sigint", &self.config.handle_sigint)
+            .field("handle_sigterm", &self.config.handle_sigterm)
             .finish()
     }
 }

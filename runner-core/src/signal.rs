@@ -203,8 +203,9 @@ mod imp {
         }
     }
 
-    pub(crate) fn die() {
-        let _ = signal_hook::low_level::emulate_default_handler(libc::SIGINT);
+    pub(crate) fn die(terminate: bool) {
+        let signal = if terminate { libc::SIGTERM } else { libc::SIGINT };
+        let _ = signal_hook::low_level::emulate_default_handler(signal);
     }
 }
 
@@ -219,7 +220,7 @@ mod imp {
 
     pub(crate) fn disarm() {}
 
-    pub(crate) fn die() {}
+    pub(crate) fn die(_terminate: bool) {}
 }
 
 /// Arms SIGINT handling for the run whose main task is `main`, where the rules allow.
@@ -249,9 +250,31 @@ impl Drop for Armed {
 /// }
 /// ```
 pub fn die_by_sigint() -> ! {
+    die(false)
+}
+
+/// Ends the process the way an unhandled SIGTERM does: by SIGTERM with the default
+/// disposition (shell status 143). `#[runner::main]` calls it when `run` returns
+/// [`RunError::Terminated`](crate::RunError::Terminated).
+///
+/// Where signals do not exist it exits with status 143.
+///
+/// ```no_run
+/// # use runner_core as runner;
+/// let mut runner = runner::Runner::builder().handle_sigterm(true).build();
+/// if let Err(runner::RunError::Terminated) = runner.run(async { /* ... */ }) {
+///     runner.close();
+///     runner::die_by_sigterm();
+/// }
+/// ```
+pub fn die_by_sigterm() -> ! {
+    die(true)
+}
+
+fn die(terminate: bool) -> ! {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
-    imp::die();
-    std::process::exit(130)
+    imp::die(terminate);
+    std::process::exit(if terminate { 143 } else { 130 })
 }
