@@ -155,6 +155,9 @@ fn builder(kind: Macro, config: &Config, krate: &TokenStream) -> TokenStream {
     if let (Macro::Main, Some(on)) = (kind, &config.handle_sigint) {
         builder = quote!(#builder.handle_sigint(#on));
     }
+    if let (Macro::Main, Some(on)) = (kind, &config.handle_sigterm) {
+        builder = quote!(#builder.handle_sigterm(#on));
+    }
     match &config.runtime {
         Runtime::Default => builder,
         Runtime::CurrentThread => {

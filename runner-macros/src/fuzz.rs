@@ -42,6 +42,7 @@ const KEYS: &[&str] = &[
     "worker_threads",
     "shutdown_timeout",
     "handle_sigint",
+    "handle_sigterm",
     "timeout",
     "crate",
     "bogus",
@@ -398,6 +399,7 @@ fn inputs_known_to_be_wrong_are_rejected() {
     for (kind, args) in [
         (Macro::Main, "timeout = \"1s\""),
         (Macro::Test, "handle_sigint = true"),
+        (Macro::Test, "handle_sigterm = true"),
         (Macro::Main, "debug = true, debug = true"),
         (Macro::Test, "worker_threads = 2"),
         (

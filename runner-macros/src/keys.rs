@@ -40,6 +40,7 @@ pub(crate) enum Key {
     WorkerThreads,
     ShutdownTimeout,
     HandleSigint,
+    HandleSigterm,
     Timeout,
     Crate,
 }
@@ -133,6 +134,13 @@ pub(crate) const KEYS: &[KeySpec] = &[
         example: "handle_sigint = false",
     },
     KeySpec {
+        key: Key::HandleSigterm,
+        name: "handle_sigterm",
+        scope: Scope::Only(Macro::Main),
+        kind: Kind::Bool,
+        example: "handle_sigterm = true",
+    },
+    KeySpec {
         key: Key::Timeout,
         name: "timeout",
         scope: Scope::Only(Macro::Test),
@@ -219,7 +227,7 @@ mod tests {
     fn valid_keys_lists_each_macros_keys_in_table_order() {
         assert_eq!(
             valid_keys(Macro::Main),
-            "debug, loop_factory, flavor, worker_threads, shutdown_timeout, handle_sigint, crate"
+            "debug, loop_factory, flavor, worker_threads, shutdown_timeout, handle_sigint, handle_sigterm, crate"
         );
         assert_eq!(
             valid_keys(Macro::Test),

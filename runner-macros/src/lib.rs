@@ -59,6 +59,7 @@ use keys::Macro;
 /// | `loop_factory` | a path or closure: `FnOnce() -> R`, `R` a tokio `Runtime`, `io::Result<Runtime>` or `runtime::Builder`; excludes `flavor` and `worker_threads` | |
 /// | `shutdown_timeout` | `"<n>ms"`, `"<n>s"` or `"<n>m"`: how long `close()` waits for tasks | `"300s"` |
 /// | `handle_sigint` | `true` or `false`: whether Ctrl-C cancels the body (main only) | `true` |
+/// | `handle_sigterm` | `true` or `false`: whether SIGTERM cancels the body like Ctrl-C; the process then dies by SIGTERM (main only) | `false` |
 /// | `crate` | the path of the `runner` crate, in a string: `"my::runner"` | `"::runner"` |
 ///
 /// `worker_threads` alone is an error rather than a silent switch to a multi-thread

@@ -20,6 +20,7 @@ pub(crate) struct Config {
     pub(crate) runtime: Runtime,
     pub(crate) shutdown_timeout: Option<Millis>,
     pub(crate) handle_sigint: Option<LitBool>,
+    pub(crate) handle_sigterm: Option<LitBool>,
     pub(crate) timeout: Option<Millis>,
 }
 
@@ -46,6 +47,7 @@ pub(crate) fn build(raw: &Configuration, errors: &mut Errors) -> Config {
         runtime: runtime(raw, errors),
         shutdown_timeout: millis_setting(raw, Key::ShutdownTimeout),
         handle_sigint: bool_setting(raw, Key::HandleSigint),
+        handle_sigterm: bool_setting(raw, Key::HandleSigterm),
         timeout: millis_setting(raw, Key::Timeout),
     }
 }

@@ -11,6 +11,7 @@ use tokio::runtime::{Handle, RuntimeFlavor};
     worker_threads = 2,
     shutdown_timeout = "30s",
     handle_sigint = false,
+    handle_sigterm = true,
     crate = "::runner"
 )]
 async fn main() {

@@ -1,0 +1,4 @@
+#[runner::test(handle_sigterm = true)]
+async fn quiet() {}
+
+fn main() {}
