@@ -23,6 +23,9 @@ pub enum ReportKind {
     ShutdownTimeout,
     /// `close()` stopped waiting for `spawn_blocking` jobs at the shutdown timeout.
     BlockingAbandoned,
+    /// Debug mode: a signal (Ctrl-C, or SIGTERM when handled) dropped a main task that was
+    /// not observing `runner::cancelled()`.
+    MainTaskDropped,
     /// The Runner could not shut down cleanly for another reason.
     Other,
 }

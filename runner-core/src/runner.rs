@@ -18,7 +18,7 @@ use crate::debug::{self, Handler, Report};
 use crate::error::{panic_message, RunError};
 use crate::scope::{self};
 use crate::shared::Shared;
-use crate::task_state::{Guarded, Origin, Outcome, TaskState};
+use crate::task_state::{Guarded, Origin, Outcome, StopSignal, TaskState};
 
 /// asyncio's `THREAD_JOIN_TIMEOUT`: how long `close()` waits for blocking work by default.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(300);
@@ -318,9 +318,12 @@ impl Runner {
         if scope::in_run() {
             return Err(RunError::NestedRun);
         }
-        let handle_sigint = self.config.handle_sigint;
+        let signals = crate::signal::Wanted {
+            sigint: self.config.handle_sigint,
+            sigterm: self.config.handle_sigterm,
+        };
         let inner = self.lazy_init()?;
-        drive(inner, ctx, main, location, handle_sigint)
+        drive(inner, ctx, main, location, signals)
     }
 
     /// The runtime's handle, building the runtime first if needed (asyncio's `get_loop`).
@@ -474,7 +477,7 @@ fn drive<F: IntoFuture>(
     ctx: Option<&Context>,
     main: F,
     location: &'static Location<'static>,
-    handle_sigint: bool,
+    signals: crate::signal::Wanted,
 ) -> Result<F::Output, RunError> {
     let record = match inner.main.take() {
         Some(record) if Arc::strong_count(&record) == 1 && Arc::weak_count(&record) == 0 => {
@@ -495,14 +498,7 @@ fn drive<F: IntoFuture>(
     // The main task runs on this thread, where the run guard lets it (and plain tokio tasks
     // of a current-thread loop) find the Runner: no `Arc<Shared>` of its own.
     let debug = inner.shared.debug;
-    let guarded = Guarded::new(
-        main.into_future(),
-        entry_ctx,
-        record,
-        None,
-        debug,
-        handle_sigint,
-    );
+    let guarded = Guarded::new(main.into_future(), entry_ctx, record, None, debug, signals);
     let mut guarded = std::pin::pin!(guarded);
     let outcome = {
         let _run = scope::RunGuard::enter(&inner.shared);
@@ -513,10 +509,17 @@ fn drive<F: IntoFuture>(
         Some(ctx) => ctx.store(exit_ctx),
         None => inner.ctx = exit_ctx,
     }
-    let interrupted = record.as_ref().is_some_and(|m| m.was_interrupted());
+    // A signal that reached the run decides what it returns, even when the main task ended
+    // before the cancel reached it (asyncio raises KeyboardInterrupt from the handler then).
+    let signal = record.as_ref().and_then(|m| m.stop_signal());
     inner.main = record;
     match outcome {
-        Outcome::Done(_) | Outcome::Cancelled if interrupted => Err(RunError::Interrupted),
+        Outcome::Done(_) | Outcome::Cancelled if signal == Some(StopSignal::Interrupt) => {
+            Err(RunError::Interrupted)
+        }
+        Outcome::Done(_) | Outcome::Cancelled if signal == Some(StopSignal::Terminate) => {
+            Err(RunError::Terminated)
+        }
         Outcome::Done(value) => Ok(value),
         Outcome::Cancelled => Err(RunError::Cancelled),
         Outcome::Panicked(payload) => panic::resume_unwind(payload),

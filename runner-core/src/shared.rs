@@ -147,7 +147,7 @@ impl Shared {
             for task in reg.slots.iter().flatten() {
                 if task.join_close_pass() {
                     joined += 1;
-                    task.request_cancel(false);
+                    task.request_cancel(None);
                 }
             }
         }

@@ -47,7 +47,7 @@ impl<T> Task<T> {
     /// .unwrap();
     /// ```
     pub fn cancel(&self) -> bool {
-        let requested = self.state.request_cancel(false);
+        let requested = self.state.request_cancel(None);
         if requested && self.state.is_blocking() {
             // A blocking job that has not started yet never starts; one that runs, runs on.
             self.handle.abort();
@@ -159,7 +159,7 @@ where
         state.clone(),
         Some(shared.clone()),
         shared.debug,
-        false,
+        crate::signal::Wanted::default(),
     );
     let handle = shared.handle.spawn(guarded);
     Task {
@@ -282,8 +282,14 @@ where
 ///
 /// While a task holds a `cancelled()` future, a cancel request (Ctrl-C for the main task,
 /// [`Task::cancel`], `close()`) does not drop the task: it wakes it, this future resolves,
-/// and the task can do async cleanup and finish on its own. Create it in the task that
-/// should observe; outside any task it never resolves.
+/// and the task can do async cleanup and finish on its own.
+///
+/// The future belongs to the task that created it (that task counts as observing while the
+/// future lives), but it resolves wherever it is polled: it can be handed to another task,
+/// such as the one in which axum polls its graceful-shutdown future:
+/// `axum::serve(listener, app).with_graceful_shutdown(runner::cancelled())`. Ctrl-C then
+/// starts axum's drain while the main task awaits it. Created outside any task, it never
+/// resolves.
 ///
 /// ```
 /// # use runner_core as runner;
@@ -300,28 +306,53 @@ where
 /// })
 /// .unwrap();
 /// ```
+///
+/// Moved into a plain `tokio::spawn` task, it still resolves on the cancel request:
+///
+/// ```
+/// # use runner_core as runner;
+/// runner::run(async {
+///     let worker = runner::spawn(async {
+///         let shutdown = tokio::spawn(runner::cancelled()); // polled in another task
+///         shutdown.await.unwrap();
+///         "drained"
+///     });
+///     tokio::task::yield_now().await;
+///     worker.cancel();
+///     assert_eq!(worker.await.unwrap(), "drained");
+/// })
+/// .unwrap();
+/// ```
 pub fn cancelled() -> Cancelled {
     let task = scope::with(|s| s.task.clone()).flatten();
     if let Some(task) = &task {
         task.observe(true);
     }
-    Cancelled { task }
+    Cancelled { task, watch: None }
 }
 
 /// The future returned by [`cancelled()`].
 #[must_use = "a cancelled() future observes cancellation only while it is held"]
 pub struct Cancelled {
     task: Option<Arc<TaskState>>,
+    /// Its entry among the task's watchers, once polled.
+    watch: Option<u64>,
 }
 
 impl Future for Cancelled {
     type Output = ();
 
-    fn poll(self: Pin<&mut Self>, _cx: &mut TaskCx<'_>) -> Poll<()> {
-        // The owning task's wrapper is woken by the request and polls us again.
-        let Some(task) = &self.task else {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<()> {
+        let this = &mut *self;
+        let Some(task) = &this.task else {
             return Poll::Pending;
         };
+        if task.take_request() {
+            return Poll::Ready(());
+        }
+        // Whoever polls us is woken by the request, in whatever task this future now lives.
+        task.watch(&mut this.watch, cx.waker());
+        // A request made between the check and the registration has already run its wakes.
         if task.take_request() {
             Poll::Ready(())
         } else {
@@ -333,6 +364,9 @@ impl Future for Cancelled {
 impl Drop for Cancelled {
     fn drop(&mut self) {
         if let Some(task) = &self.task {
+            if let Some(id) = self.watch {
+                task.unwatch(id);
+            }
             task.observe(false);
         }
     }

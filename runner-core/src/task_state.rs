@@ -37,6 +37,47 @@ const IN_CLOSE_PASS: u8 = 8;
 
 pub(crate) const NO_SLOT: usize = usize::MAX;
 
+/// A signal that cancelled a main task (and so what its run returns).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum StopSignal {
+    /// SIGINT: `RunError::Interrupted`.
+    Interrupt = 1,
+    /// SIGTERM: `RunError::Terminated`.
+    Terminate = 2,
+}
+
+impl StopSignal {
+    fn from_u8(raw: u8) -> Option<StopSignal> {
+        match raw {
+            1 => Some(StopSignal::Interrupt),
+            2 => Some(StopSignal::Terminate),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            StopSignal::Interrupt => "Ctrl-C",
+            StopSignal::Terminate => "SIGTERM",
+        }
+    }
+
+    fn option(self) -> &'static str {
+        match self {
+            StopSignal::Interrupt => "handle_sigint = false",
+            StopSignal::Terminate => "handle_sigterm = false",
+        }
+    }
+}
+
+/// The wakers of `cancelled()` futures polled outside their task's own poll (e.g. moved into
+/// another task): a cancel request wakes them too, not only the task.
+#[derive(Default)]
+struct Watchers {
+    next_id: u64,
+    wakers: Vec<(u64, Waker)>,
+}
+
 /// What a task is, for reports.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Origin {
@@ -109,7 +150,9 @@ pub(crate) struct TaskState {
     requested: AtomicU32,
     delivered: AtomicU32,
     observers: AtomicU32,
-    interrupted: AtomicBool,
+    /// The `StopSignal` that cancelled (or reached the run of) a main task; 0: none.
+    signal: AtomicU8,
+    watchers: Mutex<Watchers>,
     flags: AtomicU8,
     pub(crate) slot: AtomicUsize,
     waker: WakerSlot,
@@ -129,7 +172,11 @@ impl TaskState {
             requested: AtomicU32::new(0),
             delivered: AtomicU32::new(0),
             observers: AtomicU32::new(0),
-            interrupted: AtomicBool::new(false),
+            signal: AtomicU8::new(0),
+            watchers: Mutex::new(Watchers {
+                next_id: 0,
+                wakers: Vec::new(),
+            }),
             flags: AtomicU8::new(0),
             slot: AtomicUsize::new(NO_SLOT),
             waker: WakerSlot::new(),
@@ -144,7 +191,7 @@ impl TaskState {
         *self.requested.get_mut() = 0;
         *self.delivered.get_mut() = 0;
         *self.observers.get_mut() = 0;
-        *self.interrupted.get_mut() = false;
+        *self.signal.get_mut() = 0;
         *self.flags.get_mut() = 0;
         *self.panic.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
     }
@@ -196,8 +243,43 @@ impl TaskState {
         lock(&self.panic).clone()
     }
 
-    pub(crate) fn was_interrupted(&self) -> bool {
-        self.interrupted.load(Ordering::Acquire)
+    /// The signal that reached this main task's run, if one did.
+    pub(crate) fn stop_signal(&self) -> Option<StopSignal> {
+        StopSignal::from_u8(self.signal.load(Ordering::Acquire))
+    }
+
+    /// Records the signal that reached this main task's run (the first one counts).
+    pub(crate) fn record_signal(&self, signal: StopSignal) {
+        let _ = self
+            .signal
+            .compare_exchange(0, signal as u8, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// A `cancelled()` future's poll: remembers `waker` under `id` (a fresh id when `None`)
+    /// so that a cancel request wakes whoever polls it, in any task.
+    pub(crate) fn watch(&self, id: &mut Option<u64>, waker: &Waker) {
+        let mut watchers = lock(&self.watchers);
+        let watchers = &mut *watchers;
+        if let Some(id) = *id {
+            if let Some((_, slot)) = watchers.wakers.iter_mut().find(|(w, _)| *w == id) {
+                if !slot.will_wake(waker) {
+                    slot.clone_from(waker);
+                }
+                return;
+            }
+        }
+        let new_id = watchers.next_id;
+        watchers.next_id += 1;
+        watchers.wakers.push((new_id, waker.clone()));
+        *id = Some(new_id);
+    }
+
+    /// A `cancelled()` future went away: forget its waker.
+    pub(crate) fn unwatch(&self, id: u64) {
+        let mut watchers = lock(&self.watchers);
+        if let Some(at) = watchers.wakers.iter().position(|(w, _)| *w == id) {
+            watchers.wakers.swap_remove(at);
+        }
     }
 
     pub(crate) fn was_cancelled(&self) -> bool {
@@ -210,19 +292,25 @@ impl TaskState {
         self.flags.fetch_or(IN_CLOSE_PASS, Ordering::AcqRel) & DONE == 0
     }
 
-    /// Asks the task to cancel; `false` if it has already finished.
-    pub(crate) fn request_cancel(&self, interrupt: bool) -> bool {
+    /// Asks the task to cancel (`signal`: on behalf of a signal that reached the main
+    /// task's run); `false` if it has already finished.
+    pub(crate) fn request_cancel(&self, signal: Option<StopSignal>) -> bool {
         if self.is_done() {
             return false;
         }
-        if interrupt {
-            self.interrupted.store(true, Ordering::Release);
+        if let Some(signal) = signal {
+            self.record_signal(signal);
         }
         // SeqCst, as the waker's store and the poll's load of `requested`: either the poll
         // sees this request, or we see its waker (a request before the first poll is seen by
         // that poll).
         self.requested.fetch_add(1, Ordering::SeqCst);
         if let Some(waker) = self.waker.get() {
+            waker.wake_by_ref();
+        }
+        // `cancelled()` futures polled elsewhere (e.g. axum's graceful-shutdown task).
+        let watchers = lock(&self.watchers);
+        for (_, waker) in &watchers.wakers {
             waker.wake_by_ref();
         }
         true
@@ -290,10 +378,10 @@ pub(crate) struct Guarded<F> {
     state: NonNull<TaskState>,
     debug: bool,
     waker_set: bool,
-    /// The main task arms Ctrl-C handling at its first poll, right after storing its waker
+    /// The main task arms signal handling at its first poll, right after storing its waker
     /// (so the listener thread never races that store), and disarms as it ends.
-    arm_sigint: bool,
-    sigint: Option<signal::Armed>,
+    signals: signal::Wanted,
+    armed: Option<signal::Armed>,
 }
 
 // SAFETY: `state` points into the `Arc<TaskState>` owned by `scope.task` (which is `Send`);
@@ -307,7 +395,7 @@ impl<F: Future> Guarded<F> {
         task: Arc<TaskState>,
         runner: Option<Arc<Shared>>,
         debug: bool,
-        arm_sigint: bool,
+        signals: signal::Wanted,
     ) -> Guarded<F> {
         let state = NonNull::from(&*task);
         let scope = Scope {
@@ -322,8 +410,8 @@ impl<F: Future> Guarded<F> {
             state,
             debug,
             waker_set: false,
-            arm_sigint,
-            sigint: None,
+            signals,
+            armed: None,
         }
     }
 }
@@ -358,8 +446,8 @@ impl<F: Future> Future for Guarded<F> {
             state,
             debug,
             waker_set,
-            arm_sigint,
-            sigint,
+            signals,
+            armed,
         } = unsafe { self.get_unchecked_mut() };
         // SAFETY: `scope.task` keeps the record alive while `inner` is `Some`.
         let state: &TaskState = unsafe { state.as_ref() };
@@ -371,9 +459,7 @@ impl<F: Future> Future for Guarded<F> {
             // yet, so nothing can be reading its slot.
             unsafe { state.waker.store(cx.waker()) };
             *waker_set = true;
-            if *arm_sigint {
-                *sigint = signal::arm(state);
-            }
+            *armed = signal::arm(state, *signals);
         }
         let entered = scope::Entered::new(scope);
 
@@ -383,6 +469,7 @@ impl<F: Future> Future for Guarded<F> {
             state.observers.load(Ordering::Acquire) == 0
         };
         let mut took = None;
+        let dropped_by = cancel.then(|| state.stop_signal()).flatten();
         let outcome = if cancel {
             // Not observing: the cancel request drops the future where it stands.
             match Self::drop_inner(inner) {
@@ -408,6 +495,23 @@ impl<F: Future> Future for Guarded<F> {
             }
         };
         drop(entered);
+        if let (true, Some(signal)) = (*debug, dropped_by) {
+            if let Some(shared) = scope.runner.clone().or_else(scope::current_runner) {
+                shared.report(Report::new(
+                    ReportKind::MainTaskDropped,
+                    format!(
+                        "{}: the main task was not observing runner::cancelled() and was \
+                         dropped; hold runner::cancelled() to clean up asynchronously, or build \
+                         the Runner with {} if the program handles the signal itself (e.g. \
+                         with tokio::signal)",
+                        signal.name(),
+                        signal.option()
+                    ),
+                    Some(state.location),
+                    None,
+                ));
+            }
+        }
         if let Some(took) = took {
             // The main task has no `runner` of its own: it finds it through the run.
             if let Some(shared) = scope.runner.clone().or_else(scope::current_runner) {
@@ -423,7 +527,9 @@ impl<F: Future> Future for Guarded<F> {
                 Outcome::Panicked(payload)
             }
         };
-        drop(sigint.take());
+        if let Some(signal) = armed.take().and_then(signal::Armed::disarm) {
+            state.record_signal(signal);
+        }
         state.finish();
         Poll::Ready(outcome)
     }
@@ -438,7 +544,7 @@ impl<F> Drop for Guarded<F> {
             let _ = Guarded::<F>::drop_inner(&mut self.inner);
             drop(entered);
         }
-        drop(self.sigint.take());
+        drop(self.armed.take());
         if self.scope.task.is_some() {
             // SAFETY: `scope.task` keeps the record alive.
             unsafe { self.state.as_ref() }.finish();
