@@ -71,6 +71,32 @@
 //! closes the Runner after an interrupt, then dies by SIGINT ([`die_by_sigint`]), so the
 //! shell sees status 130, as with Python.
 //!
+//! No Ctrl-C is lost: a SIGINT that reaches an active run makes that run return
+//! `Interrupted`, even if the main task finished before the cancel reached it, and any later
+//! SIGINT kills. With debug mode on, a Ctrl-C that drops a main task that was not observing
+//! [`cancelled()`] is reported; a program that handles Ctrl-C itself (with
+//! `tokio::signal::ctrl_c`) should turn runner's handling off with `handle_sigint = false`.
+//!
+//! # SIGTERM
+//!
+//! Opt in with [`Builder::handle_sigterm`] or `#[runner::main(handle_sigterm = true)]` (off by
+//! default, as in asyncio) for containers, systemd and `kill`: SIGTERM then follows the same
+//! rules, `run` returns [`RunError::Terminated`], a second SIGTERM or a SIGINT kills, and
+//! `#[runner::main]` closes the Runner (its `at_close` finalizers run) and dies by SIGTERM
+//! (status 143, [`die_by_sigterm`]).
+//!
+//! ```no_run
+//! #[runner::main(handle_sigterm = true)]
+//! async fn main() {
+//!     runner::at_close(|| async { println!("flushed") });
+//!     // Ctrl-C or SIGTERM: this future resolves, wherever it is polled (here: in a task
+//!     // of its own, as axum's `with_graceful_shutdown(runner::cancelled())` does).
+//!     let drained = tokio::spawn(runner::cancelled());
+//!     drained.await.unwrap();
+//!     println!("draining");
+//! }
+//! ```
+//!
 //! # Context variables
 //!
 //! [`ContextVar`] is `contextvars.ContextVar`. Every `run` of a Runner shares the Runner's
