@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use tokio::runtime::Runtime;
 
-use crate::runner::lock;
+use crate::util::lock;
 
 #[derive(Default)]
 struct Alarm {

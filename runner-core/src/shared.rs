@@ -12,8 +12,8 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 
 use crate::debug::{self, Handler, Report, ReportKind};
-use crate::runner::lock;
 use crate::task_state::{TaskState, NO_SLOT};
+use crate::util::lock;
 
 /// An `at_close` finalizer: called once at close, it gives the future to run.
 pub(crate) type Finalizer = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>> + Send>;

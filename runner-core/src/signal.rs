@@ -30,8 +30,8 @@ mod imp {
     use std::sync::Mutex;
 
     use super::Armed;
-    use crate::runner::lock;
     use crate::task_state::TaskState;
+    use crate::util::lock;
 
     static KILL: AtomicBool = AtomicBool::new(true);
     /// The armed run's generation; 0 when no run is armed.
@@ -204,7 +204,11 @@ mod imp {
     }
 
     pub(crate) fn die(terminate: bool) {
-        let signal = if terminate { libc::SIGTERM } else { libc::SIGINT };
+        let signal = if terminate {
+            libc::SIGTERM
+        } else {
+            libc::SIGINT
+        };
         let _ = signal_hook::low_level::emulate_default_handler(signal);
     }
 }

@@ -10,9 +10,10 @@ use std::task::{Context as TaskCx, Poll};
 
 use crate::context::CtxState;
 use crate::error::TaskError;
+use crate::guarded::{Guarded, Outcome};
 use crate::scope::{self, Scope};
 use crate::shared::Shared;
-use crate::task_state::{Guarded, Origin, Outcome, TaskState};
+use crate::task_state::{Origin, TaskState};
 
 /// A handle to a task started by [`spawn`] or [`spawn_blocking`] (asyncio's `Task`).
 ///

@@ -1,5 +1,5 @@
-//! The record of one task (its cancel requests, how it ended, where it was spawned) and the
-//! wrapper that drives every task the Runner runs, the main task included.
+//! The record of one task: its cancel requests, how it ended, where it was spawned. The
+//! wrapper that acts on it for every poll is in `guarded`.
 //!
 //! Cancellation the asyncio way.
 //!
@@ -12,23 +12,16 @@
 
 use std::any::Any;
 use std::cell::UnsafeCell;
-use std::future::Future;
 use std::mem::MaybeUninit;
-use std::panic::{self, AssertUnwindSafe, Location};
-use std::pin::Pin;
-use std::ptr::NonNull;
+use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context as TaskCx, Poll, Waker};
-use std::time::Instant;
+use std::task::Waker;
 
-use crate::context::CtxState;
 use crate::debug::{Report, ReportKind};
 use crate::error::panic_message;
-use crate::runner::lock;
-use crate::scope::{self, Scope};
 use crate::shared::Shared;
-use crate::signal;
+use crate::util::lock;
 
 pub(crate) const DONE: u8 = 1;
 const PANICKED: u8 = 2;
@@ -48,7 +41,7 @@ pub(crate) enum Origin {
 /// The task's waker, written once at its first poll: a task's waker is stable for its life
 /// in tokio (and for one `block_on`), so `request_cancel` can read it without a lock.
 /// (`OnceLock` would do, at the price of its `Once` machinery on every run's path.)
-struct WakerSlot {
+pub(crate) struct WakerSlot {
     ready: AtomicBool,
     waker: UnsafeCell<MaybeUninit<Waker>>,
 }
@@ -72,7 +65,7 @@ impl WakerSlot {
     /// # Safety
     /// Nothing may read the slot meanwhile: either it is empty (readers see `ready` false),
     /// or its owner cannot be cancelled yet (the main task before it arms Ctrl-C handling).
-    unsafe fn store(&self, waker: &Waker) {
+    pub(crate) unsafe fn store(&self, waker: &Waker) {
         if self.ready.load(Ordering::Relaxed) {
             let current = (*self.waker.get()).assume_init_mut();
             if !current.will_wake(waker) {
@@ -106,13 +99,13 @@ impl Drop for WakerSlot {
 pub(crate) struct TaskState {
     pub(crate) location: &'static Location<'static>,
     origin: Origin,
-    requested: AtomicU32,
-    delivered: AtomicU32,
-    observers: AtomicU32,
+    pub(crate) requested: AtomicU32,
+    pub(crate) delivered: AtomicU32,
+    pub(crate) observers: AtomicU32,
     interrupted: AtomicBool,
     flags: AtomicU8,
     pub(crate) slot: AtomicUsize,
-    waker: WakerSlot,
+    pub(crate) waker: WakerSlot,
     panic: Mutex<Option<String>>,
     shared: Option<Arc<Shared>>,
 }
@@ -259,7 +252,7 @@ impl TaskState {
     }
 
     /// The task has ended: leave the Runner's registry (waking `close()` if it waits on us).
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         let before = self.flags.fetch_or(DONE, Ordering::AcqRel);
         if before & DONE != 0 {
             return;
@@ -270,178 +263,6 @@ impl TaskState {
             } else {
                 shared.deregister(self);
             }
-        }
-    }
-}
-
-/// What a wrapped future came to.
-pub(crate) enum Outcome<T> {
-    Done(T),
-    Cancelled,
-    Panicked(Box<dyn Any + Send>),
-}
-
-/// Wraps every task the Runner drives (the main task included): swaps the task's scope in
-/// for each poll, delivers cancel requests, catches panics, and times polls in debug mode.
-pub(crate) struct Guarded<F> {
-    inner: Option<F>,
-    /// `scope.task` owns the task's record; `state` points into it (one `Arc`, not two).
-    scope: Scope,
-    state: NonNull<TaskState>,
-    debug: bool,
-    waker_set: bool,
-    /// The main task arms Ctrl-C handling at its first poll, right after storing its waker
-    /// (so the listener thread never races that store), and disarms as it ends.
-    arm_sigint: bool,
-    sigint: Option<signal::Armed>,
-}
-
-// SAFETY: `state` points into the `Arc<TaskState>` owned by `scope.task` (which is `Send`);
-// everything else is `Send` when `F` is.
-unsafe impl<F: Send> Send for Guarded<F> {}
-
-impl<F: Future> Guarded<F> {
-    pub(crate) fn new(
-        inner: F,
-        ctx: CtxState,
-        task: Arc<TaskState>,
-        runner: Option<Arc<Shared>>,
-        debug: bool,
-        arm_sigint: bool,
-    ) -> Guarded<F> {
-        let state = NonNull::from(&*task);
-        let scope = Scope {
-            ctx,
-            runner,
-            task: Some(task),
-            in_run: true,
-        };
-        Guarded {
-            inner: Some(inner),
-            scope,
-            state,
-            debug,
-            waker_set: false,
-            arm_sigint,
-            sigint: None,
-        }
-    }
-}
-
-impl<F> Guarded<F> {
-    /// Drops the inner future with the task's scope entered, so destructors see the task's
-    /// context; a panicking destructor is caught (and returned) rather than unwinding on.
-    fn drop_inner(inner: &mut Option<F>) -> Option<Box<dyn Any + Send>> {
-        panic::catch_unwind(AssertUnwindSafe(|| *inner = None)).err()
-    }
-
-    /// The context and the record as the ended task left them (the main task's go back to
-    /// its Runner).
-    pub(crate) fn take_ended(self: Pin<&mut Self>) -> (CtxState, Option<Arc<TaskState>>) {
-        // SAFETY: `scope` is not structurally pinned; nothing is moved out of `inner`.
-        let this = unsafe { self.get_unchecked_mut() };
-        debug_assert!(this.inner.is_none());
-        let ctx = std::mem::replace(&mut this.scope.ctx, CtxState::EMPTY);
-        (ctx, this.scope.task.take())
-    }
-}
-
-impl<F: Future> Future for Guarded<F> {
-    type Output = Outcome<F::Output>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Self::Output> {
-        // SAFETY: `inner` is never moved out of the pinned `Guarded`; it is only polled in
-        // place or dropped in place. The other fields are not structurally pinned.
-        let Guarded {
-            inner,
-            scope,
-            state,
-            debug,
-            waker_set,
-            arm_sigint,
-            sigint,
-        } = unsafe { self.get_unchecked_mut() };
-        // SAFETY: `scope.task` keeps the record alive while `inner` is `Some`.
-        let state: &TaskState = unsafe { state.as_ref() };
-        let Some(fut) = inner.as_mut() else {
-            return Poll::Pending;
-        };
-        if !*waker_set {
-            // SAFETY: a spawned task's slot is empty until now; the main task is not armed
-            // yet, so nothing can be reading its slot.
-            unsafe { state.waker.store(cx.waker()) };
-            *waker_set = true;
-            if *arm_sigint {
-                *sigint = signal::arm(state);
-            }
-        }
-        let entered = scope::Entered::new(scope);
-
-        let requested = state.requested.load(Ordering::SeqCst);
-        let cancel = requested > state.delivered.load(Ordering::Acquire) && {
-            state.delivered.fetch_max(requested, Ordering::AcqRel);
-            state.observers.load(Ordering::Acquire) == 0
-        };
-        let mut took = None;
-        let outcome = if cancel {
-            // Not observing: the cancel request drops the future where it stands.
-            match Self::drop_inner(inner) {
-                Some(payload) => Err(payload),
-                None => Ok(None),
-            }
-        } else {
-            // SAFETY: `fut` stays where it is inside the pinned `Guarded`.
-            let fut = unsafe { Pin::new_unchecked(fut) };
-            let started = debug.then(Instant::now);
-            let result = panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx)));
-            took = started.map(|s| s.elapsed());
-            match result {
-                Ok(Poll::Pending) => Ok(Some(Poll::Pending)),
-                Ok(Poll::Ready(value)) => match Self::drop_inner(inner) {
-                    None => Ok(Some(Poll::Ready(value))),
-                    Some(payload) => Err(payload),
-                },
-                Err(payload) => {
-                    let _ = Self::drop_inner(inner);
-                    Err(payload)
-                }
-            }
-        };
-        drop(entered);
-        if let Some(took) = took {
-            // The main task has no `runner` of its own: it finds it through the run.
-            if let Some(shared) = scope.runner.clone().or_else(scope::current_runner) {
-                shared.check_slow_poll(state, took);
-            }
-        }
-        let outcome = match outcome {
-            Ok(Some(Poll::Pending)) => return Poll::Pending,
-            Ok(Some(Poll::Ready(value))) => Outcome::Done(value),
-            Ok(None) => Outcome::Cancelled,
-            Err(payload) => {
-                state.record_panic(payload.as_ref());
-                Outcome::Panicked(payload)
-            }
-        };
-        drop(sigint.take());
-        state.finish();
-        Poll::Ready(outcome)
-    }
-}
-
-impl<F> Drop for Guarded<F> {
-    fn drop(&mut self) {
-        if self.inner.is_some() {
-            // The runtime dropped the task before it ended (shutdown): run its destructors in
-            // its own scope, then leave the registry.
-            let entered = scope::Entered::new(&mut self.scope);
-            let _ = Guarded::<F>::drop_inner(&mut self.inner);
-            drop(entered);
-        }
-        drop(self.sigint.take());
-        if self.scope.task.is_some() {
-            // SAFETY: `scope.task` keeps the record alive.
-            unsafe { self.state.as_ref() }.finish();
         }
     }
 }
