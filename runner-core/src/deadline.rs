@@ -54,6 +54,14 @@ impl Timer {
     }
 }
 
+impl Drop for Timer {
+    fn drop(&mut self) {
+        // The waker may own the runtime (a current-thread `block_on` waker does): the timer
+        // thread, which ends a moment later, must not be the one that releases it.
+        drop(lock(&self.alarm.waker).take());
+    }
+}
+
 /// `rt.block_on(fut)`, giving up (`None`) at `deadline`; no deadline waits as long as it takes.
 pub(crate) fn block_until<F: Future>(
     rt: &Runtime,

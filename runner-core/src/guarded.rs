@@ -163,12 +163,16 @@ impl<F: Future> Future for Guarded<F> {
             Ok(Some(Poll::Ready(value))) => Outcome::Done(value),
             Ok(None) => Outcome::Cancelled,
             Err(payload) => {
-                state.record_panic(payload.as_ref());
+                if state.record_panic(payload.as_ref()) {
+                    if let Some(shared) = &scope.runner {
+                        shared.report_unretrieved(state);
+                    }
+                }
                 Outcome::Panicked(payload)
             }
         };
         drop(sigint.take());
-        state.finish();
+        finish(state, scope);
         Poll::Ready(outcome)
     }
 }
@@ -185,7 +189,18 @@ impl<F> Drop for Guarded<F> {
         drop(self.sigint.take());
         if self.scope.task.is_some() {
             // SAFETY: `scope.task` keeps the record alive.
-            unsafe { self.state.as_ref() }.finish();
+            finish(unsafe { self.state.as_ref() }, &self.scope);
+        }
+    }
+}
+
+/// The task has ended: it leaves its Runner's registry (waking `close()` if it waits on it).
+/// The wrapper, not the record, holds the `Arc<Shared>`: the runtime drops the wrapper at
+/// shutdown at the latest, so the Runner's state never owns itself through its tasks.
+fn finish(state: &TaskState, scope: &Scope) {
+    if let Some(ended) = state.finish() {
+        if let Some(shared) = &scope.runner {
+            shared.task_ended(state, ended);
         }
     }
 }

@@ -487,7 +487,7 @@ fn drive<F: IntoFuture>(
             record
         }
         // A `cancelled()` future of an earlier run outlived it: leave that record alone.
-        _ => Arc::new(TaskState::new(location, Origin::Main, None)),
+        _ => Arc::new(TaskState::new(location, Origin::Main)),
     };
     let entry_ctx = match ctx {
         Some(ctx) => ctx.state(),

@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe, Location};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context as TaskCx, Poll};
 
 use crate::context::CtxState;
@@ -32,6 +32,9 @@ pub struct Task<T> {
     handle: tokio::task::JoinHandle<Outcome<T>>,
     state: Arc<TaskState>,
     retrieved: bool,
+    /// In debug mode, where to report a panic nobody retrieved. Weak: a `Task` kept after
+    /// its Runner closed must not keep the runtime's drivers alive.
+    owner: Option<Weak<Shared>>,
 }
 
 impl<T> Task<T> {
@@ -95,8 +98,10 @@ impl<T> Future for Task<T> {
 
 impl<T> Drop for Task<T> {
     fn drop(&mut self) {
-        if !self.retrieved {
-            self.state.detach();
+        if !self.retrieved && self.state.detach() {
+            if let Some(shared) = self.owner.as_ref().and_then(Weak::upgrade) {
+                shared.report_unretrieved(&self.state);
+            }
         }
     }
 }
@@ -148,11 +153,7 @@ where
 {
     let location = Location::caller();
     let shared = running_runner("runner::spawn");
-    let state = Arc::new(TaskState::new(
-        location,
-        Origin::Spawned,
-        Some(shared.clone()),
-    ));
+    let state = Arc::new(TaskState::new(location, Origin::Spawned));
     shared.register(&state);
     let guarded = Guarded::new(
         fut,
@@ -167,6 +168,7 @@ where
         handle,
         state,
         retrieved: false,
+        owner: shared.debug.then(|| Arc::downgrade(&shared)),
     }
 }
 
@@ -196,7 +198,7 @@ where
 {
     let location = Location::caller();
     let shared = running_runner("runner::spawn_blocking");
-    let state = Arc::new(TaskState::new(location, Origin::Blocking, None));
+    let state = Arc::new(TaskState::new(location, Origin::Blocking));
     let job = BlockingJob::start(shared.clone());
     let mut scope = Scope {
         ctx: CtxState::copy_current(),
@@ -214,7 +216,11 @@ where
         let outcome = match result {
             Ok(value) => Outcome::Done(value),
             Err(payload) => {
-                job_state.record_panic(payload.as_ref());
+                if job_state.record_panic(payload.as_ref()) {
+                    if let Some(shared) = &scope.runner {
+                        shared.report_unretrieved(&job_state);
+                    }
+                }
                 Outcome::Panicked(payload)
             }
         };
@@ -225,6 +231,7 @@ where
         handle,
         state,
         retrieved: false,
+        owner: shared.debug.then(|| Arc::downgrade(&shared)),
     }
 }
 

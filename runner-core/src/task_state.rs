@@ -15,12 +15,10 @@ use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
 use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::task::Waker;
 
-use crate::debug::{Report, ReportKind};
 use crate::error::panic_message;
-use crate::shared::Shared;
 use crate::util::lock;
 
 pub(crate) const DONE: u8 = 1;
@@ -107,15 +105,19 @@ pub(crate) struct TaskState {
     pub(crate) slot: AtomicUsize,
     pub(crate) waker: WakerSlot,
     panic: Mutex<Option<String>>,
-    shared: Option<Arc<Shared>>,
+}
+
+/// How a task left: what its Runner has to do about it (the record points to no Runner, so
+/// ownership runs one way: the Runner's registry holds records, never the reverse).
+pub(crate) enum Ended {
+    /// An ordinary end: the task leaves the registry.
+    Normal,
+    /// A task of `close()`'s cancellation pass ended, maybe with a panic.
+    ClosePass { panicked: bool },
 }
 
 impl TaskState {
-    pub(crate) fn new(
-        location: &'static Location<'static>,
-        origin: Origin,
-        shared: Option<Arc<Shared>>,
-    ) -> TaskState {
+    pub(crate) fn new(location: &'static Location<'static>, origin: Origin) -> TaskState {
         TaskState {
             location,
             origin,
@@ -127,7 +129,6 @@ impl TaskState {
             slot: AtomicUsize::new(NO_SLOT),
             waker: WakerSlot::new(),
             panic: Mutex::new(None),
-            shared,
         }
     }
 
@@ -221,48 +222,35 @@ impl TaskState {
         true
     }
 
-    pub(crate) fn record_panic(&self, payload: &(dyn Any + Send)) {
+    /// Records the task's panic; `true` if nobody will see it (its `Task` was dropped
+    /// unawaited, and `close()` does not report it either), so the Runner should.
+    #[must_use]
+    pub(crate) fn record_panic(&self, payload: &(dyn Any + Send)) -> bool {
         *lock(&self.panic) = Some(panic_message(payload));
         let before = self.flags.fetch_or(PANICKED, Ordering::AcqRel);
-        if before & DETACHED != 0 {
-            self.report_unretrieved();
-        }
+        before & DETACHED != 0 && before & IN_CLOSE_PASS == 0
     }
 
-    /// The `Task` handle went away unawaited: a panic nobody will see gets reported.
-    pub(crate) fn detach(&self) {
+    /// The `Task` handle went away unawaited; `true` if the task had already panicked, so
+    /// the panic will never be retrieved and the Runner should report it.
+    #[must_use]
+    pub(crate) fn detach(&self) -> bool {
         let before = self.flags.fetch_or(DETACHED, Ordering::AcqRel);
-        if before & PANICKED != 0 {
-            self.report_unretrieved();
-        }
+        before & PANICKED != 0 && before & IN_CLOSE_PASS == 0
     }
 
-    fn report_unretrieved(&self) {
-        let Some(shared) = &self.shared else { return };
-        // asyncio: "Task exception was never retrieved" (debug mode only, as the panic hook
-        // has already printed the panic itself).
-        if shared.debug && self.flags.load(Ordering::Acquire) & IN_CLOSE_PASS == 0 {
-            shared.report(Report::new(
-                ReportKind::PanicNeverRetrieved,
-                format!("Task panic was never retrieved: {}", self.describe()),
-                Some(self.location),
-                self.panicked(),
-            ));
-        }
-    }
-
-    /// The task has ended: leave the Runner's registry (waking `close()` if it waits on us).
-    pub(crate) fn finish(&self) {
+    /// The task has ended; `None` if it had already (each end is acted on once).
+    pub(crate) fn finish(&self) -> Option<Ended> {
         let before = self.flags.fetch_or(DONE, Ordering::AcqRel);
         if before & DONE != 0 {
-            return;
+            return None;
         }
-        if let Some(shared) = &self.shared {
-            if before & IN_CLOSE_PASS != 0 {
-                shared.close_pass_task_done(self, before & PANICKED != 0);
-            } else {
-                shared.deregister(self);
+        Some(if before & IN_CLOSE_PASS != 0 {
+            Ended::ClosePass {
+                panicked: before & PANICKED != 0,
             }
-        }
+        } else {
+            Ended::Normal
+        })
     }
 }
