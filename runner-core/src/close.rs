@@ -10,7 +10,7 @@ use tokio::runtime::{Handle, Runtime};
 use crate::context::CtxState;
 use crate::deadline::{block_until, CatchUnwind};
 use crate::debug::{Report, ReportKind};
-use crate::error::panic_message;
+use crate::error::{dispose, panic_message};
 use crate::scope::{self, Scope};
 use crate::shared::Shared;
 
@@ -54,6 +54,7 @@ pub(crate) fn shutdown(rt: Runtime, shared: Arc<Shared>, ctx: CtxState, timeout:
             None,
             Some(panic_message(payload.as_ref())),
         ));
+        dispose(payload);
     }
     // Steps 3 and 4 share one deadline: the blocking pool is waited for (tokio's own Drop
     // would wait forever), then the runtime gets what is left of it.
@@ -70,8 +71,25 @@ pub(crate) fn shutdown(rt: Runtime, shared: Arc<Shared>, ctx: CtxState, timeout:
             None,
         ));
         rt.shutdown_background();
-    } else {
-        rt.shutdown_timeout(timeout.saturating_sub(started.elapsed()));
+        return;
+    }
+    // Plain `tokio::task::spawn_blocking` work (and so `tokio::fs`) is counted nowhere but
+    // in tokio's pool, whose shutdown waits for every thread of the runtime: if it takes
+    // all the time it was given, something was still running when it gave up.
+    let left = timeout.saturating_sub(started.elapsed());
+    let pool = Instant::now();
+    rt.shutdown_timeout(left);
+    if !left.is_zero() && pool.elapsed() >= left {
+        shared.report(Report::new(
+            ReportKind::BlockingAbandoned,
+            format!(
+                "Runner shutdown: the runtime's threads were still busy after the shutdown \
+                 timeout of {timeout:?} (blocking work from tokio::task::spawn_blocking or \
+                 tokio::fs, or a task or Drop blocking its thread); abandoning them"
+            ),
+            None,
+            None,
+        ));
     }
 }
 
@@ -115,11 +133,15 @@ fn run_finalizers(rt: &Runtime, shared: &Shared, deadline: Option<Instant>, time
         };
         let problem = match outcome {
             Some(Ok(())) => continue,
-            Some(Err(payload)) => (
-                ReportKind::FinalizerPanicked,
-                format!("at_close finalizer registered at {location} panicked"),
-                Some(panic_message(payload.as_ref())),
-            ),
+            Some(Err(payload)) => {
+                let message = panic_message(payload.as_ref());
+                dispose(payload);
+                (
+                    ReportKind::FinalizerPanicked,
+                    format!("at_close finalizer registered at {location} panicked"),
+                    Some(message),
+                )
+            }
             None => (
                 ReportKind::ShutdownTimeout,
                 format!(

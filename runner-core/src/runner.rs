@@ -16,7 +16,7 @@ use tokio::runtime::{Handle, Runtime};
 use crate::close;
 use crate::context::{Context, CtxState};
 use crate::debug::{self, Handler, Report};
-use crate::error::{panic_message, RunError};
+use crate::error::{dispose, panic_message, RunError};
 use crate::guarded::{Guarded, Outcome};
 use crate::scope::{self};
 use crate::shared::Shared;
@@ -166,10 +166,25 @@ impl Builder {
                 handle_sigint,
                 handle_sigterm,
                 slow_callback_duration,
-                handler: handler.unwrap_or_else(|| Arc::new(debug::default_handler)),
+                handler: match handler {
+                    Some(user) => contained(user),
+                    None => Arc::new(debug::default_handler),
+                },
             },
         }
     }
+}
+
+/// The user's exception handler, made safe to call from `close()`: if it panics, the report
+/// goes to the default handler instead, and the panic's payload is dropped here, where a
+/// payload whose own `Drop` panics cannot escape either.
+fn contained(user: Handler) -> Handler {
+    Arc::new(move |report: &Report| {
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| user(report))) {
+            dispose(payload);
+            debug::default_handler(report);
+        }
+    })
 }
 
 impl Default for Builder {
