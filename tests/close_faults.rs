@@ -3,10 +3,19 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{builder, PanicOnDrop, Reports, FLAVORS};
-use runner::{ReportKind, Runner};
+use runner::{ReportKind, RunError, Runner};
+
+fn foreign_current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
 
 #[test]
 fn a_cancel_ignoring_task_whose_drop_panics_when_the_runtime_drops_it_is_reported() {
@@ -105,6 +114,105 @@ fn blocking_work_that_ends_within_the_timeout_is_not_reported() {
         r.close();
         assert!(reports.take().is_empty(), "{flavor:?}");
     }
+}
+
+#[test]
+fn close_inside_a_foreign_block_on_returns_without_panic() {
+    let reports = Reports::default();
+    let mut r = reports
+        .install(Runner::builder().handle_sigint(false))
+        .build();
+    r.run(async {
+        runner::spawn(std::future::pending::<()>());
+    })
+    .unwrap();
+    foreign_current_thread().block_on(async move {
+        r.close();
+        assert!(r.is_closed());
+    });
+    let reports = reports.take();
+    assert!(
+        reports
+            .iter()
+            .any(|r| r.message().contains("from inside a running runtime")),
+        "{reports:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_dropped_inside_tokio_main_does_not_panic() {
+    let mut r = Runner::builder().handle_sigint(false).build();
+    r.get_loop().unwrap();
+    drop(r);
+    let task = tokio::spawn(async {
+        let mut r = Runner::builder().handle_sigint(false).build();
+        r.get_loop().unwrap();
+        r.close();
+        r.is_closed()
+    });
+    assert!(task.await.unwrap());
+}
+
+#[test]
+fn run_inside_a_foreign_block_on_returns_nested_run() {
+    foreign_current_thread().block_on(async {
+        let mut r = Runner::builder().handle_sigint(false).build();
+        assert!(matches!(r.run(async { 1 }), Err(RunError::NestedRun)));
+        assert!(matches!(runner::run(async { 1 }), Err(RunError::NestedRun)));
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_inside_a_tokio_task_returns_nested_run() {
+    let nested = tokio::spawn(async { runner::run(async { 1 }) });
+    assert!(matches!(nested.await.unwrap(), Err(RunError::NestedRun)));
+}
+
+/// A run whose close must wait: an observing task that finishes its cleanup asynchronously.
+fn run_with_async_cleanup(reports: &Reports) -> bool {
+    let cleaned = Arc::new(AtomicBool::new(false));
+    let flag = cleaned.clone();
+    let mut r = reports
+        .install(Runner::builder().handle_sigint(false))
+        .build();
+    r.run(async move {
+        runner::spawn(async move {
+            runner::cancelled().await;
+            tokio::task::yield_now().await;
+            flag.store(true, Ordering::SeqCst);
+        });
+        tokio::task::yield_now().await;
+    })
+    .unwrap();
+    r.close();
+    cleaned.load(Ordering::SeqCst)
+}
+
+#[test]
+fn runner_run_inside_tokio_spawn_blocking_closes_normally_without_a_report() {
+    let reports = Reports::default();
+    let sink = reports.clone();
+    let cleaned = foreign_current_thread()
+        .block_on(async {
+            tokio::task::spawn_blocking(move || run_with_async_cleanup(&sink)).await
+        })
+        .unwrap();
+    assert!(cleaned, "close() waited for the task's cleanup");
+    assert!(reports.take().is_empty());
+}
+
+#[test]
+fn runner_run_inside_runner_spawn_blocking_closes_normally_without_a_report() {
+    let reports = Reports::default();
+    let sink = reports.clone();
+    let cleaned = runner::run(async move {
+        runner::spawn_blocking(move || run_with_async_cleanup(&sink))
+            .await
+            .unwrap()
+    })
+    .unwrap();
+    assert!(cleaned, "close() waited for the task's cleanup");
+    assert!(reports.take().is_empty());
 }
 
 #[test]

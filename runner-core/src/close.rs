@@ -13,27 +13,79 @@ use crate::debug::{Report, ReportKind};
 use crate::error::{dispose, panic_message};
 use crate::scope::{self, Scope};
 use crate::shared::Shared;
+use crate::util::lock;
 
-/// `true` where `block_on` would make tokio panic: inside a run of ours on this thread, or
-/// inside any tokio task.
-fn cannot_block() -> bool {
-    scope::in_run() || (Handle::try_current().is_ok() && tokio::task::try_id().is_some())
+/// Where `close()` can wait for the runtime.
+enum Waiting {
+    /// On this thread: no tokio context here, so tokio allows blocking.
+    Here,
+    /// On a helper thread, joined from here: a tokio context that is not a poll (a blocking
+    /// thread, `block_in_place`, `Handle::enter`), where blocking is allowed. The helper
+    /// makes sure of it: a poll that hides in `tokio::task::unconstrained` would otherwise
+    /// make tokio panic.
+    Helper,
+    /// Nowhere: this thread polls a task or a `block_on` future (ours or a foreign
+    /// runtime's), and blocking it would stall that runtime, or make tokio panic.
+    Nowhere,
 }
 
-/// The four steps of `close()`. Never panics and never waits past its deadlines.
-pub(crate) fn shutdown(rt: Runtime, shared: Arc<Shared>, ctx: CtxState, timeout: Duration) {
-    if cannot_block() {
-        shared.report(Report::new(
-            ReportKind::Other,
-            "Runner closed from inside a running runtime: its tasks were dropped without \
-             waiting for their cleanup"
-                .to_owned(),
-            None,
-            None,
-        ));
-        rt.shutdown_background();
-        return;
+fn waiting() -> Waiting {
+    if scope::in_run() {
+        Waiting::Nowhere
+    } else if Handle::try_current().is_err() {
+        Waiting::Here
+    } else if scope::in_tokio_poll() {
+        Waiting::Nowhere
+    } else {
+        Waiting::Helper
     }
+}
+
+/// The four steps of `close()`. Never panics and never waits past its deadlines (as long as
+/// no poll, `Drop` or finalizer blocks its thread).
+pub(crate) fn shutdown(rt: Runtime, shared: Arc<Shared>, ctx: CtxState, timeout: Duration) {
+    match waiting() {
+        Waiting::Here => wait_and_shut_down(rt, shared, ctx, timeout),
+        Waiting::Helper => {
+            let parts = std::sync::Mutex::new(Some((rt, shared.clone(), ctx)));
+            let joined = std::thread::scope(|s| {
+                let helper = std::thread::Builder::new()
+                    .name("runner-close".into())
+                    .spawn_scoped(s, || {
+                        if let Some((rt, shared, ctx)) = lock(&parts).take() {
+                            wait_and_shut_down(rt, shared, ctx, timeout);
+                        }
+                    });
+                helper.map(|h| h.join())
+            });
+            match joined {
+                Ok(Ok(())) => {}
+                Ok(Err(payload)) => dispose(payload),
+                // No thread to wait on: do what can be done without waiting.
+                Err(_) => {
+                    if let Some((rt, shared, _ctx)) = lock(&parts).take() {
+                        shut_down_unwaited(rt, &shared);
+                    }
+                }
+            }
+        }
+        Waiting::Nowhere => shut_down_unwaited(rt, &shared),
+    }
+}
+
+fn shut_down_unwaited(rt: Runtime, shared: &Shared) {
+    shared.report(Report::new(
+        ReportKind::Other,
+        "Runner closed from inside a running runtime: its tasks were dropped without \
+         waiting for their cleanup"
+            .to_owned(),
+        None,
+        None,
+    ));
+    rt.shutdown_background();
+}
+
+fn wait_and_shut_down(rt: Runtime, shared: Arc<Shared>, ctx: CtxState, timeout: Duration) {
     let result = panic::catch_unwind(AssertUnwindSafe(|| {
         let mut scope = Scope {
             ctx,

@@ -328,7 +328,7 @@ impl Runner {
         ctx: Option<&Context>,
     ) -> Result<F::Output, RunError> {
         let location = Location::caller();
-        if scope::in_run() {
+        if scope::in_run() || scope::in_tokio_poll() {
             return Err(RunError::NestedRun);
         }
         let handle_sigint = self.config.handle_sigint;
@@ -551,7 +551,7 @@ fn drive<F: IntoFuture>(
 /// As [`Runner::run`]; `NestedRun` is detected before anything is created.
 #[track_caller]
 pub fn run<F: IntoFuture>(main: F) -> Result<F::Output, RunError> {
-    if scope::in_run() {
+    if scope::in_run() || scope::in_tokio_poll() {
         return Err(RunError::NestedRun);
     }
     let mut runner = Runner::new();

@@ -6,6 +6,9 @@
 use std::cell::{Cell, RefCell};
 use std::mem;
 use std::sync::Arc;
+use std::task::{Context as TaskCx, Poll, RawWaker, RawWakerVTable, Waker};
+
+use tokio::runtime::Handle;
 
 use crate::context::CtxState;
 use crate::shared::Shared;
@@ -121,4 +124,44 @@ pub(crate) fn current_runner() -> Option<Arc<Shared>> {
         Arc::increment_strong_count(run);
         Some(Arc::from_raw(run))
     }
+}
+
+/// `true` while this thread polls a tokio task or a `block_on` future, of any runtime: there
+/// tokio forbids blocking (`Runtime::block_on` and dropping a runtime panic).
+///
+/// tokio has no public "may I block here?". Its cooperative budget tells: tokio gives one to
+/// exactly those polls, while blocking-pool threads, `block_in_place` and plain code run
+/// unconstrained. Reading it costs at most 256 budget checks (the budget is a `u8`), and
+/// only inside a tokio context; the budget is left as it was. A poll wrapped in
+/// `tokio::task::unconstrained` looks unconstrained too (callers that block make sure of it
+/// some other way).
+pub(crate) fn in_tokio_poll() -> bool {
+    if Handle::try_current().is_err() {
+        return false;
+    }
+    let waker = noop_waker();
+    let mut cx = TaskCx::from_waker(&waker);
+    // The first guard remembers the budget as it was; dropping it puts that back.
+    let mut first = None;
+    for _ in 0..=u8::MAX as usize {
+        if !tokio::task::coop::has_budget_remaining() {
+            return true;
+        }
+        match tokio::task::coop::poll_proceed(&mut cx) {
+            Poll::Ready(guard) if first.is_none() => first = Some(guard),
+            // Plain data (a budget); only the first one restores anything.
+            Poll::Ready(guard) => mem::forget(guard),
+            Poll::Pending => return true,
+        }
+    }
+    false
+}
+
+/// A waker that does nothing (`Waker::noop` is newer than this crate's MSRV). The budget
+/// probe above never leaves it anywhere: it stops before the budget runs out.
+fn noop_waker() -> Waker {
+    const VTABLE: RawWakerVTable = RawWakerVTable::new(|_| RAW, |_| {}, |_| {}, |_| {});
+    const RAW: RawWaker = RawWaker::new(std::ptr::null(), &VTABLE);
+    // SAFETY: every vtable function ignores the (null) data pointer.
+    unsafe { Waker::from_raw(RAW) }
 }
