@@ -234,3 +234,17 @@ fn close_returns_when_the_handler_panics_with_a_payload_that_panics_on_drop() {
     r.close();
     assert!(r.is_closed());
 }
+
+#[test]
+fn runner_spawn_works_from_a_plain_tokio_task_on_both_flavors() {
+    for flavor in FLAVORS {
+        let mut r = builder(flavor).build();
+        let value = r
+            .run(async {
+                let plain = tokio::spawn(async { runner::spawn(async { 7 }).await.unwrap() });
+                plain.await.unwrap()
+            })
+            .unwrap();
+        assert_eq!(value, 7, "{flavor:?}");
+    }
+}

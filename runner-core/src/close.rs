@@ -44,6 +44,8 @@ fn waiting() -> Waiting {
 /// The four steps of `close()`. Never panics and never waits past its deadlines (as long as
 /// no poll, `Drop` or finalizer blocks its thread).
 pub(crate) fn shutdown(rt: Runtime, shared: Arc<Shared>, ctx: CtxState, timeout: Duration) {
+    // Runtime ids are reused once a runtime is gone: leave the lookup table first.
+    scope::forget_runtime(&shared);
     match waiting() {
         Waiting::Here => wait_and_shut_down(rt, shared, ctx, timeout),
         Waiting::Helper => {

@@ -445,6 +445,7 @@ impl Runner {
                 config.slow_callback_duration,
                 config.handler.clone(),
             ));
+            scope::remember_runtime(&shared);
             self.state = State::Initialized(Inner {
                 rt,
                 shared,

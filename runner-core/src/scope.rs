@@ -5,14 +5,15 @@
 
 use std::cell::{Cell, RefCell};
 use std::mem;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context as TaskCx, Poll, RawWaker, RawWakerVTable, Waker};
 
-use tokio::runtime::Handle;
+use tokio::runtime::{self, Handle};
 
 use crate::context::CtxState;
 use crate::shared::Shared;
 use crate::task_state::TaskState;
+use crate::util::lock;
 
 pub(crate) struct Scope {
     pub(crate) ctx: CtxState,
@@ -110,13 +111,16 @@ pub(crate) fn in_run() -> bool {
     RUN.try_with(|run| !run.get().is_null()).unwrap_or(false) || read(|s| s.in_run).unwrap_or(false)
 }
 
+/// The Runner running the current code: the task's own, else the run on this thread, else
+/// (a plain `tokio::spawn` task on a worker thread of a multi-thread Runner) the one that
+/// owns the current runtime.
 pub(crate) fn current_runner() -> Option<Arc<Shared>> {
     if let Some(shared) = read(|s| s.runner.clone()).flatten() {
         return Some(shared);
     }
     let run = RUN.try_with(Cell::get).ok()?;
     if run.is_null() {
-        return None;
+        return runner_of_current_runtime();
     }
     // SAFETY: non-null only while a `RunGuard` lives, and the Runner keeps its `Arc<Shared>`
     // (which `run` points into) alive at least that long; this takes one more reference.
@@ -124,6 +128,31 @@ pub(crate) fn current_runner() -> Option<Arc<Shared>> {
         Arc::increment_strong_count(run);
         Some(Arc::from_raw(run))
     }
+}
+
+/// The live Runners by runtime, for code that runs on a Runner's runtime but outside its
+/// tasks (plain `tokio::spawn` tasks on worker threads). Weak, and left at close: the table
+/// keeps nothing alive.
+static RUNTIMES: Mutex<Vec<(runtime::Id, Weak<Shared>)>> = Mutex::new(Vec::new());
+
+/// Makes `shared` findable from its runtime's threads (at lazy init).
+pub(crate) fn remember_runtime(shared: &Arc<Shared>) {
+    lock(&RUNTIMES).push((shared.handle.id(), Arc::downgrade(shared)));
+}
+
+/// The other half of [`remember_runtime`] (at close, before the runtime goes, since tokio
+/// reuses the ids of runtimes that are gone).
+pub(crate) fn forget_runtime(shared: &Shared) {
+    let id = shared.handle.id();
+    lock(&RUNTIMES).retain(|(known, _)| *known != id);
+}
+
+#[cold]
+fn runner_of_current_runtime() -> Option<Arc<Shared>> {
+    let id = Handle::try_current().ok()?.id();
+    let table = lock(&RUNTIMES);
+    let (_, shared) = table.iter().find(|(known, _)| *known == id)?;
+    shared.upgrade()
 }
 
 /// `true` while this thread polls a tokio task or a `block_on` future, of any runtime: there
