@@ -377,11 +377,24 @@ impl Runner {
     /// 2. runs the [`at_close`](crate::at_close) finalizers, last registered first;
     /// 3. waits for [`spawn_blocking`](crate::spawn_blocking) jobs, reporting how many it
     ///    abandons;
-    /// 4. shuts the runtime down and releases the Runner's context.
+    /// 4. shuts the runtime down (reporting a panic in the `Drop` of a task it drops, and
+    ///    blocking work of any kind, `tokio::task::spawn_blocking` and `tokio::fs` included,
+    ///    still running at the timeout) and releases the Runner's context.
     ///
+    /// # How long it takes
     /// Steps 1–2 together wait at most the shutdown timeout, and so do steps 3–4, so `close`
-    /// returns within twice the timeout whatever the tasks do. Never panics; a second call
-    /// does nothing; `Drop` calls it.
+    /// returns within about twice the timeout **as long as no poll, `Drop` or finalizer
+    /// blocks its thread**. A task that blocks its thread (a blocking call in a poll after the
+    /// cancel, a destructor that sleeps) cannot be interrupted: `close` returns only after
+    /// that call does. Debug mode's slow-poll report names the task that does it.
+    ///
+    /// Inside a poll of a tokio runtime (a `#[tokio::main]` body, a tokio task, another
+    /// Runner's `run`), blocking would stall that runtime: there `close` does not wait at
+    /// all. It drops the tasks where they stand (their destructors run) and reports that
+    /// it did. On a blocking thread (`spawn_blocking`) it closes normally.
+    ///
+    /// Never panics; a second call does nothing; `Drop` calls it. Everything is released,
+    /// also when tasks were left pending.
     ///
     /// ```
     /// # use runner_core as runner;
