@@ -244,7 +244,17 @@ fn child_soak() {
         count(runner::ReportKind::PanicDuringShutdown),
         2 * LIFECYCLES / 6
     );
-    assert_eq!(count(runner::ReportKind::BlockingAbandoned), LIFECYCLES / 6);
+    // Kind 5 is reported every time. On a multi-thread loop, kind 4's panicking Drop runs
+    // on a worker thread during step 4's wait, and may itself outlast a 1 ms timeout (and be
+    // reported so); no other kind may ever be.
+    let multi_thread_kind_4 = (0..LIFECYCLES)
+        .filter(|i| i % 16 == 0 && i % 6 == 4)
+        .count();
+    let abandoned = count(runner::ReportKind::BlockingAbandoned);
+    assert!(
+        (LIFECYCLES / 6..=LIFECYCLES / 6 + multi_thread_kind_4).contains(&abandoned),
+        "{abandoned} BlockingAbandoned reports"
+    );
     let threads_after = threads_settled_to(threads_before);
     let (fds_after, rss_after) = (fds(), rss_kib());
     eprintln!(
