@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{builder, Flavor, FLAVORS};
 
 fn fds() -> usize {
@@ -109,4 +111,166 @@ fn child_rss_after_pending_runners() {
         "RSS {before} KiB before 5,000 Runners, {after} KiB after"
     );
     assert!(fds() < 64, "{} fds left", fds());
+}
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+/// Threads of runtimes just shut down, and blocking work abandoned at a timeout, take a
+/// moment to exit: the count after waiting (at most ~5 s) for it to come down to `target`.
+fn threads_settled_to(target: usize) -> usize {
+    for _ in 0..500 {
+        if threads() <= target {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    threads()
+}
+
+/// One Runner lifecycle of the soak's kind `i`.
+fn mixed_lifecycle(i: usize, reports: &common::Reports) {
+    let flavor = if i % 16 == 0 {
+        Flavor::MultiThread
+    } else {
+        Flavor::CurrentThread
+    };
+    let kind = i % 6;
+    // Kinds 4 and 5 outlive the shutdown timeout on purpose; keep it short for them.
+    let timeout = if kind >= 4 {
+        Duration::from_millis(2)
+    } else {
+        Duration::from_secs(30)
+    };
+    let mut r = reports
+        .install(builder(flavor))
+        .shutdown_timeout(timeout)
+        .build();
+    r.run(async move {
+        match kind {
+            // pending, dropped by close()
+            0 => drop(runner::spawn(std::future::pending::<()>())),
+            // observing: async cleanup after the cancel
+            1 => drop(runner::spawn(async {
+                runner::cancelled().await;
+                tokio::task::yield_now().await;
+            })),
+            // panicking while close() cancels it
+            2 => {
+                let (started, is_started) = tokio::sync::oneshot::channel();
+                drop(runner::spawn(async move {
+                    let _bomb = common::PanicOnDrop("soak: cleanup failed");
+                    let _ = started.send(());
+                    std::future::pending::<()>().await
+                }));
+                is_started.await.unwrap();
+            }
+            // blocking work of both kinds that ends within the timeout
+            3 => {
+                drop(runner::spawn_blocking(|| {
+                    std::thread::sleep(Duration::from_micros(200))
+                }));
+                drop(tokio::task::spawn_blocking(|| {}));
+            }
+            // cancel-ignoring with a panicking Drop: dropped by the runtime at step 4
+            4 => {
+                let (started, is_started) = tokio::sync::oneshot::channel();
+                drop(runner::spawn(async move {
+                    let _observing = runner::cancelled();
+                    let _bomb = common::PanicOnDrop("soak: step 4");
+                    let _ = started.send(());
+                    std::future::pending::<()>().await
+                }));
+                is_started.await.unwrap();
+            }
+            // blocking work abandoned at the timeout
+            _ => drop(tokio::task::spawn_blocking(|| {
+                std::thread::sleep(Duration::from_millis(20))
+            })),
+        }
+        tokio::task::yield_now().await;
+    })
+    .unwrap();
+    r.close();
+}
+
+#[test]
+fn a_soak_of_mixed_lifecycles_leaves_fds_threads_and_rss_where_they_were() {
+    let (_, stderr) = common::run_child("child_soak", &[]);
+    eprintln!(
+        "{}",
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("soak:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[test]
+#[ignore = "child process of a_soak_of_mixed_lifecycles_leaves_fds_threads_and_rss_where_they_were"]
+fn child_soak() {
+    assert_eq!(std::env::var("RUNNER_CHILD").as_deref(), Ok("1"));
+    // Thousands of expected panics: keep the child's stderr for the figures and failures.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let expected = info
+            .payload()
+            .downcast_ref::<String>()
+            .is_some_and(|m| m.starts_with("soak: "));
+        if !expected {
+            default_hook(info);
+        }
+    }));
+    let reports = common::Reports::default();
+    for i in 0..600 {
+        mixed_lifecycle(i, &reports);
+    }
+    let fds_before = fds();
+    let threads_before = threads_settled_to(1);
+    let rss_before = rss_kib();
+    reports.take();
+    let started = std::time::Instant::now();
+    const LIFECYCLES: usize = 4_800;
+    for i in 0..LIFECYCLES {
+        mixed_lifecycle(i, &reports);
+    }
+    let took = started.elapsed();
+    let reports = reports.take();
+    // Every kind that goes wrong was reported each time it went wrong.
+    let count = |kind| reports.iter().filter(|r| r.kind() == kind).count();
+    assert_eq!(
+        count(runner::ReportKind::PanicDuringShutdown),
+        2 * LIFECYCLES / 6
+    );
+    // Kind 5 is reported every time. On a multi-thread loop, kind 4's panicking Drop runs
+    // on a worker thread during step 4's wait, and may itself outlast a 1 ms timeout (and be
+    // reported so); no other kind may ever be.
+    let multi_thread_kind_4 = (0..LIFECYCLES)
+        .filter(|i| i % 16 == 0 && i % 6 == 4)
+        .count();
+    let abandoned = count(runner::ReportKind::BlockingAbandoned);
+    assert!(
+        (LIFECYCLES / 6..=LIFECYCLES / 6 + multi_thread_kind_4).contains(&abandoned),
+        "{abandoned} BlockingAbandoned reports"
+    );
+    let threads_after = threads_settled_to(threads_before);
+    let (fds_after, rss_after) = (fds(), rss_kib());
+    eprintln!(
+        "soak: {LIFECYCLES} lifecycles in {took:?}; RSS {rss_before} KiB -> {rss_after} KiB; \
+         fds {fds_before} -> {fds_after}; threads {threads_before} -> {threads_after}"
+    );
+    assert!(
+        fds_after <= fds_before + 5,
+        "fds {fds_before} -> {fds_after}"
+    );
+    assert!(
+        threads_after <= threads_before,
+        "threads {threads_before} -> {threads_after}"
+    );
+    assert!(
+        rss_after <= rss_before + 8 * 1024,
+        "RSS {rss_before} KiB -> {rss_after} KiB"
+    );
 }

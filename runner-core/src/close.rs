@@ -10,30 +10,84 @@ use tokio::runtime::{Handle, Runtime};
 use crate::context::CtxState;
 use crate::deadline::{block_until, CatchUnwind};
 use crate::debug::{Report, ReportKind};
-use crate::error::panic_message;
+use crate::error::{dispose, panic_message};
 use crate::scope::{self, Scope};
 use crate::shared::Shared;
+use crate::util::lock;
 
-/// `true` where `block_on` would make tokio panic: inside a run of ours on this thread, or
-/// inside any tokio task.
-fn cannot_block() -> bool {
-    scope::in_run() || (Handle::try_current().is_ok() && tokio::task::try_id().is_some())
+/// Where `close()` can wait for the runtime.
+enum Waiting {
+    /// On this thread: no tokio context here, so tokio allows blocking.
+    Here,
+    /// On a helper thread, joined from here: a tokio context that is not a poll (a blocking
+    /// thread, `block_in_place`, `Handle::enter`), where blocking is allowed. The helper
+    /// makes sure of it: a poll that hides in `tokio::task::unconstrained` would otherwise
+    /// make tokio panic.
+    Helper,
+    /// Nowhere: this thread polls a task or a `block_on` future (ours or a foreign
+    /// runtime's), and blocking it would stall that runtime, or make tokio panic.
+    Nowhere,
 }
 
-/// The four steps of `close()`. Never panics and never waits past its deadlines.
-pub(crate) fn shutdown(rt: Runtime, shared: Arc<Shared>, ctx: CtxState, timeout: Duration) {
-    if cannot_block() {
-        shared.report(Report::new(
-            ReportKind::Other,
-            "Runner closed from inside a running runtime: its tasks were dropped without \
-             waiting for their cleanup"
-                .to_owned(),
-            None,
-            None,
-        ));
-        rt.shutdown_background();
-        return;
+fn waiting() -> Waiting {
+    if scope::in_run() {
+        Waiting::Nowhere
+    } else if Handle::try_current().is_err() {
+        Waiting::Here
+    } else if scope::in_tokio_poll() {
+        Waiting::Nowhere
+    } else {
+        Waiting::Helper
     }
+}
+
+/// The four steps of `close()`. Never panics and never waits past its deadlines (as long as
+/// no poll, `Drop` or finalizer blocks its thread).
+pub(crate) fn shutdown(rt: Runtime, shared: Arc<Shared>, ctx: CtxState, timeout: Duration) {
+    // Runtime ids are reused once a runtime is gone: leave the lookup table first.
+    scope::forget_runtime(&shared);
+    match waiting() {
+        Waiting::Here => wait_and_shut_down(rt, shared, ctx, timeout),
+        Waiting::Helper => {
+            let parts = std::sync::Mutex::new(Some((rt, shared.clone(), ctx)));
+            let joined = std::thread::scope(|s| {
+                let helper = std::thread::Builder::new()
+                    .name("runner-close".into())
+                    .spawn_scoped(s, || {
+                        if let Some((rt, shared, ctx)) = lock(&parts).take() {
+                            wait_and_shut_down(rt, shared, ctx, timeout);
+                        }
+                    });
+                helper.map(|h| h.join())
+            });
+            match joined {
+                Ok(Ok(())) => {}
+                Ok(Err(payload)) => dispose(payload),
+                // No thread to wait on: do what can be done without waiting.
+                Err(_) => {
+                    if let Some((rt, shared, _ctx)) = lock(&parts).take() {
+                        shut_down_unwaited(rt, &shared);
+                    }
+                }
+            }
+        }
+        Waiting::Nowhere => shut_down_unwaited(rt, &shared),
+    }
+}
+
+fn shut_down_unwaited(rt: Runtime, shared: &Shared) {
+    shared.report(Report::new(
+        ReportKind::Other,
+        "Runner closed from inside a running runtime: its tasks were dropped without \
+         waiting for their cleanup"
+            .to_owned(),
+        None,
+        None,
+    ));
+    rt.shutdown_background();
+}
+
+fn wait_and_shut_down(rt: Runtime, shared: Arc<Shared>, ctx: CtxState, timeout: Duration) {
     let result = panic::catch_unwind(AssertUnwindSafe(|| {
         let mut scope = Scope {
             ctx,
@@ -54,6 +108,7 @@ pub(crate) fn shutdown(rt: Runtime, shared: Arc<Shared>, ctx: CtxState, timeout:
             None,
             Some(panic_message(payload.as_ref())),
         ));
+        dispose(payload);
     }
     // Steps 3 and 4 share one deadline: the blocking pool is waited for (tokio's own Drop
     // would wait forever), then the runtime gets what is left of it.
@@ -70,8 +125,25 @@ pub(crate) fn shutdown(rt: Runtime, shared: Arc<Shared>, ctx: CtxState, timeout:
             None,
         ));
         rt.shutdown_background();
-    } else {
-        rt.shutdown_timeout(timeout.saturating_sub(started.elapsed()));
+        return;
+    }
+    // Plain `tokio::task::spawn_blocking` work (and so `tokio::fs`) is counted nowhere but
+    // in tokio's pool, whose shutdown waits for every thread of the runtime: if it takes
+    // all the time it was given, something was still running when it gave up.
+    let left = timeout.saturating_sub(started.elapsed());
+    let pool = Instant::now();
+    rt.shutdown_timeout(left);
+    if !left.is_zero() && pool.elapsed() >= left {
+        shared.report(Report::new(
+            ReportKind::BlockingAbandoned,
+            format!(
+                "Runner shutdown: the runtime's threads were still busy after the shutdown \
+                 timeout of {timeout:?} (blocking work from tokio::task::spawn_blocking or \
+                 tokio::fs, or a task or Drop blocking its thread); abandoning them"
+            ),
+            None,
+            None,
+        ));
     }
 }
 
@@ -115,11 +187,15 @@ fn run_finalizers(rt: &Runtime, shared: &Shared, deadline: Option<Instant>, time
         };
         let problem = match outcome {
             Some(Ok(())) => continue,
-            Some(Err(payload)) => (
-                ReportKind::FinalizerPanicked,
-                format!("at_close finalizer registered at {location} panicked"),
-                Some(panic_message(payload.as_ref())),
-            ),
+            Some(Err(payload)) => {
+                let message = panic_message(payload.as_ref());
+                dispose(payload);
+                (
+                    ReportKind::FinalizerPanicked,
+                    format!("at_close finalizer registered at {location} panicked"),
+                    Some(message),
+                )
+            }
             None => (
                 ReportKind::ShutdownTimeout,
                 format!(

@@ -155,3 +155,14 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
         "Box<dyn Any>".to_owned()
     }
 }
+
+/// Drops a panic payload without letting its own destructor unwind into the caller: a
+/// payload whose `Drop` panics would turn a caught panic into an uncaught one.
+pub(crate) fn dispose(payload: Box<dyn Any + Send>) {
+    if let Err(again) =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(payload)))
+    {
+        // That panic's payload may be one of the same kind: leak it rather than risk it.
+        std::mem::forget(again);
+    }
+}

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use crate::context::CtxState;
 use crate::debug::{Report, ReportKind};
+use crate::error::{dispose, panic_message};
 use crate::scope::{self, Scope};
 use crate::shared::Shared;
 use crate::signal;
@@ -146,7 +147,9 @@ impl<F: Future> Future for Guarded<F> {
                     Some(payload) => Err(payload),
                 },
                 Err(payload) => {
-                    let _ = Self::drop_inner(inner);
+                    if let Some(again) = Self::drop_inner(inner) {
+                        dispose(again);
+                    }
                     Err(payload)
                 }
             }
@@ -199,11 +202,29 @@ impl<F: Future> Future for Guarded<F> {
 impl<F> Drop for Guarded<F> {
     fn drop(&mut self) {
         if self.inner.is_some() {
-            // The runtime dropped the task before it ended (shutdown): run its destructors in
-            // its own scope, then leave the registry.
+            // The runtime dropped the task before it ended (shutdown, step 4 of `close()`):
+            // run its destructors in its own scope, then leave the registry. A panic there
+            // has nobody left to see it but the Runner's report.
             let entered = scope::Entered::new(&mut self.scope);
-            let _ = Guarded::<F>::drop_inner(&mut self.inner);
+            let panicked = Guarded::<F>::drop_inner(&mut self.inner);
             drop(entered);
+            if let Some(payload) = panicked {
+                if let Some(shared) = &self.scope.runner {
+                    // SAFETY: `scope.task` keeps the record alive.
+                    let state = unsafe { self.state.as_ref() };
+                    shared.report(Report::new(
+                        ReportKind::PanicDuringShutdown,
+                        format!(
+                            "unhandled panic during Runner shutdown in {}, dropped by the \
+                             runtime",
+                            state.describe()
+                        ),
+                        Some(state.location),
+                        Some(panic_message(payload.as_ref())),
+                    ));
+                }
+                dispose(payload);
+            }
         }
         drop(self.armed.take());
         if self.scope.task.is_some() {

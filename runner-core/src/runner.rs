@@ -16,7 +16,7 @@ use tokio::runtime::{Handle, Runtime};
 use crate::close;
 use crate::context::{Context, CtxState};
 use crate::debug::{self, Handler, Report};
-use crate::error::{panic_message, RunError};
+use crate::error::{dispose, panic_message, RunError};
 use crate::guarded::{Guarded, Outcome};
 use crate::scope::{self};
 use crate::shared::Shared;
@@ -166,10 +166,25 @@ impl Builder {
                 handle_sigint,
                 handle_sigterm,
                 slow_callback_duration,
-                handler: handler.unwrap_or_else(|| Arc::new(debug::default_handler)),
+                handler: match handler {
+                    Some(user) => contained(user),
+                    None => Arc::new(debug::default_handler),
+                },
             },
         }
     }
+}
+
+/// The user's exception handler, made safe to call from `close()`: if it panics, the report
+/// goes to the default handler instead, and the panic's payload is dropped here, where a
+/// payload whose own `Drop` panics cannot escape either.
+fn contained(user: Handler) -> Handler {
+    Arc::new(move |report: &Report| {
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| user(report))) {
+            dispose(payload);
+            debug::default_handler(report);
+        }
+    })
 }
 
 impl Default for Builder {
@@ -313,7 +328,7 @@ impl Runner {
         ctx: Option<&Context>,
     ) -> Result<F::Output, RunError> {
         let location = Location::caller();
-        if scope::in_run() {
+        if scope::in_run() || scope::in_tokio_poll() {
             return Err(RunError::NestedRun);
         }
         let signals = crate::signal::Wanted {
@@ -365,11 +380,24 @@ impl Runner {
     /// 2. runs the [`at_close`](crate::at_close) finalizers, last registered first;
     /// 3. waits for [`spawn_blocking`](crate::spawn_blocking) jobs, reporting how many it
     ///    abandons;
-    /// 4. shuts the runtime down and releases the Runner's context.
+    /// 4. shuts the runtime down (reporting a panic in the `Drop` of a task it drops, and
+    ///    blocking work of any kind, `tokio::task::spawn_blocking` and `tokio::fs` included,
+    ///    still running at the timeout) and releases the Runner's context.
     ///
+    /// # How long it takes
     /// Steps 1–2 together wait at most the shutdown timeout, and so do steps 3–4, so `close`
-    /// returns within twice the timeout whatever the tasks do. Never panics; a second call
-    /// does nothing; `Drop` calls it.
+    /// returns within about twice the timeout **as long as no poll, `Drop` or finalizer
+    /// blocks its thread**. A task that blocks its thread (a blocking call in a poll after the
+    /// cancel, a destructor that sleeps) cannot be interrupted: `close` returns only after
+    /// that call does. Debug mode's slow-poll report names the task that does it.
+    ///
+    /// Inside a poll of a tokio runtime (a `#[tokio::main]` body, a tokio task, another
+    /// Runner's `run`), blocking would stall that runtime: there `close` does not wait at
+    /// all. It drops the tasks where they stand (their destructors run) and reports that
+    /// it did. On a blocking thread (`spawn_blocking`) it closes normally.
+    ///
+    /// Never panics; a second call does nothing; `Drop` calls it. Everything is released,
+    /// also when tasks were left pending.
     ///
     /// ```
     /// # use runner_core as runner;
@@ -433,6 +461,7 @@ impl Runner {
                 config.slow_callback_duration,
                 config.handler.clone(),
             ));
+            scope::remember_runtime(&shared);
             self.state = State::Initialized(Inner {
                 rt,
                 shared,
@@ -539,7 +568,7 @@ fn drive<F: IntoFuture>(
 /// As [`Runner::run`]; `NestedRun` is detected before anything is created.
 #[track_caller]
 pub fn run<F: IntoFuture>(main: F) -> Result<F::Output, RunError> {
-    if scope::in_run() {
+    if scope::in_run() || scope::in_tokio_poll() {
         return Err(RunError::NestedRun);
     }
     let mut runner = Runner::new();

@@ -5,11 +5,15 @@
 
 use std::cell::{Cell, RefCell};
 use std::mem;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context as TaskCx, Poll, RawWaker, RawWakerVTable, Waker};
+
+use tokio::runtime::{self, Handle};
 
 use crate::context::CtxState;
 use crate::shared::Shared;
 use crate::task_state::TaskState;
+use crate::util::lock;
 
 pub(crate) struct Scope {
     pub(crate) ctx: CtxState,
@@ -107,13 +111,16 @@ pub(crate) fn in_run() -> bool {
     RUN.try_with(|run| !run.get().is_null()).unwrap_or(false) || read(|s| s.in_run).unwrap_or(false)
 }
 
+/// The Runner running the current code: the task's own, else the run on this thread, else
+/// (a plain `tokio::spawn` task on a worker thread of a multi-thread Runner) the one that
+/// owns the current runtime.
 pub(crate) fn current_runner() -> Option<Arc<Shared>> {
     if let Some(shared) = read(|s| s.runner.clone()).flatten() {
         return Some(shared);
     }
     let run = RUN.try_with(Cell::get).ok()?;
     if run.is_null() {
-        return None;
+        return runner_of_current_runtime();
     }
     // SAFETY: non-null only while a `RunGuard` lives, and the Runner keeps its `Arc<Shared>`
     // (which `run` points into) alive at least that long; this takes one more reference.
@@ -121,4 +128,69 @@ pub(crate) fn current_runner() -> Option<Arc<Shared>> {
         Arc::increment_strong_count(run);
         Some(Arc::from_raw(run))
     }
+}
+
+/// The live Runners by runtime, for code that runs on a Runner's runtime but outside its
+/// tasks (plain `tokio::spawn` tasks on worker threads). Weak, and left at close: the table
+/// keeps nothing alive.
+static RUNTIMES: Mutex<Vec<(runtime::Id, Weak<Shared>)>> = Mutex::new(Vec::new());
+
+/// Makes `shared` findable from its runtime's threads (at lazy init).
+pub(crate) fn remember_runtime(shared: &Arc<Shared>) {
+    lock(&RUNTIMES).push((shared.handle.id(), Arc::downgrade(shared)));
+}
+
+/// The other half of [`remember_runtime`] (at close, before the runtime goes, since tokio
+/// reuses the ids of runtimes that are gone).
+pub(crate) fn forget_runtime(shared: &Shared) {
+    let id = shared.handle.id();
+    lock(&RUNTIMES).retain(|(known, _)| *known != id);
+}
+
+#[cold]
+fn runner_of_current_runtime() -> Option<Arc<Shared>> {
+    let id = Handle::try_current().ok()?.id();
+    let table = lock(&RUNTIMES);
+    let (_, shared) = table.iter().find(|(known, _)| *known == id)?;
+    shared.upgrade()
+}
+
+/// `true` while this thread polls a tokio task or a `block_on` future, of any runtime: there
+/// tokio forbids blocking (`Runtime::block_on` and dropping a runtime panic).
+///
+/// tokio has no public "may I block here?". Its cooperative budget tells: tokio gives one to
+/// exactly those polls, while blocking-pool threads, `block_in_place` and plain code run
+/// unconstrained. Reading it costs at most 256 budget checks (the budget is a `u8`), and
+/// only inside a tokio context; the budget is left as it was. A poll wrapped in
+/// `tokio::task::unconstrained` looks unconstrained too (callers that block make sure of it
+/// some other way).
+pub(crate) fn in_tokio_poll() -> bool {
+    if Handle::try_current().is_err() {
+        return false;
+    }
+    let waker = noop_waker();
+    let mut cx = TaskCx::from_waker(&waker);
+    // The first guard remembers the budget as it was; dropping it puts that back.
+    let mut first = None;
+    for _ in 0..=u8::MAX as usize {
+        if !tokio::task::coop::has_budget_remaining() {
+            return true;
+        }
+        match tokio::task::coop::poll_proceed(&mut cx) {
+            Poll::Ready(guard) if first.is_none() => first = Some(guard),
+            // Plain data (a budget); only the first one restores anything.
+            Poll::Ready(guard) => mem::forget(guard),
+            Poll::Pending => return true,
+        }
+    }
+    false
+}
+
+/// A waker that does nothing (`Waker::noop` is newer than this crate's MSRV). The budget
+/// probe above never leaves it anywhere: it stops before the budget runs out.
+fn noop_waker() -> Waker {
+    const VTABLE: RawWakerVTable = RawWakerVTable::new(|_| RAW, |_| {}, |_| {}, |_| {});
+    const RAW: RawWaker = RawWaker::new(std::ptr::null(), &VTABLE);
+    // SAFETY: every vtable function ignores the (null) data pointer.
+    unsafe { Waker::from_raw(RAW) }
 }

@@ -129,8 +129,8 @@ impl Shared {
         }
     }
 
-    /// A task of the close pass ended. It keeps its registry slot (the registry goes away
-    /// with the Runner), so this is one atomic decrement, not a lock per task.
+    /// A task of the close pass ended. The pass took it out of the registry already, so this
+    /// is one atomic decrement, not a lock per task.
     fn close_pass_task_done(&self, task: &TaskState, panicked: bool) {
         if let Some(message) = panicked.then(|| task.panicked()).flatten() {
             lock(&self.shutdown_panics).push((task.location, task.describe(), message));
@@ -163,13 +163,14 @@ impl Shared {
         const TAKING: usize = usize::MAX / 2;
         self.close_pass.store(TAKING, Ordering::SeqCst);
         let mut joined = 0;
-        {
-            let reg = lock(&self.tasks);
-            for task in reg.slots.iter().flatten() {
-                if task.join_close_pass() {
-                    joined += 1;
-                    task.request_cancel(None);
-                }
+        // The pass takes the whole registry: each record then lives only as long as its
+        // task, and is freed as the task ends (while in cache), not swept at the end. Tasks
+        // spawned from now on fill a fresh registry.
+        let pass = std::mem::take(&mut *lock(&self.tasks));
+        for task in pass.slots.into_iter().flatten() {
+            if task.join_close_pass() {
+                joined += 1;
+                task.request_cancel(None);
             }
         }
         self.close_pass.fetch_sub(TAKING - joined, Ordering::SeqCst);

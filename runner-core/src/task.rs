@@ -120,8 +120,9 @@ fn running_runner(what: &str) -> Arc<Shared> {
     match scope::current_runner() {
         Some(shared) => shared,
         None => panic!(
-            "{what} must be called inside Runner::run (from the main task or a task it \
-             spawned); no runner is running on this thread"
+            "{what} must be called inside Runner::run: from the main task, a task it \
+             spawned, or a tokio task on the Runner's runtime; no runner is running here \
+             (to start one from plain code, use runner::run or Runner::run)"
         ),
     }
 }
@@ -132,9 +133,12 @@ fn running_runner(what: &str) -> Arc<Shared> {
 /// [`Runner::close`](crate::Runner::close) if still pending, and its spawn location is
 /// recorded for reports.
 ///
+/// Also works from a plain `tokio::spawn` task on the Runner's runtime (on either flavor):
+/// the Runner is found from the runtime.
+///
 /// # Panics
-/// When called outside [`Runner::run`](crate::Runner::run) (like `tokio::spawn` outside a
-/// runtime).
+/// When called outside [`Runner::run`](crate::Runner::run) and outside the Runner's runtime
+/// (like `tokio::spawn` outside a runtime).
 ///
 /// ```
 /// # use runner_core as runner;
