@@ -20,7 +20,7 @@ const CHILDREN: usize = 300;
 /// Keeps the test under a minute on a loaded machine: no new child starts after this.
 const BUDGET: Duration = Duration::from_secs(45);
 /// The child's work lasts ~100 ms; a few signals land just after it, outside any run.
-const MAX_DELAY: Duration = Duration::from_millis(120);
+const MAX_DELAY: Duration = Duration::from_millis(105);
 /// A generous bound: a handled SIGINT ends the child in milliseconds.
 const SWALLOWED_AFTER: Duration = Duration::from_secs(5);
 
@@ -57,6 +57,9 @@ fn one_child(delay: Duration) -> Result<End, String> {
         ));
     };
     p.drain_lines();
+    if p.stderr().contains("panicked") {
+        return Err(format!("a panic (delay {delay:?})\n{}", p.describe()));
+    }
     if status.signal() != Some(libc::SIGINT) {
         return Err(format!(
             "expected death by SIGINT (delay {delay:?}), got {status:?}\n{}",

@@ -450,7 +450,7 @@ mod unix {
                     match run {
                         0 => {
                             let _pending = runner::spawn(pending::<()>());
-                            runner::at_close(|| sleep(Duration::from_millis(1)));
+                            runner::at_close(|| async { sleep(Duration::from_millis(1)).await });
                         }
                         1 => tokio::task::yield_now().await,
                         2 => sleep(Duration::from_millis(1)).await,
