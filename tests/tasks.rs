@@ -324,7 +324,10 @@ enum MovedInto {
 /// `Task::cancel` the moved future resolves where it is polled, and the task ends normally.
 fn cancelled_moved_into_another_task_resolves_on_cancel(into: MovedInto) {
     for flavor in FLAVORS {
-        let mut runner = builder(flavor).build();
+        // If the moved future never resolves, the task never ends: keep close() short.
+        let mut runner = builder(flavor)
+            .shutdown_timeout(Duration::from_secs(1))
+            .build();
         let out = runner
             .run(async move {
                 let (moved, ready) = tokio::sync::oneshot::channel();

@@ -407,20 +407,53 @@ mod unix {
 
     /// Short runs in a loop, on one Runner and on fresh ones, until a SIGINT ends the
     /// process: by `Interrupted` (then close and die by SIGINT) or by the default action
-    /// between runs.
+    /// between runs. Half the runs are main tasks that compute for 100 µs without yielding
+    /// and return: a SIGINT landing there finds the main task finished by the time its
+    /// cancel could reach it, and must still interrupt the run.
     fn short_runs() {
+        one_cpu();
         let mut runner = Runner::new();
         println!("ready");
         for i in 0u64.. {
-            let result = match i % 4 {
-                0 => runner.run(async {}),
-                1 => runner.run(tokio::task::yield_now()),
-                2 => runner.run(sleep(Duration::from_micros(200))),
-                _ => runner::run(async {}),
+            let result = match i % 8 {
+                0 => runner::run(async {}),
+                1 => runner.run(async { sleep(Duration::from_micros(200)).await }),
+                2 => runner.run(tokio::task::yield_now()),
+                3 => runner.run(async {}),
+                _ => runner.run(async { compute(Duration::from_micros(100)) }),
             };
             if result.is_err() {
                 finish(runner, result);
             }
+        }
+    }
+
+    /// Pins the process (this thread and every thread it starts) to its first allowed CPU,
+    /// as in a one-CPU container: the thread that relays a signal then waits for the CPU,
+    /// so a short run is usually over before the relay could reach its main task.
+    fn one_cpu() {
+        #[cfg(target_os = "linux")]
+        // SAFETY: `set` is plain data; sched_{get,set}affinity on the calling thread.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            if libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) != 0 {
+                return;
+            }
+            let Some(first) = (0..libc::CPU_SETSIZE as usize).find(|&c| libc::CPU_ISSET(c, &set))
+            else {
+                return;
+            };
+            libc::CPU_ZERO(&mut set);
+            libc::CPU_SET(first, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set);
+        }
+    }
+
+    /// Keeps the thread busy for `how_long` without yielding.
+    fn compute(how_long: Duration) {
+        let started = Instant::now();
+        while started.elapsed() < how_long {
+            spin_loop();
         }
     }
 
