@@ -2,14 +2,15 @@
 //! run finalizers, bounded wait for blocking work, shut the runtime down).
 
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::runtime::{Handle, Runtime};
 
+use crate::context::CtxState;
 use crate::deadline::{block_until, CatchUnwind};
 use crate::debug::{Report, ReportKind};
 use crate::error::panic_message;
-use crate::runner::Inner;
 use crate::scope::{self, Scope};
 use crate::shared::Shared;
 
@@ -20,10 +21,7 @@ fn cannot_block() -> bool {
 }
 
 /// The four steps of `close()`. Never panics and never waits past its deadlines.
-pub(crate) fn shutdown(inner: Inner, timeout: Duration) {
-    let Inner {
-        rt, shared, ctx, ..
-    } = inner;
+pub(crate) fn shutdown(rt: Runtime, shared: Arc<Shared>, ctx: CtxState, timeout: Duration) {
     if cannot_block() {
         shared.report(Report::new(
             ReportKind::Other,

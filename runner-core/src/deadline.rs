@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use tokio::runtime::Runtime;
 
-use crate::runner::lock;
+use crate::util::lock;
 
 #[derive(Default)]
 struct Alarm {
@@ -51,6 +51,14 @@ impl Timer {
     fn rang(&self, waker: &Waker) -> bool {
         *lock(&self.alarm.waker) = Some(waker.clone());
         self.alarm.rang.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        // The waker may own the runtime (a current-thread `block_on` waker does): the timer
+        // thread, which ends a moment later, must not be the one that releases it.
+        drop(lock(&self.alarm.waker).take());
     }
 }
 

@@ -14,12 +14,14 @@ mod context;
 mod deadline;
 mod debug;
 mod error;
+mod guarded;
 mod runner;
 mod scope;
 mod shared;
 mod signal;
 mod task;
 mod task_state;
+mod util;
 
 #[doc(hidden)]
 pub mod __private;

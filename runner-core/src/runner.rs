@@ -8,26 +8,24 @@ use std::future::IntoFuture;
 use std::io;
 use std::panic::{self, AssertUnwindSafe, Location};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::runtime::{Handle, Runtime};
 
+use crate::close;
 use crate::context::{Context, CtxState};
 use crate::debug::{self, Handler, Report};
 use crate::error::{panic_message, RunError};
+use crate::guarded::{Guarded, Outcome};
 use crate::scope::{self};
 use crate::shared::Shared;
-use crate::task_state::{Guarded, Origin, Outcome, StopSignal, TaskState};
+use crate::task_state::{Origin, StopSignal, TaskState};
 
 /// asyncio's `THREAD_JOIN_TIMEOUT`: how long `close()` waits for blocking work by default.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(300);
 /// asyncio's `slow_callback_duration` default.
 pub const DEFAULT_SLOW_CALLBACK_DURATION: Duration = Duration::from_millis(100);
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 type LoopFactory = Box<dyn FnOnce() -> io::Result<Runtime> + Send>;
 
@@ -217,13 +215,13 @@ enum State {
     Closed,
 }
 
-pub(crate) struct Inner {
-    pub(crate) rt: Runtime,
-    pub(crate) shared: Arc<Shared>,
+struct Inner {
+    rt: Runtime,
+    shared: Arc<Shared>,
     /// The Runner's context, moved into each run's main task and back out after.
-    pub(crate) ctx: CtxState,
+    ctx: CtxState,
     /// The main task's record, reused by the next run when nothing else holds it.
-    pub(crate) main: Option<Arc<TaskState>>,
+    main: Option<Arc<TaskState>>,
 }
 
 /// Runs futures on one lazily built tokio runtime, reused across calls (asyncio's `Runner`).
@@ -385,7 +383,10 @@ impl Runner {
     /// ```
     pub fn close(&mut self) {
         if let State::Initialized(inner) = std::mem::replace(&mut self.state, State::Closed) {
-            crate::close::shutdown(inner, self.config.shutdown_timeout);
+            let Inner {
+                rt, shared, ctx, ..
+            } = inner;
+            close::shutdown(rt, shared, ctx, self.config.shutdown_timeout);
         }
     }
 
@@ -489,7 +490,7 @@ fn drive<F: IntoFuture>(
             record
         }
         // A `cancelled()` future of an earlier run outlived it: leave that record alone.
-        _ => Arc::new(TaskState::new(location, Origin::Main, None)),
+        _ => Arc::new(TaskState::new(location, Origin::Main)),
     };
     let entry_ctx = match ctx {
         Some(ctx) => ctx.state(),

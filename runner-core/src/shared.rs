@@ -12,8 +12,8 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 
 use crate::debug::{self, Handler, Report, ReportKind};
-use crate::runner::lock;
-use crate::task_state::{TaskState, NO_SLOT};
+use crate::task_state::{Ended, TaskState, NO_SLOT};
+use crate::util::lock;
 
 /// An `at_close` finalizer: called once at close, it gives the future to run.
 pub(crate) type Finalizer = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>> + Send>;
@@ -95,7 +95,28 @@ impl Shared {
         task.slot.store(slot, Ordering::Release);
     }
 
-    pub(crate) fn deregister(&self, task: &TaskState) {
+    /// What the Runner does when one of its tasks ends (`TaskState::finish`).
+    pub(crate) fn task_ended(&self, task: &TaskState, ended: Ended) {
+        match ended {
+            Ended::Normal => self.deregister(task),
+            Ended::ClosePass { panicked } => self.close_pass_task_done(task, panicked),
+        }
+    }
+
+    /// asyncio's "Task exception was never retrieved" (debug mode only, as the panic hook
+    /// has already printed the panic itself).
+    pub(crate) fn report_unretrieved(&self, task: &TaskState) {
+        if self.debug {
+            self.report(Report::new(
+                ReportKind::PanicNeverRetrieved,
+                format!("Task panic was never retrieved: {}", task.describe()),
+                Some(task.location),
+                task.panicked(),
+            ));
+        }
+    }
+
+    fn deregister(&self, task: &TaskState) {
         let slot = task.slot.load(Ordering::Acquire);
         let mut reg = lock(&self.tasks);
         if slot != NO_SLOT
@@ -110,7 +131,7 @@ impl Shared {
 
     /// A task of the close pass ended. It keeps its registry slot (the registry goes away
     /// with the Runner), so this is one atomic decrement, not a lock per task.
-    pub(crate) fn close_pass_task_done(&self, task: &TaskState, panicked: bool) {
+    fn close_pass_task_done(&self, task: &TaskState, panicked: bool) {
         if let Some(message) = panicked.then(|| task.panicked()).flatten() {
             lock(&self.shutdown_panics).push((task.location, task.describe(), message));
         }

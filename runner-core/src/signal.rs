@@ -50,8 +50,8 @@ mod imp {
     use std::sync::Mutex;
 
     use super::{Armed, Wanted};
-    use crate::runner::lock;
     use crate::task_state::{StopSignal, TaskState};
+    use crate::util::lock;
 
     const ARM_INT: u64 = 1;
     const ARM_TERM: u64 = 2;

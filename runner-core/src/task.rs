@@ -5,14 +5,15 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe, Location};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context as TaskCx, Poll};
 
 use crate::context::CtxState;
 use crate::error::TaskError;
+use crate::guarded::{Guarded, Outcome};
 use crate::scope::{self, Scope};
 use crate::shared::Shared;
-use crate::task_state::{Guarded, Origin, Outcome, TaskState};
+use crate::task_state::{Origin, TaskState};
 
 /// A handle to a task started by [`spawn`] or [`spawn_blocking`] (asyncio's `Task`).
 ///
@@ -31,6 +32,9 @@ pub struct Task<T> {
     handle: tokio::task::JoinHandle<Outcome<T>>,
     state: Arc<TaskState>,
     retrieved: bool,
+    /// In debug mode, where to report a panic nobody retrieved. Weak: a `Task` kept after
+    /// its Runner closed must not keep the runtime's drivers alive.
+    owner: Option<Weak<Shared>>,
 }
 
 impl<T> Task<T> {
@@ -94,8 +98,10 @@ impl<T> Future for Task<T> {
 
 impl<T> Drop for Task<T> {
     fn drop(&mut self) {
-        if !self.retrieved {
-            self.state.detach();
+        if !self.retrieved && self.state.detach() {
+            if let Some(shared) = self.owner.as_ref().and_then(Weak::upgrade) {
+                shared.report_unretrieved(&self.state);
+            }
         }
     }
 }
@@ -147,11 +153,7 @@ where
 {
     let location = Location::caller();
     let shared = running_runner("runner::spawn");
-    let state = Arc::new(TaskState::new(
-        location,
-        Origin::Spawned,
-        Some(shared.clone()),
-    ));
+    let state = Arc::new(TaskState::new(location, Origin::Spawned));
     shared.register(&state);
     let guarded = Guarded::new(
         fut,
@@ -166,6 +168,7 @@ where
         handle,
         state,
         retrieved: false,
+        owner: shared.debug.then(|| Arc::downgrade(&shared)),
     }
 }
 
@@ -195,7 +198,7 @@ where
 {
     let location = Location::caller();
     let shared = running_runner("runner::spawn_blocking");
-    let state = Arc::new(TaskState::new(location, Origin::Blocking, None));
+    let state = Arc::new(TaskState::new(location, Origin::Blocking));
     let job = BlockingJob::start(shared.clone());
     let mut scope = Scope {
         ctx: CtxState::copy_current(),
@@ -213,7 +216,11 @@ where
         let outcome = match result {
             Ok(value) => Outcome::Done(value),
             Err(payload) => {
-                job_state.record_panic(payload.as_ref());
+                if job_state.record_panic(payload.as_ref()) {
+                    if let Some(shared) = &scope.runner {
+                        shared.report_unretrieved(&job_state);
+                    }
+                }
                 Outcome::Panicked(payload)
             }
         };
@@ -224,6 +231,7 @@ where
         handle,
         state,
         retrieved: false,
+        owner: shared.debug.then(|| Arc::downgrade(&shared)),
     }
 }
 

@@ -1,5 +1,5 @@
-//! The record of one task (its cancel requests, how it ended, where it was spawned) and the
-//! wrapper that drives every task the Runner runs, the main task included.
+//! The record of one task: its cancel requests, how it ended, where it was spawned. The
+//! wrapper that acts on it for every poll is in `guarded`.
 //!
 //! Cancellation the asyncio way.
 //!
@@ -12,23 +12,14 @@
 
 use std::any::Any;
 use std::cell::UnsafeCell;
-use std::future::Future;
 use std::mem::MaybeUninit;
-use std::panic::{self, AssertUnwindSafe, Location};
-use std::pin::Pin;
-use std::ptr::NonNull;
+use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context as TaskCx, Poll, Waker};
-use std::time::Instant;
+use std::sync::Mutex;
+use std::task::Waker;
 
-use crate::context::CtxState;
-use crate::debug::{Report, ReportKind};
 use crate::error::panic_message;
-use crate::runner::lock;
-use crate::scope::{self, Scope};
-use crate::shared::Shared;
-use crate::signal;
+use crate::util::lock;
 
 pub(crate) const DONE: u8 = 1;
 const PANICKED: u8 = 2;
@@ -36,6 +27,14 @@ const DETACHED: u8 = 4;
 const IN_CLOSE_PASS: u8 = 8;
 
 pub(crate) const NO_SLOT: usize = usize::MAX;
+
+/// What a task is, for reports.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    Main,
+    Spawned,
+    Blocking,
+}
 
 /// A signal that cancelled a main task (and so what its run returns).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -55,14 +54,16 @@ impl StopSignal {
         }
     }
 
-    fn name(self) -> &'static str {
+    /// How reports name the signal.
+    pub(crate) fn name(self) -> &'static str {
         match self {
             StopSignal::Interrupt => "Ctrl-C",
             StopSignal::Terminate => "SIGTERM",
         }
     }
 
-    fn option(self) -> &'static str {
+    /// The option that turns runner's handling of the signal off.
+    pub(crate) fn option(self) -> &'static str {
         match self {
             StopSignal::Interrupt => "handle_sigint = false",
             StopSignal::Terminate => "handle_sigterm = false",
@@ -70,26 +71,18 @@ impl StopSignal {
     }
 }
 
-/// The wakers of `cancelled()` futures polled outside their task's own poll (e.g. moved into
-/// another task): a cancel request wakes them too, not only the task.
+/// The wakers of `cancelled()` futures, wherever they are polled (e.g. moved into another
+/// task): a cancel request wakes them too, not only the task.
 #[derive(Default)]
 struct Watchers {
     next_id: u64,
     wakers: Vec<(u64, Waker)>,
 }
 
-/// What a task is, for reports.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Origin {
-    Main,
-    Spawned,
-    Blocking,
-}
-
 /// The task's waker, written once at its first poll: a task's waker is stable for its life
 /// in tokio (and for one `block_on`), so `request_cancel` can read it without a lock.
 /// (`OnceLock` would do, at the price of its `Once` machinery on every run's path.)
-struct WakerSlot {
+pub(crate) struct WakerSlot {
     ready: AtomicBool,
     waker: UnsafeCell<MaybeUninit<Waker>>,
 }
@@ -113,7 +106,7 @@ impl WakerSlot {
     /// # Safety
     /// Nothing may read the slot meanwhile: either it is empty (readers see `ready` false),
     /// or its owner cannot be cancelled yet (the main task before it arms Ctrl-C handling).
-    unsafe fn store(&self, waker: &Waker) {
+    pub(crate) unsafe fn store(&self, waker: &Waker) {
         if self.ready.load(Ordering::Relaxed) {
             let current = (*self.waker.get()).assume_init_mut();
             if !current.will_wake(waker) {
@@ -147,25 +140,29 @@ impl Drop for WakerSlot {
 pub(crate) struct TaskState {
     pub(crate) location: &'static Location<'static>,
     origin: Origin,
-    requested: AtomicU32,
-    delivered: AtomicU32,
-    observers: AtomicU32,
+    pub(crate) requested: AtomicU32,
+    pub(crate) delivered: AtomicU32,
+    pub(crate) observers: AtomicU32,
     /// The `StopSignal` that cancelled (or reached the run of) a main task; 0: none.
     signal: AtomicU8,
     watchers: Mutex<Watchers>,
     flags: AtomicU8,
     pub(crate) slot: AtomicUsize,
-    waker: WakerSlot,
+    pub(crate) waker: WakerSlot,
     panic: Mutex<Option<String>>,
-    shared: Option<Arc<Shared>>,
+}
+
+/// How a task left: what its Runner has to do about it (the record points to no Runner, so
+/// ownership runs one way: the Runner's registry holds records, never the reverse).
+pub(crate) enum Ended {
+    /// An ordinary end: the task leaves the registry.
+    Normal,
+    /// A task of `close()`'s cancellation pass ended, maybe with a panic.
+    ClosePass { panicked: bool },
 }
 
 impl TaskState {
-    pub(crate) fn new(
-        location: &'static Location<'static>,
-        origin: Origin,
-        shared: Option<Arc<Shared>>,
-    ) -> TaskState {
+    pub(crate) fn new(location: &'static Location<'static>, origin: Origin) -> TaskState {
         TaskState {
             location,
             origin,
@@ -181,7 +178,6 @@ impl TaskState {
             slot: AtomicUsize::new(NO_SLOT),
             waker: WakerSlot::new(),
             panic: Mutex::new(None),
-            shared,
         }
     }
 
@@ -309,245 +305,41 @@ impl TaskState {
             waker.wake_by_ref();
         }
         // `cancelled()` futures polled elsewhere (e.g. axum's graceful-shutdown task).
-        let watchers = lock(&self.watchers);
-        for (_, waker) in &watchers.wakers {
+        for (_, waker) in &lock(&self.watchers).wakers {
             waker.wake_by_ref();
         }
         true
     }
 
-    pub(crate) fn record_panic(&self, payload: &(dyn Any + Send)) {
+    /// Records the task's panic; `true` if nobody will see it (its `Task` was dropped
+    /// unawaited, and `close()` does not report it either), so the Runner should.
+    #[must_use]
+    pub(crate) fn record_panic(&self, payload: &(dyn Any + Send)) -> bool {
         *lock(&self.panic) = Some(panic_message(payload));
         let before = self.flags.fetch_or(PANICKED, Ordering::AcqRel);
-        if before & DETACHED != 0 {
-            self.report_unretrieved();
-        }
+        before & DETACHED != 0 && before & IN_CLOSE_PASS == 0
     }
 
-    /// The `Task` handle went away unawaited: a panic nobody will see gets reported.
-    pub(crate) fn detach(&self) {
+    /// The `Task` handle went away unawaited; `true` if the task had already panicked, so
+    /// the panic will never be retrieved and the Runner should report it.
+    #[must_use]
+    pub(crate) fn detach(&self) -> bool {
         let before = self.flags.fetch_or(DETACHED, Ordering::AcqRel);
-        if before & PANICKED != 0 {
-            self.report_unretrieved();
-        }
+        before & PANICKED != 0 && before & IN_CLOSE_PASS == 0
     }
 
-    fn report_unretrieved(&self) {
-        let Some(shared) = &self.shared else { return };
-        // asyncio: "Task exception was never retrieved" (debug mode only, as the panic hook
-        // has already printed the panic itself).
-        if shared.debug && self.flags.load(Ordering::Acquire) & IN_CLOSE_PASS == 0 {
-            shared.report(Report::new(
-                ReportKind::PanicNeverRetrieved,
-                format!("Task panic was never retrieved: {}", self.describe()),
-                Some(self.location),
-                self.panicked(),
-            ));
-        }
-    }
-
-    /// The task has ended: leave the Runner's registry (waking `close()` if it waits on us).
-    fn finish(&self) {
+    /// The task has ended; `None` if it had already (each end is acted on once).
+    pub(crate) fn finish(&self) -> Option<Ended> {
         let before = self.flags.fetch_or(DONE, Ordering::AcqRel);
         if before & DONE != 0 {
-            return;
+            return None;
         }
-        if let Some(shared) = &self.shared {
-            if before & IN_CLOSE_PASS != 0 {
-                shared.close_pass_task_done(self, before & PANICKED != 0);
-            } else {
-                shared.deregister(self);
-            }
-        }
-    }
-}
-
-/// What a wrapped future came to.
-pub(crate) enum Outcome<T> {
-    Done(T),
-    Cancelled,
-    Panicked(Box<dyn Any + Send>),
-}
-
-/// Wraps every task the Runner drives (the main task included): swaps the task's scope in
-/// for each poll, delivers cancel requests, catches panics, and times polls in debug mode.
-pub(crate) struct Guarded<F> {
-    inner: Option<F>,
-    /// `scope.task` owns the task's record; `state` points into it (one `Arc`, not two).
-    scope: Scope,
-    state: NonNull<TaskState>,
-    debug: bool,
-    waker_set: bool,
-    /// The main task arms signal handling at its first poll, right after storing its waker
-    /// (so the listener thread never races that store), and disarms as it ends.
-    signals: signal::Wanted,
-    armed: Option<signal::Armed>,
-}
-
-// SAFETY: `state` points into the `Arc<TaskState>` owned by `scope.task` (which is `Send`);
-// everything else is `Send` when `F` is.
-unsafe impl<F: Send> Send for Guarded<F> {}
-
-impl<F: Future> Guarded<F> {
-    pub(crate) fn new(
-        inner: F,
-        ctx: CtxState,
-        task: Arc<TaskState>,
-        runner: Option<Arc<Shared>>,
-        debug: bool,
-        signals: signal::Wanted,
-    ) -> Guarded<F> {
-        let state = NonNull::from(&*task);
-        let scope = Scope {
-            ctx,
-            runner,
-            task: Some(task),
-            in_run: true,
-        };
-        Guarded {
-            inner: Some(inner),
-            scope,
-            state,
-            debug,
-            waker_set: false,
-            signals,
-            armed: None,
-        }
-    }
-}
-
-impl<F> Guarded<F> {
-    /// Drops the inner future with the task's scope entered, so destructors see the task's
-    /// context; a panicking destructor is caught (and returned) rather than unwinding on.
-    fn drop_inner(inner: &mut Option<F>) -> Option<Box<dyn Any + Send>> {
-        panic::catch_unwind(AssertUnwindSafe(|| *inner = None)).err()
-    }
-
-    /// The context and the record as the ended task left them (the main task's go back to
-    /// its Runner).
-    pub(crate) fn take_ended(self: Pin<&mut Self>) -> (CtxState, Option<Arc<TaskState>>) {
-        // SAFETY: `scope` is not structurally pinned; nothing is moved out of `inner`.
-        let this = unsafe { self.get_unchecked_mut() };
-        debug_assert!(this.inner.is_none());
-        let ctx = std::mem::replace(&mut this.scope.ctx, CtxState::EMPTY);
-        (ctx, this.scope.task.take())
-    }
-}
-
-impl<F: Future> Future for Guarded<F> {
-    type Output = Outcome<F::Output>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Self::Output> {
-        // SAFETY: `inner` is never moved out of the pinned `Guarded`; it is only polled in
-        // place or dropped in place. The other fields are not structurally pinned.
-        let Guarded {
-            inner,
-            scope,
-            state,
-            debug,
-            waker_set,
-            signals,
-            armed,
-        } = unsafe { self.get_unchecked_mut() };
-        // SAFETY: `scope.task` keeps the record alive while `inner` is `Some`.
-        let state: &TaskState = unsafe { state.as_ref() };
-        let Some(fut) = inner.as_mut() else {
-            return Poll::Pending;
-        };
-        if !*waker_set {
-            // SAFETY: a spawned task's slot is empty until now; the main task is not armed
-            // yet, so nothing can be reading its slot.
-            unsafe { state.waker.store(cx.waker()) };
-            *waker_set = true;
-            *armed = signal::arm(state, *signals);
-        }
-        let entered = scope::Entered::new(scope);
-
-        let requested = state.requested.load(Ordering::SeqCst);
-        let cancel = requested > state.delivered.load(Ordering::Acquire) && {
-            state.delivered.fetch_max(requested, Ordering::AcqRel);
-            state.observers.load(Ordering::Acquire) == 0
-        };
-        let mut took = None;
-        let dropped_by = cancel.then(|| state.stop_signal()).flatten();
-        let outcome = if cancel {
-            // Not observing: the cancel request drops the future where it stands.
-            match Self::drop_inner(inner) {
-                Some(payload) => Err(payload),
-                None => Ok(None),
+        Some(if before & IN_CLOSE_PASS != 0 {
+            Ended::ClosePass {
+                panicked: before & PANICKED != 0,
             }
         } else {
-            // SAFETY: `fut` stays where it is inside the pinned `Guarded`.
-            let fut = unsafe { Pin::new_unchecked(fut) };
-            let started = debug.then(Instant::now);
-            let result = panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx)));
-            took = started.map(|s| s.elapsed());
-            match result {
-                Ok(Poll::Pending) => Ok(Some(Poll::Pending)),
-                Ok(Poll::Ready(value)) => match Self::drop_inner(inner) {
-                    None => Ok(Some(Poll::Ready(value))),
-                    Some(payload) => Err(payload),
-                },
-                Err(payload) => {
-                    let _ = Self::drop_inner(inner);
-                    Err(payload)
-                }
-            }
-        };
-        drop(entered);
-        if let (true, Some(signal)) = (*debug, dropped_by) {
-            if let Some(shared) = scope.runner.clone().or_else(scope::current_runner) {
-                shared.report(Report::new(
-                    ReportKind::MainTaskDropped,
-                    format!(
-                        "{}: the main task was not observing runner::cancelled() and was \
-                         dropped; hold runner::cancelled() to clean up asynchronously, or build \
-                         the Runner with {} if the program handles the signal itself (e.g. \
-                         with tokio::signal)",
-                        signal.name(),
-                        signal.option()
-                    ),
-                    Some(state.location),
-                    None,
-                ));
-            }
-        }
-        if let Some(took) = took {
-            // The main task has no `runner` of its own: it finds it through the run.
-            if let Some(shared) = scope.runner.clone().or_else(scope::current_runner) {
-                shared.check_slow_poll(state, took);
-            }
-        }
-        let outcome = match outcome {
-            Ok(Some(Poll::Pending)) => return Poll::Pending,
-            Ok(Some(Poll::Ready(value))) => Outcome::Done(value),
-            Ok(None) => Outcome::Cancelled,
-            Err(payload) => {
-                state.record_panic(payload.as_ref());
-                Outcome::Panicked(payload)
-            }
-        };
-        if let Some(signal) = armed.take().and_then(signal::Armed::disarm) {
-            state.record_signal(signal);
-        }
-        state.finish();
-        Poll::Ready(outcome)
-    }
-}
-
-impl<F> Drop for Guarded<F> {
-    fn drop(&mut self) {
-        if self.inner.is_some() {
-            // The runtime dropped the task before it ended (shutdown): run its destructors in
-            // its own scope, then leave the registry.
-            let entered = scope::Entered::new(&mut self.scope);
-            let _ = Guarded::<F>::drop_inner(&mut self.inner);
-            drop(entered);
-        }
-        drop(self.armed.take());
-        if self.scope.task.is_some() {
-            // SAFETY: `scope.task` keeps the record alive.
-            unsafe { self.state.as_ref() }.finish();
-        }
+            Ended::Normal
+        })
     }
 }

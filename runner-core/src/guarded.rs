@@ -1,0 +1,225 @@
+//! The wrapper that drives every task the Runner runs, the main task included: it swaps the
+//! task's scope in for each poll, delivers cancel requests (see `task_state` for how), catches
+//! panics, and times polls in debug mode.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context as TaskCx, Poll};
+use std::time::Instant;
+
+use crate::context::CtxState;
+use crate::debug::{Report, ReportKind};
+use crate::scope::{self, Scope};
+use crate::shared::Shared;
+use crate::signal;
+use crate::task_state::TaskState;
+
+/// What a wrapped future came to.
+pub(crate) enum Outcome<T> {
+    Done(T),
+    Cancelled,
+    Panicked(Box<dyn Any + Send>),
+}
+
+/// Wraps every task the Runner drives (the main task included): swaps the task's scope in
+/// for each poll, delivers cancel requests, catches panics, and times polls in debug mode.
+pub(crate) struct Guarded<F> {
+    inner: Option<F>,
+    /// `scope.task` owns the task's record; `state` points into it (one `Arc`, not two).
+    scope: Scope,
+    state: NonNull<TaskState>,
+    debug: bool,
+    waker_set: bool,
+    /// The main task arms signal handling at its first poll, right after storing its waker
+    /// (so the listener thread never races that store), and disarms as it ends.
+    signals: signal::Wanted,
+    armed: Option<signal::Armed>,
+}
+
+// SAFETY: `state` points into the `Arc<TaskState>` owned by `scope.task` (which is `Send`);
+// everything else is `Send` when `F` is.
+unsafe impl<F: Send> Send for Guarded<F> {}
+
+impl<F: Future> Guarded<F> {
+    pub(crate) fn new(
+        inner: F,
+        ctx: CtxState,
+        task: Arc<TaskState>,
+        runner: Option<Arc<Shared>>,
+        debug: bool,
+        signals: signal::Wanted,
+    ) -> Guarded<F> {
+        let state = NonNull::from(&*task);
+        let scope = Scope {
+            ctx,
+            runner,
+            task: Some(task),
+            in_run: true,
+        };
+        Guarded {
+            inner: Some(inner),
+            scope,
+            state,
+            debug,
+            waker_set: false,
+            signals,
+            armed: None,
+        }
+    }
+}
+
+impl<F> Guarded<F> {
+    /// Drops the inner future with the task's scope entered, so destructors see the task's
+    /// context; a panicking destructor is caught (and returned) rather than unwinding on.
+    fn drop_inner(inner: &mut Option<F>) -> Option<Box<dyn Any + Send>> {
+        panic::catch_unwind(AssertUnwindSafe(|| *inner = None)).err()
+    }
+
+    /// The context and the record as the ended task left them (the main task's go back to
+    /// its Runner).
+    pub(crate) fn take_ended(self: Pin<&mut Self>) -> (CtxState, Option<Arc<TaskState>>) {
+        // SAFETY: `scope` is not structurally pinned; nothing is moved out of `inner`.
+        let this = unsafe { self.get_unchecked_mut() };
+        debug_assert!(this.inner.is_none());
+        let ctx = std::mem::replace(&mut this.scope.ctx, CtxState::EMPTY);
+        (ctx, this.scope.task.take())
+    }
+}
+
+impl<F: Future> Future for Guarded<F> {
+    type Output = Outcome<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Self::Output> {
+        // SAFETY: `inner` is never moved out of the pinned `Guarded`; it is only polled in
+        // place or dropped in place. The other fields are not structurally pinned.
+        let Guarded {
+            inner,
+            scope,
+            state,
+            debug,
+            waker_set,
+            signals,
+            armed,
+        } = unsafe { self.get_unchecked_mut() };
+        // SAFETY: `scope.task` keeps the record alive while `inner` is `Some`.
+        let state: &TaskState = unsafe { state.as_ref() };
+        let Some(fut) = inner.as_mut() else {
+            return Poll::Pending;
+        };
+        if !*waker_set {
+            // SAFETY: a spawned task's slot is empty until now; the main task is not armed
+            // yet, so nothing can be reading its slot.
+            unsafe { state.waker.store(cx.waker()) };
+            *waker_set = true;
+            *armed = signal::arm(state, *signals);
+        }
+        let entered = scope::Entered::new(scope);
+
+        let requested = state.requested.load(Ordering::SeqCst);
+        let cancel = requested > state.delivered.load(Ordering::Acquire) && {
+            state.delivered.fetch_max(requested, Ordering::AcqRel);
+            state.observers.load(Ordering::Acquire) == 0
+        };
+        let mut took = None;
+        let dropped_by = cancel.then(|| state.stop_signal()).flatten();
+        let outcome = if cancel {
+            // Not observing: the cancel request drops the future where it stands.
+            match Self::drop_inner(inner) {
+                Some(payload) => Err(payload),
+                None => Ok(None),
+            }
+        } else {
+            // SAFETY: `fut` stays where it is inside the pinned `Guarded`.
+            let fut = unsafe { Pin::new_unchecked(fut) };
+            let started = debug.then(Instant::now);
+            let result = panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx)));
+            took = started.map(|s| s.elapsed());
+            match result {
+                Ok(Poll::Pending) => Ok(Some(Poll::Pending)),
+                Ok(Poll::Ready(value)) => match Self::drop_inner(inner) {
+                    None => Ok(Some(Poll::Ready(value))),
+                    Some(payload) => Err(payload),
+                },
+                Err(payload) => {
+                    let _ = Self::drop_inner(inner);
+                    Err(payload)
+                }
+            }
+        };
+        drop(entered);
+        if let (true, Some(signal)) = (*debug, dropped_by) {
+            if let Some(shared) = scope.runner.clone().or_else(scope::current_runner) {
+                shared.report(Report::new(
+                    ReportKind::MainTaskDropped,
+                    format!(
+                        "{}: the main task was not observing runner::cancelled() and was \
+                         dropped; hold runner::cancelled() to clean up asynchronously, or build \
+                         the Runner with {} if the program handles the signal itself (e.g. \
+                         with tokio::signal)",
+                        signal.name(),
+                        signal.option()
+                    ),
+                    Some(state.location),
+                    None,
+                ));
+            }
+        }
+        if let Some(took) = took {
+            // The main task has no `runner` of its own: it finds it through the run.
+            if let Some(shared) = scope.runner.clone().or_else(scope::current_runner) {
+                shared.check_slow_poll(state, took);
+            }
+        }
+        let outcome = match outcome {
+            Ok(Some(Poll::Pending)) => return Poll::Pending,
+            Ok(Some(Poll::Ready(value))) => Outcome::Done(value),
+            Ok(None) => Outcome::Cancelled,
+            Err(payload) => {
+                if state.record_panic(payload.as_ref()) {
+                    if let Some(shared) = &scope.runner {
+                        shared.report_unretrieved(state);
+                    }
+                }
+                Outcome::Panicked(payload)
+            }
+        };
+        if let Some(signal) = armed.take().and_then(signal::Armed::disarm) {
+            state.record_signal(signal);
+        }
+        finish(state, scope);
+        Poll::Ready(outcome)
+    }
+}
+
+impl<F> Drop for Guarded<F> {
+    fn drop(&mut self) {
+        if self.inner.is_some() {
+            // The runtime dropped the task before it ended (shutdown): run its destructors in
+            // its own scope, then leave the registry.
+            let entered = scope::Entered::new(&mut self.scope);
+            let _ = Guarded::<F>::drop_inner(&mut self.inner);
+            drop(entered);
+        }
+        drop(self.armed.take());
+        if self.scope.task.is_some() {
+            // SAFETY: `scope.task` keeps the record alive.
+            finish(unsafe { self.state.as_ref() }, &self.scope);
+        }
+    }
+}
+
+/// The task has ended: it leaves its Runner's registry (waking `close()` if it waits on it).
+/// The wrapper, not the record, holds the `Arc<Shared>`: the runtime drops the wrapper at
+/// shutdown at the latest, so the Runner's state never owns itself through its tasks.
+fn finish(state: &TaskState, scope: &Scope) {
+    if let Some(ended) = state.finish() {
+        if let Some(shared) = &scope.runner {
+            shared.task_ended(state, ended);
+        }
+    }
+}

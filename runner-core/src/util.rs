@@ -1,0 +1,10 @@
+//! Small helpers every other module may use; this module uses none of them.
+
+use std::sync::{Mutex, MutexGuard};
+
+/// Locks `m`, going on with the data when a panicking holder poisoned it: every lock of this
+/// crate guards data that stays consistent across a panic (a slot, a waker, a counter), and
+/// `close()` must never panic.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
