@@ -163,3 +163,52 @@ fn the_drain_is_bounded_by_drain_timeout_ms() {
         "the request past the drain bound got a response: {cut:?}"
     );
 }
+
+/// The README's migration advice, checked: the tokio pattern
+/// `with_graceful_shutdown(async { tokio::signal::ctrl_c().await.ok(); })` keeps working
+/// under a Runner built with `handle_sigint(false)`.
+#[test]
+fn tokio_ctrl_c_pattern_drains_under_handle_sigint_false() {
+    let mut server = Proc::example("axum_tokio_ctrl_c", &["own"], Start::Default, &[]);
+    let addr: SocketAddr = server
+        .expect_line_starting("listening on ")
+        .parse()
+        .unwrap();
+    let slow = slow_request_in_flight(&mut server, addr, 2000);
+    server.sigint();
+    server.expect_line("draining");
+    assert_ok_200(&slow.join().unwrap(), "done after 2000 ms\n");
+    server.assert_exit_0(Duration::from_secs(10));
+    server.assert_printed("result: Ok(Ok(()))");
+}
+
+/// ... and without it, runner's Ctrl-C drops the (non-observing) main task: the request in
+/// flight is cut, and debug mode says why.
+#[test]
+fn tokio_ctrl_c_pattern_under_runner_ctrl_c_is_cut_and_debug_mode_says_why() {
+    let mut server = Proc::example(
+        "axum_tokio_ctrl_c",
+        &["runner"],
+        Start::Default,
+        &[("RUNNER_DEBUG", "1")],
+    );
+    let addr: SocketAddr = server
+        .expect_line_starting("listening on ")
+        .parse()
+        .unwrap();
+    let slow = slow_request_in_flight(&mut server, addr, 2000);
+    server.sigint();
+    server.assert_died_by_sigint(Duration::from_secs(10));
+    server.assert_printed("result: Err(Interrupted)");
+    let cut = slow.join().unwrap();
+    assert!(
+        !matches!(&cut, Ok(text) if text.starts_with("HTTP/1.1")),
+        "the in-flight request got a response: {cut:?}"
+    );
+    let stderr = server.stderr();
+    assert!(
+        stderr.contains("the main task was not observing runner::cancelled() and was dropped")
+            && stderr.contains("handle_sigint = false"),
+        "{stderr}"
+    );
+}
