@@ -430,7 +430,7 @@ mod unix {
 
     /// Pins the process (this thread and every thread it starts) to its first allowed CPU,
     /// as in a one-CPU container: the thread that relays a signal then waits for the CPU,
-    /// so a short run is usually over before the relay could reach its main task.
+    /// so a short run is often over before the relay could reach its main task.
     fn one_cpu() {
         #[cfg(target_os = "linux")]
         // SAFETY: `set` is plain data; sched_{get,set}affinity on the calling thread.
