@@ -9,9 +9,14 @@ bin="target/release/examples/idle_main"
 python3 - "$bin" "$runs" <<'PY'
 import os, signal, statistics, subprocess, sys, time
 binary, runs = sys.argv[1], int(sys.argv[2])
+# The child must start with SIGINT at its default disposition (a background job of a
+# non-interactive shell inherits it ignored).
+def default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 times = []
 for _ in range(runs):
-    child = subprocess.Popen([binary], stdout=subprocess.PIPE)
+    child = subprocess.Popen([binary], stdout=subprocess.PIPE, preexec_fn=default_sigint)
     assert child.stdout.readline().strip() == b"ready"
     start = time.perf_counter()
     os.kill(child.pid, signal.SIGINT)

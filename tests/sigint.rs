@@ -7,264 +7,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// How long a child may take to print an expected line before the first signal (it may
-/// still be starting up on a slow, loaded machine) ...
-const STARTUP_LINE_TIMEOUT: Duration = Duration::from_secs(30);
-/// ... and after it (a broken handler then fails the test sooner).
-const LINE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What the child starts with for SIGINT.
-#[derive(Clone, Copy, PartialEq)]
-enum Start {
-    /// The default disposition, unblocked (whatever `cargo test` itself inherited).
-    Default,
-    /// SIGINT ignored, as `nohup`/background jobs of a non-interactive shell do.
-    Ignored,
-}
-
-/// A running child; SIGKILLed and reaped on drop if still alive (e.g. a failed assertion).
-struct Proc {
-    scenario: &'static str,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-    stderr: Option<JoinHandle<String>>,
-    status: Option<ExitStatus>,
-    signalled: bool,
-}
-
-impl Proc {
-    fn spawn(scenario: &'static str) -> Proc {
-        Proc::spawn_with(scenario, Start::Default)
-    }
-
-    fn spawn_with(scenario: &'static str, start: Start) -> Proc {
-        let mut cmd = Command::new(common::example("sigint_child"));
-        cmd.arg(scenario)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        // SAFETY: only async-signal-safe calls (sigaction, sigprocmask) between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                // Do not inherit the test runner's SIGINT disposition or mask (ignored
-                // dispositions and blocked signals survive exec).
-                let handler = match start {
-                    Start::Default => libc::SIG_DFL,
-                    Start::Ignored => libc::SIG_IGN,
-                };
-                if libc::signal(libc::SIGINT, handler) == libc::SIG_ERR {
-                    return Err(std::io::Error::last_os_error());
-                }
-                let mut set: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut set);
-                libc::sigaddset(&mut set, libc::SIGINT);
-                libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().expect("spawn sigint_child");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut stderr = child.stderr.take().expect("piped stderr");
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            text
-        });
-        Proc {
-            scenario,
-            stdin: child.stdin.take(),
-            child,
-            lines,
-            seen: Vec::new(),
-            stderr: Some(stderr),
-            status: None,
-            signalled: false,
-        }
-    }
-
-    /// Reads stdout lines until one equals `want`; panics (with the output) on timeout/EOF.
-    fn expect_line(&mut self, want: &str) {
-        let timeout = if self.signalled {
-            LINE_TIMEOUT
-        } else {
-            STARTUP_LINE_TIMEOUT
-        };
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let found = line == want;
-                    self.seen.push(line);
-                    if found {
-                        return;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!("{}: no {want:?} line within {timeout:?}", self.describe())
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    let _ = self.wait_for_exit(Duration::from_secs(5));
-                    panic!("{}: stdout closed before {want:?}", self.describe())
-                }
-            }
-        }
-    }
-
-    fn ready(&mut self) {
-        self.expect_line("ready");
-    }
-
-    fn sigint(&mut self) {
-        self.signalled = true;
-        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
-        // SAFETY: plain kill(2) on our own, not yet reaped, child.
-        let rc = unsafe { libc::kill(pid, libc::SIGINT) };
-        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
-    }
-
-    /// Sends a line on the child's stdin (a go signal for scenarios that wait for it).
-    fn send_go(&mut self) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "go").expect("write to child stdin");
-        stdin.flush().expect("flush child stdin");
-    }
-
-    /// `Some(status)` once the child has exited within `timeout`.
-    fn wait_for_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        if self.status.is_some() {
-            return self.status;
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                self.status = Some(status);
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Asserts the child is still running (after giving a signal `grace` to act).
-    fn assert_alive_after(&mut self, grace: Duration) {
-        std::thread::sleep(grace);
-        if let Some(status) = self.child.try_wait().expect("try_wait") {
-            self.status = Some(status);
-            panic!(
-                "{}: exited ({status:?}) but should still run",
-                self.describe()
-            );
-        }
-    }
-
-    /// Waits (at most `timeout`) for the exit and collects the rest of stdout.
-    fn finish(&mut self, timeout: Duration) -> ExitStatus {
-        let started = Instant::now();
-        let Some(status) = self.wait_for_exit(timeout) else {
-            panic!(
-                "{}: still running {timeout:?} after the signal",
-                self.describe()
-            );
-        };
-        eprintln!(
-            "{}: exited with {status:?} after {:?}",
-            self.scenario,
-            started.elapsed()
-        );
-        // The writer is gone: the reader thread reaches EOF promptly.
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            self.seen.push(line);
-        }
-        status
-    }
-
-    fn assert_died_by_sigint(&mut self, timeout: Duration) {
-        let status = self.finish(timeout);
-        assert_eq!(
-            status.signal(),
-            Some(libc::SIGINT),
-            "{}: expected death by SIGINT, got {status:?}",
-            self.describe()
-        );
-    }
-
-    fn assert_exit_0(&mut self, timeout: Duration) {
-        let status = self.finish(timeout);
-        assert_eq!(
-            status.code(),
-            Some(0),
-            "{}: expected exit 0, got {status:?}",
-            self.describe()
-        );
-    }
-
-    fn printed(&self, line: &str) -> bool {
-        self.seen.iter().any(|l| l == line)
-    }
-
-    fn assert_printed(&mut self, line: &str) {
-        assert!(
-            self.printed(line),
-            "{}: missing line {line:?}",
-            self.describe()
-        );
-    }
-
-    fn assert_not_printed(&mut self, line: &str) {
-        assert!(
-            !self.printed(line),
-            "{}: unexpected line {line:?}",
-            self.describe()
-        );
-    }
-
-    /// Scenario, stdout so far and (once exited) stderr, for failure messages.
-    fn describe(&mut self) -> String {
-        let stderr = match (&self.status, self.stderr.take()) {
-            (Some(_), Some(handle)) => handle.join().unwrap_or_default(),
-            (_, handle) => {
-                self.stderr = handle;
-                String::from("<child still running>")
-            }
-        };
-        format!(
-            "scenario {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.scenario,
-            self.seen.join("\n"),
-            stderr
-        )
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.status.is_none() && matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
+use common::child::{Proc, Start};
 
 const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
 const KILL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -346,7 +91,7 @@ fn ctrl_c_before_any_run_kills_by_default() {
 // 5.
 #[test]
 fn ctrl_c_is_ignored_when_the_process_started_with_sigint_ignored() {
-    let mut p = Proc::spawn_with("ignored", Start::Ignored);
+    let mut p = Proc::spawn_with("ignored", Start::SigintIgnored);
     p.ready();
     p.sigint();
     // Give a (wrongly) installed handler time to act before letting main finish.
@@ -467,4 +212,170 @@ fn ctrl_c_interrupts_a_main_task_awaiting_a_never_ready_future() {
     p.assert_died_by_sigint(EXIT_TIMEOUT);
     p.assert_printed("main dropped");
     p.assert_printed("result: Err(Interrupted)");
+}
+
+// 6. No Ctrl-C lost.
+fn self_sigint_interrupts_every_run(how: &'static str, runners: &'static str) {
+    let mut p = Proc::example(
+        "sigint_child",
+        &["self_sigint", how, runners],
+        Start::Default,
+        &[],
+    );
+    p.assert_exit_0(Duration::from_secs(60));
+    p.assert_printed("survived");
+    let runs: Vec<&String> = p.seen.iter().filter(|l| l.starts_with("run ")).collect();
+    let interrupted = runs
+        .iter()
+        .filter(|l| l.ends_with(": Err(Interrupted)"))
+        .count();
+    assert_eq!((runs.len(), interrupted), (100, 100), "{}", p.describe());
+}
+
+#[test]
+fn a_main_task_that_raises_sigint_and_returns_is_interrupted_100_of_100_times() {
+    self_sigint_interrupts_every_run("raise", "one");
+}
+
+#[test]
+fn a_main_task_that_kills_its_process_with_sigint_and_returns_is_interrupted_100_of_100_times() {
+    self_sigint_interrupts_every_run("kill", "one");
+}
+
+#[test]
+fn self_sigint_interrupts_100_of_100_runs_on_fresh_runners() {
+    self_sigint_interrupts_every_run("raise", "fresh");
+}
+
+#[test]
+fn one_sigint_at_a_random_moment_ends_a_loop_of_short_runs_within_1_s_50_of_50_times() {
+    const CHILDREN: usize = 50;
+    let mut rng = common::Rng::from_env_or_clock("short_runs");
+    let delays: Vec<Duration> = (0..CHILDREN)
+        .map(|_| rng.duration(Duration::from_millis(50)))
+        .collect();
+    // Two at a time: the bound is on each child's reaction, not on the machine's load.
+    let results: Vec<Result<Duration, String>> = std::thread::scope(|s| {
+        let lanes: Vec<_> = delays
+            .chunks(CHILDREN / 2)
+            .map(|lane| {
+                s.spawn(move || {
+                    lane.iter()
+                        .map(|&delay| {
+                            let mut p = Proc::spawn("short_runs");
+                            p.ready();
+                            std::thread::sleep(delay);
+                            p.sigint();
+                            let sent = std::time::Instant::now();
+                            match p.wait_for_exit(Duration::from_secs(5)) {
+                                // A panic (slow to print) must not pass for a handled SIGINT.
+                                Some(status)
+                                    if status_is_sigint(status)
+                                        && !p.stderr().contains("panicked") =>
+                                {
+                                    Ok(sent.elapsed())
+                                }
+                                other => {
+                                    Err(format!("delay {delay:?}: {other:?}\n{}", p.describe()))
+                                }
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        lanes.into_iter().flat_map(|l| l.join().unwrap()).collect()
+    });
+    let failures: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {CHILDREN} failed:\n{}",
+        failures.len(),
+        failures[0]
+    );
+    let slowest = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .max()
+        .unwrap();
+    assert!(
+        *slowest <= Duration::from_secs(1),
+        "slowest child took {slowest:?} to end after its SIGINT"
+    );
+}
+
+fn status_is_sigint(status: std::process::ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal() == Some(libc::SIGINT)
+}
+
+// Cancellation, last bullet: `cancelled()` resolves wherever it is polled.
+fn ctrl_c_resolves_cancelled_moved_into(scenario: &'static str) {
+    let mut p = Proc::spawn(scenario);
+    p.ready();
+    p.sigint();
+    p.assert_died_by_sigint(EXIT_TIMEOUT);
+    p.assert_printed("spawned task saw the cancel");
+    p.assert_printed("main finished");
+    p.assert_printed("result: Err(Interrupted)");
+}
+
+#[test]
+fn ctrl_c_resolves_cancelled_moved_into_tokio_spawn() {
+    ctrl_c_resolves_cancelled_moved_into("cancelled_in_tokio_spawn");
+}
+
+#[test]
+fn ctrl_c_resolves_cancelled_moved_into_runner_spawn() {
+    ctrl_c_resolves_cancelled_moved_into("cancelled_in_runner_spawn");
+}
+
+// 7. Debug mode says when Ctrl-C dropped a main task that was not observing.
+const NOT_OBSERVING: &str =
+    "Ctrl-C: the main task was not observing runner::cancelled() and was dropped";
+
+#[test]
+fn debug_mode_reports_a_main_task_dropped_by_ctrl_c_naming_handle_sigint_false() {
+    let mut p = Proc::example(
+        "sigint_child",
+        &["idle"],
+        Start::Default,
+        &[("RUNNER_DEBUG", "1")],
+    );
+    p.ready();
+    p.sigint();
+    p.assert_died_by_sigint(EXIT_TIMEOUT);
+    p.assert_printed("main dropped");
+    let stderr = p.stderr();
+    let report = stderr
+        .lines()
+        .find(|l| l.contains(NOT_OBSERVING))
+        .unwrap_or_else(|| panic!("no report in stderr:\n{stderr}"));
+    assert!(report.contains("handle_sigint = false"), "{report}");
+}
+
+#[test]
+fn debug_mode_does_not_report_an_observing_main_task() {
+    let mut p = Proc::example(
+        "sigint_child",
+        &["observe"],
+        Start::Default,
+        &[("RUNNER_DEBUG", "1")],
+    );
+    p.ready();
+    p.sigint();
+    p.assert_died_by_sigint(EXIT_TIMEOUT);
+    p.assert_printed("cleanup done");
+    let stderr = p.stderr();
+    assert!(!stderr.contains(NOT_OBSERVING), "{stderr}");
+}
+
+#[test]
+fn without_debug_mode_a_dropped_main_task_is_not_reported() {
+    let mut p = Proc::spawn("idle");
+    p.ready();
+    p.sigint();
+    p.assert_died_by_sigint(EXIT_TIMEOUT);
+    let stderr = p.stderr();
+    assert!(!stderr.contains(NOT_OBSERVING), "{stderr}");
 }

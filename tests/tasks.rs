@@ -313,6 +313,69 @@ fn an_observing_task_finishes_on_its_own_after_cancel() {
     }
 }
 
+/// How the observing task hands its `cancelled()` future to another task.
+#[derive(Clone, Copy, Debug)]
+enum MovedInto {
+    TokioSpawn,
+    RunnerSpawn,
+}
+
+/// A task creates `cancelled()`, moves it into another task and awaits that task; on
+/// `Task::cancel` the moved future resolves where it is polled, and the task ends normally.
+fn cancelled_moved_into_another_task_resolves_on_cancel(into: MovedInto) {
+    for flavor in FLAVORS {
+        // If the moved future never resolves, the task never ends: keep close() short.
+        let mut runner = builder(flavor)
+            .shutdown_timeout(Duration::from_secs(1))
+            .build();
+        let out = runner
+            .run(async move {
+                let (moved, ready) = tokio::sync::oneshot::channel();
+                let task = runner::spawn(async move {
+                    let cancelled = runner::cancelled();
+                    let waiter = async move {
+                        cancelled.await;
+                        "resolved in the other task"
+                    };
+                    match into {
+                        MovedInto::TokioSpawn => {
+                            let waiter = tokio::spawn(waiter);
+                            moved.send(()).unwrap();
+                            waiter.await.unwrap()
+                        }
+                        MovedInto::RunnerSpawn => {
+                            let waiter = runner::spawn(waiter);
+                            moved.send(()).unwrap();
+                            waiter.await.unwrap()
+                        }
+                    }
+                });
+                ready.await.unwrap();
+                // Let the other task poll the moved future (and park) first.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                assert!(task.cancel());
+                tokio::time::timeout(Duration::from_secs(10), task).await
+            })
+            .unwrap();
+        let out = out.unwrap_or_else(|_| panic!("{into:?}, {flavor:?}: never resolved"));
+        assert_eq!(
+            out.unwrap(),
+            "resolved in the other task",
+            "{into:?}, {flavor:?}"
+        );
+    }
+}
+
+#[test]
+fn cancelled_moved_into_tokio_spawn_resolves_on_task_cancel() {
+    cancelled_moved_into_another_task_resolves_on_cancel(MovedInto::TokioSpawn);
+}
+
+#[test]
+fn cancelled_moved_into_runner_spawn_resolves_on_task_cancel() {
+    cancelled_moved_into_another_task_resolves_on_cancel(MovedInto::RunnerSpawn);
+}
+
 #[test]
 fn close_with_a_cancel_ignoring_task_is_bounded_by_the_shutdown_timeout() {
     let reports = Reports::default();

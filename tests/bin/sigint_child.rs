@@ -55,6 +55,16 @@ mod unix {
             "two_runs" => two_runs(),
             "yield_loop" => yield_loop(),
             "pending" => pending_main(),
+            "self_sigint" => self_sigint(),
+            "short_runs" => short_runs(),
+            "fuzz" => fuzz(),
+            "cancelled_in_tokio_spawn" => cancelled_in_tokio_spawn(),
+            "cancelled_in_runner_spawn" => cancelled_in_runner_spawn(),
+            "term_observe" => term_observe(),
+            "term_slow_cleanup" => term_slow_cleanup(),
+            "term_off" => term_off(),
+            "term_between_runs" => term_between_runs(),
+            "term_ignored" => term_ignored(),
             other => {
                 eprintln!("sigint_child: unknown scenario {other:?}");
                 std::process::exit(2);
@@ -62,17 +72,18 @@ mod unix {
         }
     }
 
-    /// Prints the outcome of `run`, closes the Runner, and dies by SIGINT if interrupted.
+    /// Prints the outcome of `run`, closes the Runner, and dies by SIGINT if interrupted (by
+    /// SIGTERM if terminated), as `#[runner::main]` does.
     fn finish<T: std::fmt::Debug>(mut runner: Runner, result: Result<T, RunError>) -> ! {
         println!("result: {result:?}");
-        let interrupted = matches!(result, Err(RunError::Interrupted));
         println!("closing");
         runner.close();
         println!("closed");
-        if interrupted {
-            runner::die_by_sigint();
+        match result {
+            Err(RunError::Interrupted) => runner::die_by_sigint(),
+            Err(RunError::Terminated) => runner::die_by_sigterm(),
+            _ => std::process::exit(0),
         }
-        std::process::exit(0)
     }
 
     /// 1. Idle main awaiting a long sleep: dropped at its await point.
@@ -174,10 +185,14 @@ mod unix {
     }
 
     fn sigint_disposition() -> &'static str {
+        disposition(libc::SIGINT)
+    }
+
+    fn disposition(signal: libc::c_int) -> &'static str {
         // SAFETY: query only; `old` is plain data.
         let handler = unsafe {
             let mut old: libc::sigaction = std::mem::zeroed();
-            libc::sigaction(libc::SIGINT, std::ptr::null(), &mut old);
+            libc::sigaction(signal, std::ptr::null(), &mut old);
             old.sa_sigaction
         };
         match handler {
@@ -357,6 +372,237 @@ mod unix {
             println!("ready");
             pending::<()>().await;
         });
+        finish(runner, result)
+    }
+
+    /// Lost signals: 100 runs whose main task sends itself SIGINT and returns at once. Each
+    /// must return `Interrupted`; a SIGINT in a fresh run is that run's first, so the process
+    /// lives on to the next. `argv[2]` picks `raise` (thread-directed) or `kill` (to the
+    /// process, any thread may take it); `argv[3]` `fresh` uses a new Runner per run.
+    fn self_sigint() {
+        let how = std::env::args().nth(2).unwrap_or_default();
+        let fresh = std::env::args().nth(3).as_deref() == Some("fresh");
+        let send = move || {
+            // SAFETY: plain signal syscalls.
+            unsafe {
+                if how == "kill" {
+                    libc::kill(libc::getpid(), libc::SIGINT);
+                } else {
+                    libc::raise(libc::SIGINT);
+                }
+            }
+        };
+        let mut runner = Runner::new();
+        for i in 1..=100 {
+            if fresh {
+                runner = Runner::new();
+            }
+            let send = send.clone();
+            let result = runner.run(async move { send() });
+            println!("run {i}: {result:?}");
+        }
+        runner.close();
+        println!("survived");
+    }
+
+    /// Short runs in a loop, on one Runner and on fresh ones, until a SIGINT ends the
+    /// process: by `Interrupted` (then close and die by SIGINT) or by the default action
+    /// between runs. Half the runs are main tasks that compute for 100 µs without yielding
+    /// and return: a SIGINT landing there finds the main task finished by the time its
+    /// cancel could reach it, and must still interrupt the run.
+    fn short_runs() {
+        one_cpu();
+        let mut runner = Runner::new();
+        println!("ready");
+        for i in 0u64.. {
+            let result = match i % 8 {
+                0 => runner::run(async {}),
+                1 => runner.run(async { sleep(Duration::from_micros(200)).await }),
+                2 => runner.run(tokio::task::yield_now()),
+                3 => runner.run(async {}),
+                _ => runner.run(async { compute(Duration::from_micros(100)) }),
+            };
+            if result.is_err() {
+                finish(runner, result);
+            }
+        }
+    }
+
+    /// Pins the process (this thread and every thread it starts) to its first allowed CPU,
+    /// as in a one-CPU container: the thread that relays a signal then waits for the CPU,
+    /// so a short run is often over before the relay could reach its main task.
+    fn one_cpu() {
+        #[cfg(target_os = "linux")]
+        // SAFETY: `set` is plain data; sched_{get,set}affinity on the calling thread.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            if libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) != 0 {
+                return;
+            }
+            let Some(first) = (0..libc::CPU_SETSIZE as usize).find(|&c| libc::CPU_ISSET(c, &set))
+            else {
+                return;
+            };
+            libc::CPU_ZERO(&mut set);
+            libc::CPU_SET(first, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set);
+        }
+    }
+
+    /// Keeps the thread busy for `how_long` without yielding.
+    fn compute(how_long: Duration) {
+        let started = Instant::now();
+        while started.elapsed() < how_long {
+            spin_loop();
+        }
+    }
+
+    /// The SIGINT timing fuzz: ~100 ms of lazy inits, runs, gaps between runs and closes
+    /// (with pending tasks and a finalizer), then `work done` and 5 s outside any run, then
+    /// exit 0 (which only a swallowed SIGINT lets happen).
+    fn fuzz() {
+        let started = Instant::now();
+        println!("ready");
+        let mut cycle = 0u32;
+        while started.elapsed() < Duration::from_millis(100) {
+            cycle += 1;
+            let mut runner = if cycle % 3 == 0 {
+                Runner::builder()
+                    .loop_factory(|| {
+                        tokio::runtime::Builder::new_multi_thread()
+                            .worker_threads(1)
+                            .enable_all()
+                            .build()
+                    })
+                    .build()
+            } else {
+                Runner::new()
+            };
+            for run in 0..4 {
+                let result = runner.run(async move {
+                    match run {
+                        0 => {
+                            let _pending = runner::spawn(pending::<()>());
+                            runner::at_close(|| async { sleep(Duration::from_millis(1)).await });
+                        }
+                        1 => tokio::task::yield_now().await,
+                        2 => sleep(Duration::from_millis(1)).await,
+                        _ => {}
+                    }
+                });
+                if result.is_err() {
+                    finish(runner, result);
+                }
+                if run == 1 {
+                    std::thread::sleep(Duration::from_micros(300));
+                }
+            }
+            runner.close();
+            if cycle % 2 == 0 {
+                let result = runner::run(async {});
+                if result.is_err() {
+                    finish(Runner::new(), result);
+                }
+            }
+        }
+        println!("work done after {cycle} cycles");
+        std::thread::sleep(Duration::from_secs(5));
+        println!("finished");
+    }
+
+    /// `cancelled()` created by the main task and awaited in a `tokio::spawn`ed task.
+    fn cancelled_in_tokio_spawn() {
+        let mut runner = Runner::new();
+        let result = runner.run(async {
+            let cancelled = runner::cancelled();
+            let waiter = tokio::spawn(async move {
+                cancelled.await;
+                println!("spawned task saw the cancel");
+            });
+            println!("ready");
+            let _ = waiter.await;
+            println!("main finished");
+        });
+        finish(runner, result)
+    }
+
+    /// `cancelled()` created by the main task and awaited in a `runner::spawn`ed task.
+    fn cancelled_in_runner_spawn() {
+        let mut runner = Runner::new();
+        let result = runner.run(async {
+            let cancelled = runner::cancelled();
+            let waiter = runner::spawn(async move {
+                cancelled.await;
+                println!("spawned task saw the cancel");
+            });
+            println!("ready");
+            let _ = waiter.await;
+            println!("main finished");
+        });
+        finish(runner, result)
+    }
+
+    /// SIGTERM with `handle_sigterm(true)`: an observing main task, cleanup of `cleanup`.
+    fn term_observing(cleanup: Duration) -> ! {
+        let mut runner = Runner::builder().handle_sigterm(true).build();
+        let result = runner.run(async {
+            println!("ready");
+            tokio::select! {
+                _ = runner::cancelled() => {
+                    println!("cancelled observed");
+                    sleep(cleanup).await;
+                    println!("cleanup done");
+                }
+                _ = sleep(LONG) => println!("slept"),
+            }
+        });
+        finish(runner, result)
+    }
+
+    fn term_observe() {
+        term_observing(Duration::from_millis(100))
+    }
+
+    fn term_slow_cleanup() {
+        term_observing(Duration::from_secs(30))
+    }
+
+    /// SIGTERM without `handle_sigterm`: the default (death by SIGTERM), nothing observed.
+    fn term_off() {
+        let mut runner = Runner::new();
+        let result = runner.run(observing_sleep());
+        finish(runner, result)
+    }
+
+    /// SIGTERM between two runs of a Runner that handles it: the default.
+    fn term_between_runs() {
+        let mut runner = Runner::builder().handle_sigterm(true).build();
+        let first = runner.run(async { sleep(Duration::from_millis(1)).await });
+        println!("run 1: {first:?}");
+        println!("ready");
+        std::thread::sleep(Duration::from_secs(30));
+        println!("survived");
+        let second = runner.run(async {});
+        println!("run 2: {second:?}");
+    }
+
+    /// Started with SIGTERM ignored: `handle_sigterm(true)` leaves it ignored.
+    fn term_ignored() {
+        static GO: AtomicBool = AtomicBool::new(false);
+        println!("disposition before: {}", disposition(libc::SIGTERM));
+        on_stdin_line(&GO);
+        let mut runner = Runner::builder().handle_sigterm(true).build();
+        let result = runner.run(async {
+            println!("ready");
+            tokio::select! {
+                _ = runner::cancelled() => println!("cancelled observed"),
+                go = wait_flag(&GO, Duration::from_secs(20)) => {
+                    println!("{}", if go { "main finished" } else { "timed out waiting for go" });
+                }
+            }
+            "ok"
+        });
+        println!("disposition after: {}", disposition(libc::SIGTERM));
         finish(runner, result)
     }
 }

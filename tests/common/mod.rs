@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+#[cfg(unix)]
+pub mod child;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -135,4 +138,36 @@ pub fn run_child(child: &str, env: &[(&str, &str)]) -> (String, String) {
     );
     assert!(stdout.contains("1 passed"), "{stdout}");
     (stdout, stderr)
+}
+
+/// A small xorshift generator for random timings; the seed is printed so a failure can be
+/// replayed with `RUNNER_TEST_SEED`.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn from_env_or_clock(test: &str) -> Rng {
+        let seed = std::env::var("RUNNER_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+            });
+        eprintln!("{test}: RUNNER_TEST_SEED={seed}");
+        Rng(seed | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Uniform in `[0, max]`.
+    pub fn duration(&mut self, max: std::time::Duration) -> std::time::Duration {
+        let nanos = max.as_nanos() as u64;
+        std::time::Duration::from_nanos(self.next() % (nanos + 1))
+    }
 }

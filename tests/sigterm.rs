@@ -1,0 +1,105 @@
+//! SIGTERM, opt-in, with real child processes and real `kill(2)` (DESIGN.md "SIGTERM").
+//!
+//! Scenarios run `examples/sigint_child` (source: `tests/bin/sigint_child.rs`, `term_*`) and
+//! `examples/sigterm_main` (`tests/bin/sigterm_main.rs`, `#[runner::main(handle_sigterm =
+//! true)]`).
+#![cfg(unix)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::child::{Proc, Start};
+
+const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
+const KILL_TIMEOUT: Duration = Duration::from_secs(2);
+const NORMAL_EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[test]
+fn sigterm_lets_an_observing_main_task_clean_up_and_the_run_returns_terminated() {
+    let mut p = Proc::spawn("term_observe");
+    p.ready();
+    p.sigterm();
+    p.assert_died_by_sigterm(EXIT_TIMEOUT);
+    p.assert_printed("cancelled observed");
+    p.assert_printed("cleanup done");
+    p.assert_printed("result: Err(Terminated)");
+    p.assert_printed("closed");
+    p.assert_not_printed("slept");
+}
+
+#[test]
+fn runner_main_with_handle_sigterm_runs_its_finalizer_then_dies_by_sigterm() {
+    let mut p = Proc::example("sigterm_main", &[], Start::Default, &[]);
+    p.ready();
+    p.sigterm();
+    p.assert_died_by_sigterm(EXIT_TIMEOUT);
+    let at = |line: &str| p.seen.iter().position(|l| l == line);
+    let (cleanup, finalizer) = (at("cleanup done"), at("finalizer ran"));
+    assert!(
+        cleanup.is_some() && finalizer.is_some() && cleanup < finalizer,
+        "{}",
+        p.describe()
+    );
+    p.assert_not_printed("slept");
+}
+
+#[test]
+fn second_sigterm_during_cleanup_kills_at_once() {
+    let mut p = Proc::spawn("term_slow_cleanup");
+    p.ready();
+    p.sigterm();
+    p.expect_line("cancelled observed");
+    p.sigterm();
+    p.assert_died_by_sigterm(KILL_TIMEOUT);
+    p.assert_not_printed("cleanup done");
+    p.assert_not_printed("closing");
+}
+
+#[test]
+fn sigint_after_sigterm_kills_at_once() {
+    let mut p = Proc::spawn("term_slow_cleanup");
+    p.ready();
+    p.sigterm();
+    p.expect_line("cancelled observed");
+    p.sigint();
+    p.assert_died_by_sigint(KILL_TIMEOUT);
+    p.assert_not_printed("cleanup done");
+    p.assert_not_printed("closing");
+}
+
+#[test]
+fn without_handle_sigterm_sigterm_kills_at_once() {
+    let mut p = Proc::spawn("term_off");
+    p.ready();
+    p.sigterm();
+    p.assert_died_by_sigterm(KILL_TIMEOUT);
+    p.assert_not_printed("cancelled cleanup");
+    p.assert_not_printed("closing");
+}
+
+#[test]
+fn sigterm_between_runs_kills_by_default() {
+    let mut p = Proc::spawn("term_between_runs");
+    p.ready();
+    p.sigterm();
+    p.assert_died_by_sigterm(KILL_TIMEOUT);
+    p.assert_printed("run 1: Ok(())");
+    p.assert_not_printed("survived");
+}
+
+#[test]
+fn a_process_started_with_sigterm_ignored_keeps_it_ignored() {
+    let mut p = Proc::spawn_with("term_ignored", Start::SigtermIgnored);
+    p.ready();
+    p.sigterm();
+    // Give a (wrongly) installed handler time to act before letting main finish.
+    p.assert_alive_after(Duration::from_millis(300));
+    p.send_go();
+    p.assert_exit_0(NORMAL_EXIT_TIMEOUT);
+    p.assert_printed("disposition before: ignored");
+    p.assert_printed("main finished");
+    p.assert_not_printed("cancelled observed");
+    p.assert_printed("result: Ok(\"ok\")");
+    p.assert_printed("disposition after: ignored");
+}
