@@ -68,6 +68,23 @@ fn a_hanging_task_whose_cleanup_panics_is_reported_with_its_spawn_location() {
 }
 
 #[test]
+fn a_finalizer_may_return_a_tokio_future_built_on_the_spot() {
+    // `at_close(|| tokio::time::sleep(..))`: the closure itself needs the runtime's context.
+    for flavor in FLAVORS {
+        let reports = Reports::default();
+        let mut runner = reports.install(builder(flavor)).build();
+        runner
+            .run(async {
+                runner::at_close(|| tokio::time::sleep(std::time::Duration::from_millis(1)));
+            })
+            .unwrap();
+        runner.close();
+        let reports = reports.take();
+        assert!(reports.is_empty(), "{flavor:?}: {reports:?}");
+    }
+}
+
+#[test]
 fn finalizers_still_run_after_a_task_panicked_during_shutdown() {
     // test_asyncio_run_closes_gens_after_hanging_tasks_errors
     for flavor in FLAVORS {

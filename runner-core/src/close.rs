@@ -181,7 +181,13 @@ fn run_finalizers(rt: &Runtime, shared: &Shared, deadline: Option<Instant>, time
         let Some((location, finalizer)) = shared.pop_finalizer() else {
             return;
         };
-        let outcome = match panic::catch_unwind(AssertUnwindSafe(finalizer)) {
+        // Called inside the runtime's context, as a future made in a task would be: a
+        // finalizer may hand back a tokio future built on the spot (`|| sleep(d)`).
+        let made = {
+            let _entered = rt.enter();
+            panic::catch_unwind(AssertUnwindSafe(finalizer))
+        };
+        let outcome = match made {
             Ok(fut) => block_until(rt, deadline, CatchUnwind(fut)),
             Err(payload) => Some(Err(payload)),
         };
