@@ -204,9 +204,9 @@ impl TaskState {
     /// A `cancelled()` future starts or stops observing this task's cancellation.
     pub(crate) fn observe(&self, start: bool) {
         if start {
-            self.observers.fetch_add(1, Ordering::AcqRel);
+            self.observers.fetch_add(1, Ordering::SeqCst);
         } else {
-            self.observers.fetch_sub(1, Ordering::AcqRel);
+            self.observers.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
@@ -304,9 +304,14 @@ impl TaskState {
         if let Some(waker) = self.waker.get() {
             waker.wake_by_ref();
         }
-        // `cancelled()` futures polled elsewhere (e.g. axum's graceful-shutdown task).
-        for (_, waker) in &lock(&self.watchers).wakers {
-            waker.wake_by_ref();
+        // `cancelled()` futures polled elsewhere (e.g. axum's graceful-shutdown task). With
+        // no observer there is no such future, and no lock to take (the close pass asks every
+        // pending task). SeqCst with `observe`: a `cancelled()` made after this load sees the
+        // request at its first poll.
+        if self.observers.load(Ordering::SeqCst) > 0 {
+            for (_, waker) in &lock(&self.watchers).wakers {
+                waker.wake_by_ref();
+            }
         }
         true
     }
