@@ -58,31 +58,73 @@ fn test_body<T>(builder: Builder, timeout: Option<Duration>, main: Body<'_, T>) 
     let result = match timeout {
         None => runner.run(main).map(Ok),
         Some(limit) => {
-            let deadline = Instant::now().checked_add(limit);
+            let start = Instant::now();
+            let deadline = start.checked_add(limit);
             runner.run(async move {
                 match crate::deadline::with_deadline(deadline, main).await {
+                    // A body that blocks the thread cannot be cancelled at the deadline; it
+                    // still fails once it gives the thread back.
+                    Some(_) if start.elapsed() > limit => Err(Overrun::Blocked(start.elapsed())),
                     Some(output) => Ok(output),
-                    None => Err(crate::scope::current_runner()
-                        .map(|shared| shared.describe_pending())
-                        .unwrap_or_default()),
+                    None => Err(Overrun::Pending(
+                        crate::scope::current_runner()
+                            .map(|shared| shared.describe_pending())
+                            .unwrap_or_default(),
+                    )),
                 }
             })
         }
     };
     runner.close();
+    let limit = timeout.unwrap_or_default();
     match result {
         Ok(Ok(output)) => output,
-        Ok(Err(pending)) => {
-            let limit = timeout.unwrap_or_default();
+        Ok(Err(Overrun::Pending(pending))) => {
             let pending = if pending.is_empty() {
                 "none besides the test body".to_owned()
             } else {
                 pending.join(", ")
             };
-            panic!("test timed out after {limit:?} (timeout = \"{limit:?}\"); pending tasks: {pending}")
+            panic!(
+                "test timed out after {} (timeout = \"{}\"); pending tasks: {pending}",
+                attribute_duration(limit),
+                attribute_duration(limit)
+            )
         }
+        Ok(Err(Overrun::Blocked(took))) => panic!(
+            "test took {:.3}s, over its timeout of {} (timeout = \"{}\"): it blocked the \
+             thread, so it could not be cancelled at the deadline",
+            took.as_secs_f64(),
+            attribute_duration(limit),
+            attribute_duration(limit)
+        ),
         Err(err) => panic!("#[runner::test]: {err}"),
     }
+}
+
+/// How a test with a `timeout` overran it.
+enum Overrun {
+    /// Still pending at the deadline: cancelled there. The tasks still pending then.
+    Pending(Vec<String>),
+    /// Finished, but only after the deadline (its polls blocked the thread), taking this long.
+    Blocked(Duration),
+}
+
+/// `d` as `#[runner::test(timeout = ..)]` writes it: `"250ms"` under a second when whole
+/// milliseconds, otherwise seconds with as many decimals as needed (`"1.5s"`, `"90s"`).
+fn attribute_duration(d: Duration) -> String {
+    if d < Duration::from_secs(1) && d.subsec_nanos() % 1_000_000 == 0 {
+        return format!("{}ms", d.subsec_millis());
+    }
+    let mut text = format!("{}.{:09}", d.as_secs(), d.subsec_nanos());
+    while text.ends_with('0') {
+        text.pop();
+    }
+    if text.ends_with('.') {
+        text.pop();
+    }
+    text.push('s');
+    text
 }
 
 /// The loop factory behind `flavor = "multi_thread"` / `worker_threads = N`.
@@ -99,4 +141,26 @@ pub fn current_thread() -> io::Result<Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attribute_duration_writes_what_the_timeout_key_accepts() {
+        let cases = [
+            (Duration::from_millis(200), "200ms"),
+            (Duration::from_millis(1500), "1.5s"),
+            (Duration::from_secs(5), "5s"),
+            (Duration::from_secs(120), "120s"),
+            (Duration::from_millis(1001), "1.001s"),
+            (Duration::from_micros(500), "0.0005s"),
+            (Duration::from_nanos(1), "0.000000001s"),
+            (Duration::ZERO, "0ms"),
+        ];
+        for (duration, text) in cases {
+            assert_eq!(attribute_duration(duration), text);
+        }
+    }
 }
