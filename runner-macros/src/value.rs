@@ -223,6 +223,19 @@ fn duration(spec: &KeySpec, expr: &Expr) -> syn::Result<Value> {
                 nanos,
                 span: s.span(),
             })),
+            Err(DurationError::Format)
+                if !s.value().is_empty()
+                    && s.value().bytes().all(|b| b.is_ascii_digit() || b == b'.') =>
+            {
+                Err(error(
+                    s,
+                    format!(
+                        "`{name}` needs a unit after the number: write `{name} = \"{}ms\"` \
+                         (or s, or m)",
+                        s.value()
+                    ),
+                ))
+            }
             Err(DurationError::Format) => Err(error(
                 s,
                 format!(
