@@ -80,10 +80,7 @@ fn timeout_failure_of_a_blocking_body_names_how_long_it_took() {
     let panic = std::panic::catch_unwind(timeout_fails_a_body_that_overruns_it_by_blocking)
         .expect_err("the blocking body must fail its test");
     let elapsed = start.elapsed().as_secs_f64();
-    let message = panic
-        .downcast_ref::<String>()
-        .cloned()
-        .unwrap_or_default();
+    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
     let took: f64 = message
         .strip_prefix("test took ")
         .and_then(|rest| rest.split_once("s,"))
@@ -112,7 +109,10 @@ async fn slow_callback_duration_and_a_handler_path_set_the_runner() {
     tokio::task::yield_now().await;
     let reports = SLOW_REPORTS.lock().unwrap().clone();
     assert_eq!(reports.len(), 1, "{reports:?}");
-    assert!(reports[0].starts_with("Executing <main task"), "{reports:?}");
+    assert!(
+        reports[0].starts_with("Executing <main task"),
+        "{reports:?}"
+    );
 }
 
 static CLOSURE_REPORTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -127,7 +127,10 @@ async fn exception_handler_takes_a_closure() {
     tokio::task::yield_now().await;
     let reports = CLOSURE_REPORTS.lock().unwrap().clone();
     assert_eq!(reports.len(), 1, "{reports:?}");
-    assert!(reports[0].starts_with("Executing <main task"), "{reports:?}");
+    assert!(
+        reports[0].starts_with("Executing <main task"),
+        "{reports:?}"
+    );
 }
 
 #[runner::test(timeout = "5s")]

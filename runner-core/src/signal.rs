@@ -204,7 +204,11 @@ mod imp {
     }
 
     pub(crate) fn die(terminate: bool) {
-        let signal = if terminate { libc::SIGTERM } else { libc::SIGINT };
+        let signal = if terminate {
+            libc::SIGTERM
+        } else {
+            libc::SIGINT
+        };
         let _ = signal_hook::low_level::emulate_default_handler(signal);
     }
 }

@@ -441,8 +441,21 @@ mod tests {
         assert_eq!(ok("0.000000001s"), (0, 1));
         assert_eq!(ok("1.000000000000s"), (1, 0));
         for bad in [
-            "", "s", "10", "10 s", "10 parsecs", "-1s", "+1s", "1h", "ms10", ".5s", "1.s", "1..5s",
-            "1.5.5s", "1,5s", "1e3ms",
+            "",
+            "s",
+            "10",
+            "10 s",
+            "10 parsecs",
+            "-1s",
+            "+1s",
+            "1h",
+            "ms10",
+            ".5s",
+            "1.s",
+            "1..5s",
+            "1.5.5s",
+            "1,5s",
+            "1e3ms",
         ] {
             assert!(
                 matches!(parse_duration(bad), Err(DurationError::Format)),
