@@ -125,7 +125,10 @@ fn a_user_crate_with_only_tokio_rt_builds_and_runs_runner_main() {
         &root(),
         "user_rt_only",
         &["rt"],
-        &[("rt_only", RT_ONLY), ("rt_only_multi", RT_ONLY_MULTI_THREAD)],
+        &[
+            ("rt_only", RT_ONLY),
+            ("rt_only_multi", RT_ONLY_MULTI_THREAD),
+        ],
     );
     assert_eq!(build_and_run(&dir, "rt_only"), "answer 42\n");
     assert_eq!(
