@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
 builds="${1:-3}"
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 export CARGO_INCREMENTAL=0 CARGO_TERM_COLOR=never
@@ -39,29 +40,35 @@ async fn main() {
     println!("hello");
 }' ''
 
-# One cold build of crate $1 in a fresh target dir: prints "seconds crates".
+# One cold build of crate $1 in a fresh target dir: prints "wall-seconds cpu-seconds crates".
+# CPU time (user + sys) is printed too: on a machine shared with other builds it moves less
+# than wall time.
 cold_build() {
-    local target="$work/target-$1" start end crates
+    local target="$work/target-$1" timing crates
     rm -rf "$target"
-    start=$(date +%s.%N)
-    crates=$(cd "$work/$1" && CARGO_TARGET_DIR="$target" cargo build --offline 2>&1 |
-        grep -c '^ *Compiling ')
-    end=$(date +%s.%N)
-    awk -v a="$start" -v b="$end" -v c="$crates" 'BEGIN {printf "%.2f %d\n", b - a, c}'
+    timing=$( { TIMEFORMAT='%R %U %S'; time (cd "$work/$1" &&
+        CARGO_TARGET_DIR="$target" cargo build --offline 2>"$work/log-$1"); } 2>&1)
+    crates=$(grep -c '^ *Compiling ' "$work/log-$1")
+    awk -v t="$timing" -v c="$crates" 'BEGIN {split(t, x, " "); printf "%.2f %.2f %d\n", x[1], x[2] + x[3], c}'
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-runner_times=() tokio_times=()
+runner_times=() tokio_times=() runner_cpu=() tokio_cpu=()
 for _ in $(seq 1 "$builds"); do
-    read -r t runner_crates < <(cold_build hello_runner)
-    runner_times+=("$t")
-    read -r t tokio_crates < <(cold_build hello_tokio)
-    tokio_times+=("$t")
+    read -r t c runner_crates < <(cold_build hello_runner)
+    runner_times+=("$t") runner_cpu+=("$c")
+    read -r t c tokio_crates < <(cold_build hello_tokio)
+    tokio_times+=("$t") tokio_cpu+=("$c")
 done
 ours=$(printf '%s\n' "${runner_times[@]}" | median)
 theirs=$(printf '%s\n' "${tokio_times[@]}" | median)
+ours_cpu=$(printf '%s\n' "${runner_cpu[@]}" | median)
+theirs_cpu=$(printf '%s\n' "${tokio_cpu[@]}" | median)
 ratio=$(awk -v a="$ours" -v b="$theirs" 'BEGIN {printf "%.2f", a / b}')
-echo "runner builds: ${runner_times[*]} s; tokio builds: ${tokio_times[*]} s"
-printf 'hello_build: runner %.2f s (%d crates), tokio %.2f s (%d crates), ratio %sx (cold, median of %s, load %s)\n' \
-    "$ours" "$runner_crates" "$theirs" "$tokio_crates" "$ratio" "$builds" "$(cut -d' ' -f1-3 /proc/loadavg)"
+cpu_ratio=$(awk -v a="$ours_cpu" -v b="$theirs_cpu" 'BEGIN {printf "%.2f", a / b}')
+echo "runner wall: ${runner_times[*]} s, cpu: ${runner_cpu[*]} s"
+echo "tokio  wall: ${tokio_times[*]} s, cpu: ${tokio_cpu[*]} s"
+printf 'hello_build: runner %.2f s (%d crates), tokio %.2f s (%d crates), ratio %sx; cpu %.2f / %.2f s = %sx (cold, median of %s; load average before: %s, after: %s)\n' \
+    "$ours" "$runner_crates" "$theirs" "$tokio_crates" "$ratio" "$ours_cpu" "$theirs_cpu" \
+    "$cpu_ratio" "$builds" "$load_before" "$(cut -d' ' -f1-3 /proc/loadavg)"

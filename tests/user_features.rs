@@ -1,6 +1,6 @@
 //! runner-core turns on only the tokio features its own code uses; the default loop enables
 //! every driver, so timers and sockets come from the features of the user's own tokio.
-//! These build two small user crates against this checkout (each its own workspace, so
+//! These build small user crates against this checkout (each its own workspace, so
 //! Cargo does not unify their tokio features; one shared target dir under `target/tmp`),
 //! then run them.
 
@@ -49,20 +49,29 @@ async fn main() {
 }
 "#;
 
-/// Writes a one-package workspace `name` depending on this checkout's `runner` and on
-/// tokio with `features`, with `bins` as its binaries.
-fn user_crate(root: &Path, name: &str, features: &[&str], bins: &[(&str, &str)]) -> PathBuf {
+/// Writes a one-package workspace `name` depending on this checkout's `runner` with
+/// `runner_features` and on tokio with `features`, with `bins` as its binaries.
+fn user_crate(
+    root: &Path,
+    name: &str,
+    runner_features: &[&str],
+    features: &[&str],
+    bins: &[(&str, &str)],
+) -> PathBuf {
     let dir = root.join(name);
     std::fs::create_dir_all(dir.join("src/bin")).unwrap();
     let runner = env!("CARGO_MANIFEST_DIR").replace('\\', "/");
-    let features = features
-        .iter()
-        .map(|f| format!("{f:?}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list = |features: &[&str]| {
+        features
+            .iter()
+            .map(|f| format!("{f:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (runner_features, features) = (list(runner_features), list(features));
     let manifest = format!(
         "[package]\nname = \"{name}\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\
-         [workspace]\n[dependencies]\nrunner = {{ path = \"{runner}\" }}\n\
+         [workspace]\n[dependencies]\nrunner = {{ path = \"{runner}\", features = [{runner_features}] }}\n\
          tokio = {{ version = \"1.54\", default-features = false, features = [{features}] }}\n"
     );
     write_if_changed(&dir.join("Cargo.toml"), &manifest);
@@ -84,15 +93,20 @@ fn write_if_changed(path: &Path, text: &str) {
     }
 }
 
-/// Builds the crate at `dir` into the shared target dir and runs binary `bin`; its stdout.
-fn build_and_run(dir: &Path, bin: &str) -> String {
+/// `cargo <command> --quiet --bin <bin>` in `dir`, into the shared target dir.
+fn cargo(dir: &Path, command: &str, bin: &str) -> std::process::Output {
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("user_features_target");
-    let run = Command::new(env!("CARGO"))
-        .args(["run", "--quiet", "--bin", bin])
+    Command::new(env!("CARGO"))
+        .args([command, "--quiet", "--bin", bin])
         .current_dir(dir)
         .env("CARGO_TARGET_DIR", &target)
         .output()
-        .expect("cargo runs");
+        .expect("cargo runs")
+}
+
+/// Builds the crate at `dir` and runs binary `bin`; its stdout.
+fn build_and_run(dir: &Path, bin: &str) -> String {
+    let run = cargo(dir, "run", bin);
     let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(
@@ -113,26 +127,54 @@ fn a_user_crate_with_tokio_time_and_net_gets_timers_and_sockets_on_the_default_l
     let dir = user_crate(
         &root(),
         "user_time_net",
+        &[],
         &["time", "net"],
         &[("time_net", TIME_AND_NET)],
     );
     assert_eq!(build_and_run(&dir, "time_net"), "timers and sockets work\n");
 }
 
-#[test]
-fn a_user_crate_with_only_tokio_rt_builds_and_runs_runner_main() {
-    let dir = user_crate(
+fn rt_only_crate() -> PathBuf {
+    user_crate(
         &root(),
         "user_rt_only",
+        &[],
         &["rt"],
         &[
             ("rt_only", RT_ONLY),
             ("rt_only_multi", RT_ONLY_MULTI_THREAD),
         ],
+    )
+}
+
+#[test]
+fn a_user_crate_with_only_tokio_rt_builds_and_runs_runner_main() {
+    assert_eq!(build_and_run(&rt_only_crate(), "rt_only"), "answer 42\n");
+}
+
+#[test]
+fn multi_thread_flavor_without_the_rt_multi_thread_feature_is_an_error_naming_it() {
+    let build = cargo(&rt_only_crate(), "build", "rt_only_multi");
+    let stderr = String::from_utf8_lossy(&build.stderr);
+    assert!(!build.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("`flavor = \"multi_thread\"` needs runner's `rt-multi-thread` feature"),
+        "{stderr}"
     );
-    assert_eq!(build_and_run(&dir, "rt_only"), "answer 42\n");
-    assert_eq!(
-        build_and_run(&dir, "rt_only_multi"),
-        "multi-thread answer 42\n"
+    assert!(
+        stderr.contains("features = [\"rt-multi-thread\"]"),
+        "{stderr}"
     );
+}
+
+#[test]
+fn multi_thread_flavor_runs_with_the_rt_multi_thread_feature_and_tokio_rt_only() {
+    let dir = user_crate(
+        &root(),
+        "user_rt_multi",
+        &["rt-multi-thread"],
+        &["rt"],
+        &[("rt_multi", RT_ONLY_MULTI_THREAD)],
+    );
+    assert_eq!(build_and_run(&dir, "rt_multi"), "multi-thread answer 42\n");
 }

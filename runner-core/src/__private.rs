@@ -127,13 +127,45 @@ fn attribute_duration(d: Duration) -> String {
     text
 }
 
+/// What `flavor = "multi_thread"` passes to [`multi_thread`]: it implements
+/// [`MultiThreadEnabled`] only when runner is built with feature `rt-multi-thread`, so the
+/// flavor without the feature is a compile error that says which feature to turn on.
+#[derive(Clone, Copy, Debug)]
+pub struct MultiThreadFlavor;
+
+/// Implemented by [`MultiThreadFlavor`] when feature `rt-multi-thread` is on.
+#[diagnostic::on_unimplemented(
+    message = "`flavor = \"multi_thread\"` needs runner's `rt-multi-thread` feature",
+    label = "the multi-thread runtime is not compiled in",
+    note = "turn it on in Cargo.toml: `runner = {{ version = \"0.1\", features = [\"rt-multi-thread\"] }}`",
+    note = "or keep the default current-thread runtime: remove `flavor` and `worker_threads`"
+)]
+pub trait MultiThreadEnabled {}
+
+#[cfg(feature = "rt-multi-thread")]
+impl MultiThreadEnabled for MultiThreadFlavor {}
+
 /// The loop factory behind `flavor = "multi_thread"` / `worker_threads = N`.
-pub fn multi_thread(worker_threads: Option<usize>) -> io::Result<Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = worker_threads {
-        builder.worker_threads(n);
+pub fn multi_thread<M: MultiThreadEnabled>(
+    _flavor: M,
+    worker_threads: Option<usize>,
+) -> io::Result<Runtime> {
+    #[cfg(feature = "rt-multi-thread")]
+    {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        if let Some(n) = worker_threads {
+            builder.worker_threads(n);
+        }
+        builder.enable_all().build()
     }
-    builder.enable_all().build()
+    #[cfg(not(feature = "rt-multi-thread"))]
+    {
+        // Only reachable through a hand-written `MultiThreadEnabled` impl.
+        let _ = worker_threads;
+        Err(io::Error::other(
+            "the multi-thread runtime needs runner's `rt-multi-thread` feature",
+        ))
+    }
 }
 
 /// The loop factory behind `flavor = "current_thread"` (also the default).

@@ -206,13 +206,23 @@ fn builder(kind: Macro, config: &Config, krate: &TokenStream) -> TokenStream {
         Runtime::CurrentThread => {
             quote!(#builder.loop_factory(#krate::__private::current_thread))
         }
-        Runtime::MultiThread(workers) => {
+        Runtime::MultiThread(workers, at) => {
             let workers = option(workers.map(|count| {
                 let mut n = Literal::usize_suffixed(count.value);
                 n.set_span(count.span);
                 n.into_token_stream()
             }));
-            quote!(#builder.loop_factory(|| #krate::__private::multi_thread(#workers)))
+            // Without runner's `rt-multi-thread` feature, `MultiThreadFlavor` lacks the
+            // trait `multi_thread` asks for; located at `flavor`, that error is the user's.
+            let at = Span::call_site().located_at(*at);
+            let flavor: TokenStream = quote!(#krate::__private::MultiThreadFlavor)
+                .into_iter()
+                .map(|mut token| {
+                    token.set_span(at);
+                    token
+                })
+                .collect();
+            quote!(#builder.loop_factory(|| #krate::__private::multi_thread(#flavor, #workers)))
         }
         Runtime::Factory(expr) => {
             // The user's tokens, spans and all. The call gets the expression's span too:

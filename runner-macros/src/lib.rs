@@ -68,8 +68,11 @@ use keys::Macro;
 /// `"250ms"`, `"1.5s"`, `"2m"`.
 ///
 /// `worker_threads` alone is an error rather than a silent switch to a multi-thread
-/// runtime: write `flavor = "multi_thread", worker_threads = 4`. `flavor = "multi_thread"`
-/// needs nothing from your own tokio dependency: runner turns on tokio's `rt-multi-thread`.
+/// runtime: write `flavor = "multi_thread", worker_threads = 4`.
+///
+/// `flavor = "multi_thread"` needs runner's `rt-multi-thread` feature (off by default, as
+/// tokio's feature of that name is: the multi-thread scheduler is most of the build time of a
+/// hello). Without it, the flavor is a compile error that names the feature.
 ///
 /// ```
 /// #[runner::main(flavor = "multi_thread", worker_threads = 4, shutdown_timeout = "30s")]

@@ -2,7 +2,7 @@
 //! always a usable [`Config`]: a rejected setting is reported and left out, so the expansion
 //! still produces the function and the only errors are the ones reported here.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
 use syn::{Attribute, Expr, LitBool};
 
@@ -33,8 +33,9 @@ pub(crate) enum Runtime {
     Default,
     /// `flavor = "current_thread"`, written out.
     CurrentThread,
-    /// `flavor = "multi_thread"`, with `worker_threads` if given.
-    MultiThread(Option<Count>),
+    /// `flavor = "multi_thread"`, with `worker_threads` if given, and where the flavor was
+    /// written (a build without runner's `rt-multi-thread` feature reports it there).
+    MultiThread(Option<Count>, Span),
     /// `loop_factory = expr`.
     Factory(Expr),
 }
@@ -93,7 +94,12 @@ fn runtime(raw: &Configuration, errors: &mut Errors) -> Runtime {
 
     match (flavor, workers) {
         (None, None) => Runtime::Default,
-        (Some(Flavor::MultiThread), workers) => Runtime::MultiThread(workers.map(|(n, _)| n)),
+        (Some(Flavor::MultiThread), workers) => {
+            let at = raw
+                .get(Key::Flavor)
+                .map_or_else(Span::call_site, |s| s.key.span());
+            Runtime::MultiThread(workers.map(|(n, _)| n), at)
+        }
         (Some(Flavor::CurrentThread), None) => Runtime::CurrentThread,
         (Some(Flavor::CurrentThread), Some((_, setting))) => {
             errors.push(error(
