@@ -134,6 +134,40 @@ fn a_user_crate_with_tokio_time_and_net_gets_timers_and_sockets_on_the_default_l
     assert_eq!(build_and_run(&dir, "time_net"), "timers and sockets work\n");
 }
 
+#[test]
+fn a_user_crate_with_runner_and_tokio_macros_compiles_one_syn() {
+    let dir = user_crate(
+        &root(),
+        "user_tokio_macros",
+        &[],
+        &["rt", "macros"],
+        &[("tokio_macros", RT_ONLY)],
+    );
+    let tree = Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--offline",
+            "--edges",
+            "normal,build",
+            "--invert",
+            "syn",
+        ])
+        .current_dir(&dir)
+        .output()
+        .expect("cargo runs");
+    let stdout = String::from_utf8_lossy(&tree.stdout);
+    let stderr = String::from_utf8_lossy(&tree.stderr);
+    // With two versions of syn, `--invert syn` is ambiguous and cargo says so.
+    assert!(tree.status.success(), "{stdout}\n{stderr}");
+    let syns: Vec<&str> = stdout.lines().filter(|l| l.starts_with("syn v")).collect();
+    assert_eq!(syns.len(), 1, "{stdout}");
+    assert!(syns[0].starts_with("syn v3."), "{stdout}");
+    assert!(
+        stdout.contains("runner-macros") && stdout.contains("tokio-macros"),
+        "{stdout}"
+    );
+}
+
 fn rt_only_crate() -> PathBuf {
     user_crate(
         &root(),

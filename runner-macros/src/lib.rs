@@ -54,7 +54,7 @@ use keys::Macro;
 /// | key | value | default |
 /// |-----|-------|---------|
 /// | `debug` | `true` or `false` | unset: the `RUNNER_DEBUG` environment variable decides |
-/// | `flavor` | `"current_thread"` or `"multi_thread"` | `"current_thread"` |
+/// | `flavor` | `"current_thread"` or `"multi_thread"` (needs feature `rt-multi-thread`) | `"current_thread"` |
 /// | `worker_threads` | integer literal ≥ 1; needs `flavor = "multi_thread"` | one per core |
 /// | `loop_factory` | a path or closure: `FnOnce() -> R`, `R` a tokio `Runtime`, `io::Result<Runtime>` or `runtime::Builder`; excludes `flavor` and `worker_threads` | |
 /// | `shutdown_timeout` | a duration string: how long `close()` waits for tasks | `"300s"` |
@@ -136,7 +136,7 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 /// | key | value | default |
 /// |-----|-------|---------|
 /// | `debug` | `true` or `false` | unset: the `RUNNER_DEBUG` environment variable decides |
-/// | `flavor` | `"current_thread"` or `"multi_thread"` | `"current_thread"` |
+/// | `flavor` | `"current_thread"` or `"multi_thread"` (needs feature `rt-multi-thread`) | `"current_thread"` |
 /// | `worker_threads` | integer literal ≥ 1; needs `flavor = "multi_thread"` | one per core |
 /// | `loop_factory` | a path or closure: `FnOnce() -> R`, `R` a tokio `Runtime`, `io::Result<Runtime>` or `runtime::Builder`; excludes `flavor` and `worker_threads` | |
 /// | `shutdown_timeout` | a duration string: how long `close()` waits for tasks | `"300s"` |
