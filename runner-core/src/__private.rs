@@ -61,42 +61,44 @@ fn test_body<T>(builder: Builder, timeout: Option<Duration>, main: Body<'_, T>) 
             let start = Instant::now();
             let deadline = start.checked_add(limit);
             runner.run(async move {
+                let pending = || {
+                    crate::scope::current_runner()
+                        .map(|shared| shared.describe_pending())
+                        .unwrap_or_default()
+                };
                 match crate::deadline::with_deadline(deadline, main).await {
                     // A body that blocks the thread cannot be cancelled at the deadline; it
                     // still fails once it gives the thread back.
-                    Some(_) if start.elapsed() > limit => Err(Overrun::Blocked(start.elapsed())),
+                    Some(_) if start.elapsed() > limit => {
+                        Err(Overrun::Late(start.elapsed(), pending()))
+                    }
                     Some(output) => Ok(output),
-                    None => Err(Overrun::Pending(
-                        crate::scope::current_runner()
-                            .map(|shared| shared.describe_pending())
-                            .unwrap_or_default(),
-                    )),
+                    None => Err(Overrun::Pending(pending())),
                 }
             })
         }
     };
     runner.close();
-    let limit = timeout.unwrap_or_default();
+    let limit = attribute_duration(timeout.unwrap_or_default());
+    let list = |pending: Vec<String>| {
+        if pending.is_empty() {
+            "none besides the test body".to_owned()
+        } else {
+            pending.join(", ")
+        }
+    };
     match result {
         Ok(Ok(output)) => output,
-        Ok(Err(Overrun::Pending(pending))) => {
-            let pending = if pending.is_empty() {
-                "none besides the test body".to_owned()
-            } else {
-                pending.join(", ")
-            };
-            panic!(
-                "test timed out after {} (timeout = \"{}\"); pending tasks: {pending}",
-                attribute_duration(limit),
-                attribute_duration(limit)
-            )
-        }
-        Ok(Err(Overrun::Blocked(took))) => panic!(
-            "test took {:.3}s, over its timeout of {} (timeout = \"{}\"): it blocked the \
-             thread, so it could not be cancelled at the deadline",
+        Ok(Err(Overrun::Pending(pending))) => panic!(
+            "test timed out after {limit} (timeout = \"{limit}\"); pending tasks: {}",
+            list(pending)
+        ),
+        Ok(Err(Overrun::Late(took, pending))) => panic!(
+            "test took {:.3}s, over its timeout of {limit} (timeout = \"{limit}\"): a body that \
+             blocks the thread cannot be cancelled at the deadline, so it fails when it \
+             returns; pending tasks: {}",
             took.as_secs_f64(),
-            attribute_duration(limit),
-            attribute_duration(limit)
+            list(pending)
         ),
         Err(err) => panic!("#[runner::test]: {err}"),
     }
@@ -106,8 +108,9 @@ fn test_body<T>(builder: Builder, timeout: Option<Duration>, main: Body<'_, T>) 
 enum Overrun {
     /// Still pending at the deadline: cancelled there. The tasks still pending then.
     Pending(Vec<String>),
-    /// Finished, but only after the deadline (its polls blocked the thread), taking this long.
-    Blocked(Duration),
+    /// Finished, but only after the deadline (a poll blocked the thread), taking this long;
+    /// the tasks still pending then.
+    Late(Duration, Vec<String>),
 }
 
 /// `d` as `#[runner::test(timeout = ..)]` writes it: `"250ms"` under a second when whole
