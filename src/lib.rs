@@ -113,12 +113,13 @@
 //! - `close()` lists the tasks still pending;
 //! - a panic in a task nobody awaited is reported.
 //!
-//! Reports go to stderr, or to your [`Builder::exception_handler`].
+//! Reports go to stderr (with feature `tracing` and a subscriber set: to `tracing`
+//! instead), or to your [`Builder::exception_handler`].
 //!
 //! # Coming from `#[tokio::main]`
 //!
 //! The default runtime is current-thread (asyncio's loop is one thread). Use
-//! `flavor = "multi_thread"` or `loop_factory = ...` for more. Ctrl-C and shutdown
+//! `flavor = "multi_thread"` (feature `rt-multi-thread`) or `loop_factory = ...` for more. Ctrl-C and shutdown
 //! behave as described above. tokio's own behaviour: Ctrl-C kills without cleanup,
 //! dropping the runtime drops tasks in no particular order, and it waits forever for
 //! blocking work.

@@ -3,6 +3,8 @@
 
 use std::future::pending;
 use std::io;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
 
@@ -52,6 +54,83 @@ async fn timeout_fails_a_test_that_runs_longer() {
 async fn timeout_names_the_spawn_location_of_pending_tasks() {
     let _stuck = runner::spawn(pending::<()>());
     pending::<()>().await;
+}
+
+#[runner::test(timeout = "1.5s")]
+#[should_panic(expected = "timed out after 1.5s (timeout = \"1.5s\")")]
+async fn timeout_takes_decimals_and_the_message_quotes_them_as_written() {
+    pending::<()>().await;
+}
+
+#[runner::test(timeout = "0.25s")]
+#[should_panic(expected = "timed out after 250ms (timeout = \"250ms\")")]
+async fn timeout_message_quotes_the_limit_in_a_form_the_attribute_accepts() {
+    pending::<()>().await;
+}
+
+#[runner::test(timeout = "100ms")]
+#[should_panic(expected = "over its timeout of 100ms (timeout = \"100ms\")")]
+async fn timeout_fails_a_body_that_overruns_it_by_blocking() {
+    std::thread::sleep(Duration::from_millis(400));
+}
+
+#[test]
+fn timeout_failure_of_a_blocking_body_names_how_long_it_took() {
+    let start = Instant::now();
+    let panic = std::panic::catch_unwind(timeout_fails_a_body_that_overruns_it_by_blocking)
+        .expect_err("the blocking body must fail its test");
+    let elapsed = start.elapsed().as_secs_f64();
+    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    let took: f64 = message
+        .strip_prefix("test took ")
+        .and_then(|rest| rest.split_once("s,"))
+        .and_then(|(seconds, _)| seconds.parse().ok())
+        .unwrap_or_else(|| panic!("no duration in {message:?}"));
+    assert!(
+        (0.4..=elapsed).contains(&took),
+        "took {took}s, blocked 0.4s, whole call {elapsed}s: {message}"
+    );
+}
+
+static SLOW_REPORTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn record_slow_report(report: &runner::Report) {
+    SLOW_REPORTS.lock().unwrap().push(report.to_string());
+}
+
+#[runner::test(
+    debug = true,
+    slow_callback_duration = "30ms",
+    exception_handler = record_slow_report
+)]
+async fn slow_callback_duration_and_a_handler_path_set_the_runner() {
+    // Under the 100 ms default, over the 30 ms set here.
+    std::thread::sleep(Duration::from_millis(60));
+    tokio::task::yield_now().await;
+    let reports = SLOW_REPORTS.lock().unwrap().clone();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert!(
+        reports[0].starts_with("Executing <main task"),
+        "{reports:?}"
+    );
+}
+
+static CLOSURE_REPORTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+#[runner::test(
+    debug = true,
+    slow_callback_duration = "0.02s",
+    exception_handler = |report: &runner::Report| CLOSURE_REPORTS.lock().unwrap().push(report.to_string())
+)]
+async fn exception_handler_takes_a_closure() {
+    std::thread::sleep(Duration::from_millis(60));
+    tokio::task::yield_now().await;
+    let reports = CLOSURE_REPORTS.lock().unwrap().clone();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert!(
+        reports[0].starts_with("Executing <main task"),
+        "{reports:?}"
+    );
 }
 
 #[runner::test(timeout = "5s")]

@@ -58,40 +58,117 @@ fn test_body<T>(builder: Builder, timeout: Option<Duration>, main: Body<'_, T>) 
     let result = match timeout {
         None => runner.run(main).map(Ok),
         Some(limit) => {
-            let deadline = Instant::now().checked_add(limit);
+            let start = Instant::now();
+            let deadline = start.checked_add(limit);
             runner.run(async move {
-                match crate::deadline::with_deadline(deadline, main).await {
-                    Some(output) => Ok(output),
-                    None => Err(crate::scope::current_runner()
+                let pending = || {
+                    crate::scope::current_runner()
                         .map(|shared| shared.describe_pending())
-                        .unwrap_or_default()),
+                        .unwrap_or_default()
+                };
+                match crate::deadline::with_deadline(deadline, main).await {
+                    // A body that blocks the thread cannot be cancelled at the deadline; it
+                    // still fails once it gives the thread back.
+                    Some(_) if start.elapsed() > limit => {
+                        Err(Overrun::Late(start.elapsed(), pending()))
+                    }
+                    Some(output) => Ok(output),
+                    None => Err(Overrun::Pending(pending())),
                 }
             })
         }
     };
     runner.close();
+    let limit = attribute_duration(timeout.unwrap_or_default());
+    let list = |pending: Vec<String>| {
+        if pending.is_empty() {
+            "none besides the test body".to_owned()
+        } else {
+            pending.join(", ")
+        }
+    };
     match result {
         Ok(Ok(output)) => output,
-        Ok(Err(pending)) => {
-            let limit = timeout.unwrap_or_default();
-            let pending = if pending.is_empty() {
-                "none besides the test body".to_owned()
-            } else {
-                pending.join(", ")
-            };
-            panic!("test timed out after {limit:?} (timeout = \"{limit:?}\"); pending tasks: {pending}")
-        }
+        Ok(Err(Overrun::Pending(pending))) => panic!(
+            "test timed out after {limit} (timeout = \"{limit}\"); pending tasks: {}",
+            list(pending)
+        ),
+        Ok(Err(Overrun::Late(took, pending))) => panic!(
+            "test took {:.3}s, over its timeout of {limit} (timeout = \"{limit}\"): a body that \
+             blocks the thread cannot be cancelled at the deadline, so it fails when it \
+             returns; pending tasks: {}",
+            took.as_secs_f64(),
+            list(pending)
+        ),
         Err(err) => panic!("#[runner::test]: {err}"),
     }
 }
 
-/// The loop factory behind `flavor = "multi_thread"` / `worker_threads = N`.
-pub fn multi_thread(worker_threads: Option<usize>) -> io::Result<Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = worker_threads {
-        builder.worker_threads(n);
+/// How a test with a `timeout` overran it.
+enum Overrun {
+    /// Still pending at the deadline: cancelled there. The tasks still pending then.
+    Pending(Vec<String>),
+    /// Finished, but only after the deadline (a poll blocked the thread), taking this long;
+    /// the tasks still pending then.
+    Late(Duration, Vec<String>),
+}
+
+/// `d` as `#[runner::test(timeout = ..)]` writes it: `"250ms"` under a second when whole
+/// milliseconds, otherwise seconds with as many decimals as needed (`"1.5s"`, `"90s"`).
+fn attribute_duration(d: Duration) -> String {
+    if d < Duration::from_secs(1) && d.subsec_nanos() % 1_000_000 == 0 {
+        return format!("{}ms", d.subsec_millis());
     }
-    builder.enable_all().build()
+    let mut text = format!("{}.{:09}", d.as_secs(), d.subsec_nanos());
+    while text.ends_with('0') {
+        text.pop();
+    }
+    if text.ends_with('.') {
+        text.pop();
+    }
+    text.push('s');
+    text
+}
+
+/// What `flavor = "multi_thread"` passes to [`multi_thread`]: it implements
+/// [`MultiThreadEnabled`] only when runner is built with feature `rt-multi-thread`, so the
+/// flavor without the feature is a compile error that says which feature to turn on.
+#[derive(Clone, Copy, Debug)]
+pub struct MultiThreadFlavor;
+
+/// Implemented by [`MultiThreadFlavor`] when feature `rt-multi-thread` is on.
+#[diagnostic::on_unimplemented(
+    message = "`flavor = \"multi_thread\"` needs runner's `rt-multi-thread` feature",
+    label = "the multi-thread runtime is not compiled in",
+    note = "turn it on in Cargo.toml: `runner = {{ version = \"0.1\", features = [\"rt-multi-thread\"] }}`",
+    note = "or keep the default current-thread runtime: remove `flavor` and `worker_threads`"
+)]
+pub trait MultiThreadEnabled {}
+
+#[cfg(feature = "rt-multi-thread")]
+impl MultiThreadEnabled for MultiThreadFlavor {}
+
+/// The loop factory behind `flavor = "multi_thread"` / `worker_threads = N`.
+pub fn multi_thread<M: MultiThreadEnabled>(
+    _flavor: M,
+    worker_threads: Option<usize>,
+) -> io::Result<Runtime> {
+    #[cfg(feature = "rt-multi-thread")]
+    {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        if let Some(n) = worker_threads {
+            builder.worker_threads(n);
+        }
+        builder.enable_all().build()
+    }
+    #[cfg(not(feature = "rt-multi-thread"))]
+    {
+        // Only reachable through a hand-written `MultiThreadEnabled` impl.
+        let _ = worker_threads;
+        Err(io::Error::other(
+            "the multi-thread runtime needs runner's `rt-multi-thread` feature",
+        ))
+    }
 }
 
 /// The loop factory behind `flavor = "current_thread"` (also the default).
@@ -99,4 +176,26 @@ pub fn current_thread() -> io::Result<Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attribute_duration_writes_what_the_timeout_key_accepts() {
+        let cases = [
+            (Duration::from_millis(200), "200ms"),
+            (Duration::from_millis(1500), "1.5s"),
+            (Duration::from_secs(5), "5s"),
+            (Duration::from_secs(120), "120s"),
+            (Duration::from_millis(1001), "1.001s"),
+            (Duration::from_micros(500), "0.0005s"),
+            (Duration::from_nanos(1), "0.000000001s"),
+            (Duration::ZERO, "0ms"),
+        ];
+        for (duration, text) in cases {
+            assert_eq!(attribute_duration(duration), text);
+        }
+    }
 }

@@ -126,14 +126,54 @@ impl fmt::Debug for Report {
 /// Receives every [`Report`]; set with `Builder::exception_handler`.
 pub(crate) type Handler = Arc<dyn Fn(&Report) + Send + Sync>;
 
-/// The default handler: one line per report on stderr.
-pub(crate) fn default_handler(report: &Report) {
+/// What a Runner does with a [`Report`] when no `Builder::exception_handler` was set
+/// (asyncio's `loop.default_exception_handler`): one line on stderr, or, with the `tracing`
+/// feature and a `tracing` subscriber set (global or scoped) on the reporting thread, one
+/// `tracing` event instead (target `runner`; panics at error level, the rest at warn).
+/// Never both. Whether the event is then shown is up to the subscriber's filters.
+///
+/// A custom handler replaces all of this: it receives every report, and nothing goes to
+/// stderr or to `tracing` unless it calls this function itself.
+///
+/// ```
+/// # use runner_core as runner;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// static SEEN: AtomicUsize = AtomicUsize::new(0);
+/// let mut runner = runner::Runner::builder()
+///     .debug(Some(true))
+///     .slow_callback_duration(std::time::Duration::ZERO)
+///     .exception_handler(|report: &runner::Report| {
+///         SEEN.fetch_add(1, Ordering::SeqCst);
+///         runner::default_exception_handler(report); // and print it as usual
+///     })
+///     .build();
+/// runner.run(async {}).unwrap();
+/// runner.close();
+/// assert!(SEEN.load(Ordering::SeqCst) >= 1);
+/// ```
+pub fn default_exception_handler(report: &Report) {
+    #[cfg(feature = "tracing")]
+    if tracing_subscriber_set() {
+        emit_tracing_event(report);
+        return;
+    }
     eprintln!("runner: {report}");
+}
+
+/// The default handler as the Runner stores it.
+pub(crate) fn default_handler(report: &Report) {
+    default_exception_handler(report);
+}
+
+/// Whether this thread's current `tracing` dispatcher (scoped, else global) is a real one.
+#[cfg(feature = "tracing")]
+fn tracing_subscriber_set() -> bool {
+    tracing::dispatcher::get_default(|dispatch| !dispatch.is::<tracing::subscriber::NoSubscriber>())
 }
 
 /// The `tracing` side of a report: target `runner`, panics at error level, the rest at warn.
 #[cfg(feature = "tracing")]
-pub(crate) fn emit_tracing_event(report: &Report) {
+fn emit_tracing_event(report: &Report) {
     let location = report.location.map(|l| l.to_string());
     let location = location.as_deref().unwrap_or("");
     let kind = format!("{:?}", report.kind);

@@ -27,7 +27,7 @@ mod util;
 pub mod __private;
 
 pub use crate::context::{Context, ContextVar, Token};
-pub use crate::debug::{Report, ReportKind};
+pub use crate::debug::{default_exception_handler, Report, ReportKind};
 pub use crate::error::{ContextError, RunError, TaskError};
 pub use crate::runner::{
     debug_enabled, run, Builder, IntoRuntime, Runner, DEFAULT_SHUTDOWN_TIMEOUT,

@@ -63,8 +63,6 @@ impl Shared {
     }
 
     pub(crate) fn report(&self, report: Report) {
-        #[cfg(feature = "tracing")]
-        crate::debug::emit_tracing_event(&report);
         let handler = &self.handler;
         if panic::catch_unwind(AssertUnwindSafe(|| handler(&report))).is_err() {
             debug::default_handler(&report);

@@ -23,7 +23,7 @@ use crate::error::Errors;
 use crate::item::AsyncFn;
 use crate::keys::Macro;
 use crate::valid::{self, Config, Runtime};
-use crate::value::Millis;
+use crate::value::DurationLit;
 
 /// The whole macro as a `proc_macro2` function: attribute arguments and item in, the
 /// expansion out. Never panics; on any error the output is the function (so IDEs keep
@@ -97,41 +97,74 @@ fn function(kind: Macro, config: &Config, func: &AsyncFn) -> TokenStream {
     let mut sig = sig.clone();
     sig.asyncness = None;
     let test_attr = test_attr(kind);
-    quote! {
-        #test_attr
-        #(#attrs)*
-        #vis #sig {
+    // The user's braces, not generated ones: rustc takes the fn's span from its first and
+    // last tokens, and a fn whose span ends in macro-generated tokens is exempt from
+    // `dead_code`. With these, an unused annotated fn warns as it would without the attribute.
+    let mut body = TokenStream::new();
+    func.brace.surround(&mut body, |body| {
+        body.extend(quote! {
             #(#inner_attrs)*
             #helpers
             #call
-        }
+        });
+    });
+    quote! {
+        #test_attr
+        #(#attrs)*
+        #vis #sig #body
     }
 }
 
-/// For a signature that cannot be run (parameters, generics): a fn with the same name and
-/// return type but no parameters, holding the original as a nested item. The body is still
-/// checked against its own signature, and nothing that names the fn (`fn main` itself, a
-/// test) gets a second error about its shape.
+/// For a signature that cannot be run (parameters, a receiver, generics): the fn as the
+/// user wrote it, so its body is still checked (and IDEs still see it), but not made a test
+/// or an entry point, so rustc adds no error of its own about its shape. A free `main` keeps
+/// a plain `fn main()` around it, since an `async fn main` with parameters would be rustc's
+/// "main function is not allowed to be async" on top of ours.
 fn shell(kind: Macro, func: &AsyncFn) -> TokenStream {
     let AsyncFn {
         attrs, vis, sig, ..
     } = func;
+    let body = func.block_as_written();
+    let as_written = quote! {
+        #[allow(dead_code)]
+        #(#attrs)*
+        #vis #sig #body
+    };
+    let has_receiver = sig
+        .inputs
+        .iter()
+        .any(|input| matches!(input, syn::FnArg::Receiver(_)));
+    let entry_point = kind == Macro::Main
+        && sig.ident == "main"
+        && !has_receiver
+        && !mentions_self_type(sig.to_token_stream());
+    if !entry_point {
+        return as_written;
+    }
     let mut outer = sig.clone();
     outer.asyncness = None;
     outer.generics = syn::Generics::default();
     outer.inputs = syn::punctuated::Punctuated::new();
     outer.variadic = None;
-    let body = func.block_as_written();
-    let test_attr = test_attr(kind);
-    quote! {
-        #test_attr
-        #(#attrs)*
-        #vis #outer {
-            #[allow(dead_code)]
-            #sig #body
+    let mut shell_body = TokenStream::new();
+    func.brace.surround(&mut shell_body, |tokens| {
+        tokens.extend(quote! {
+            #as_written
             ::core::unreachable!()
-        }
+        });
+    });
+    quote! {
+        #vis #outer #shell_body
     }
+}
+
+/// Whether `Self` appears: such a signature cannot move into a nested item.
+fn mentions_self_type(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|token| match token {
+        TokenTree::Ident(ident) => ident == "Self",
+        TokenTree::Group(group) => mentions_self_type(group.stream()),
+        _ => false,
+    })
 }
 
 fn test_attr(kind: Macro) -> TokenStream {
@@ -158,18 +191,38 @@ fn builder(kind: Macro, config: &Config, krate: &TokenStream) -> TokenStream {
     if let (Macro::Main, Some(on)) = (kind, &config.handle_sigterm) {
         builder = quote!(#builder.handle_sigterm(#on));
     }
+    if let Some(threshold) = config.slow_callback_duration {
+        let threshold = duration(threshold);
+        builder = quote!(#builder.slow_callback_duration(#threshold));
+    }
+    if let Some(handler) = &config.exception_handler {
+        // As for `loop_factory` below: the call carries the expression's span, so a
+        // handler of the wrong type is an error at the user's path or closure.
+        let span = handler.span();
+        builder = quote_spanned!(span=> #builder.exception_handler(#handler));
+    }
     match &config.runtime {
         Runtime::Default => builder,
         Runtime::CurrentThread => {
             quote!(#builder.loop_factory(#krate::__private::current_thread))
         }
-        Runtime::MultiThread(workers) => {
+        Runtime::MultiThread(workers, at) => {
             let workers = option(workers.map(|count| {
                 let mut n = Literal::usize_suffixed(count.value);
                 n.set_span(count.span);
                 n.into_token_stream()
             }));
-            quote!(#builder.loop_factory(|| #krate::__private::multi_thread(#workers)))
+            // Without runner's `rt-multi-thread` feature, `MultiThreadFlavor` lacks the
+            // trait `multi_thread` asks for; located at `flavor`, that error is the user's.
+            let at = Span::call_site().located_at(*at);
+            let flavor: TokenStream = quote!(#krate::__private::MultiThreadFlavor)
+                .into_iter()
+                .map(|mut token| {
+                    token.set_span(at);
+                    token
+                })
+                .collect();
+            quote!(#builder.loop_factory(|| #krate::__private::multi_thread(#flavor, #workers)))
         }
         Runtime::Factory(expr) => {
             // The user's tokens, spans and all. The call gets the expression's span too:
@@ -189,11 +242,13 @@ fn option(value: Option<TokenStream>) -> TokenStream {
     }
 }
 
-/// `Duration::from_millis(n)`, computed at compile time, located at the user's string.
-fn duration(millis: Millis) -> TokenStream {
-    let mut ms = Literal::u64_suffixed(millis.ms);
-    ms.set_span(millis.span);
-    quote!(::core::time::Duration::from_millis(#ms))
+/// `Duration::new(secs, nanos)`, computed at compile time, located at the user's string.
+fn duration(value: DurationLit) -> TokenStream {
+    let mut secs = Literal::u64_suffixed(value.secs);
+    secs.set_span(value.span);
+    let mut nanos = Literal::u32_suffixed(value.nanos);
+    nanos.set_span(value.span);
+    quote!(::core::time::Duration::new(#secs, #nanos))
 }
 
 /// The future to run, and any items it needs declared before it.

@@ -43,6 +43,8 @@ const KEYS: &[&str] = &[
     "shutdown_timeout",
     "handle_sigint",
     "handle_sigterm",
+    "slow_callback_duration",
+    "exception_handler",
     "timeout",
     "crate",
     "bogus",
@@ -72,6 +74,11 @@ const VALUES: &[&str] = &[
     "\"30s\"",
     "\"0ms\"",
     "\"2m\"",
+    "\"1.5s\"",
+    "\"0.25ms\"",
+    "\".5s\"",
+    "\"1.s\"",
+    "\"0.0000000001s\"",
     "\"10 parsecs\"",
     "\"\"",
     "\"s\"",
@@ -187,6 +194,20 @@ fn valid_args(rng: &mut Rng, kind: Macro) -> String {
             "shutdown_timeout = \"{}{}\"",
             rng.below(1000),
             rng.pick(&["ms", "s", "m"])
+        ));
+    }
+    if rng.chance(2) {
+        entries.push(format!(
+            "slow_callback_duration = \"{}.{}{}\"",
+            rng.below(100),
+            rng.below(1000),
+            rng.pick(&["ms", "s", "m"])
+        ));
+    }
+    if rng.chance(2) {
+        entries.push(format!(
+            "exception_handler = {}",
+            rng.pick(&["my_handler", "a::b", "|r| log(r)", "move |_| {}"])
         ));
     }
     match kind {
@@ -410,6 +431,10 @@ fn inputs_known_to_be_wrong_are_rejected() {
         (Macro::Main, "shutdown_timeout = \"99999999999999999999s\""),
         (Macro::Test, "timeout = \"0s\""),
         (Macro::Main, "crate = \"\""),
+        (Macro::Main, "slow_callback_duration = 50"),
+        (Macro::Test, "slow_callback_duration = \"1.5\""),
+        (Macro::Main, "exception_handler = \"my_handler\""),
+        (Macro::Test, "exception_handler = 4"),
     ] {
         let output = run(kind, &parse(args), &parse(async_fn(&mut rng, kind)));
         assert!(compile_errors(&output) > 0, "{kind}({args}) was accepted");

@@ -41,6 +41,8 @@ pub(crate) enum Key {
     ShutdownTimeout,
     HandleSigint,
     HandleSigterm,
+    SlowCallbackDuration,
+    ExceptionHandler,
     Timeout,
     Crate,
 }
@@ -50,13 +52,15 @@ pub(crate) enum Key {
 pub(crate) enum Kind {
     /// `true` or `false`.
     Bool,
-    /// Any expression except a literal: a path or a closure.
+    /// Any expression except a literal: a path or a closure returning a runtime.
     Factory,
+    /// Any expression except a literal: a path or a closure taking `&Report`.
+    Handler,
     /// `"current_thread"` or `"multi_thread"`.
     Flavor,
     /// A positive integer literal.
     Count,
-    /// A string such as `"500ms"`, `"30s"` or `"2m"`.
+    /// A string such as `"500ms"`, `"1.5s"` or `"2m"`.
     Duration,
     /// A path in a string, such as `"my::runner"`.
     Path,
@@ -139,6 +143,20 @@ pub(crate) const KEYS: &[KeySpec] = &[
         scope: Scope::Only(Macro::Main),
         kind: Kind::Bool,
         example: "handle_sigterm = true",
+    },
+    KeySpec {
+        key: Key::SlowCallbackDuration,
+        name: "slow_callback_duration",
+        scope: Scope::Both,
+        kind: Kind::Duration,
+        example: "slow_callback_duration = \"50ms\"",
+    },
+    KeySpec {
+        key: Key::ExceptionHandler,
+        name: "exception_handler",
+        scope: Scope::Both,
+        kind: Kind::Handler,
+        example: "exception_handler = my_handler",
     },
     KeySpec {
         key: Key::Timeout,
@@ -227,11 +245,13 @@ mod tests {
     fn valid_keys_lists_each_macros_keys_in_table_order() {
         assert_eq!(
             valid_keys(Macro::Main),
-            "debug, loop_factory, flavor, worker_threads, shutdown_timeout, handle_sigint, handle_sigterm, crate"
+            "debug, loop_factory, flavor, worker_threads, shutdown_timeout, handle_sigint, \
+             handle_sigterm, slow_callback_duration, exception_handler, crate"
         );
         assert_eq!(
             valid_keys(Macro::Test),
-            "debug, loop_factory, flavor, worker_threads, shutdown_timeout, timeout, crate"
+            "debug, loop_factory, flavor, worker_threads, shutdown_timeout, \
+             slow_callback_duration, exception_handler, timeout, crate"
         );
     }
 

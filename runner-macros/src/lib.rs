@@ -54,16 +54,25 @@ use keys::Macro;
 /// | key | value | default |
 /// |-----|-------|---------|
 /// | `debug` | `true` or `false` | unset: the `RUNNER_DEBUG` environment variable decides |
-/// | `flavor` | `"current_thread"` or `"multi_thread"` | `"current_thread"` |
+/// | `flavor` | `"current_thread"` or `"multi_thread"` (needs feature `rt-multi-thread`) | `"current_thread"` |
 /// | `worker_threads` | integer literal ≥ 1; needs `flavor = "multi_thread"` | one per core |
 /// | `loop_factory` | a path or closure: `FnOnce() -> R`, `R` a tokio `Runtime`, `io::Result<Runtime>` or `runtime::Builder`; excludes `flavor` and `worker_threads` | |
-/// | `shutdown_timeout` | `"<n>ms"`, `"<n>s"` or `"<n>m"`: how long `close()` waits for tasks | `"300s"` |
+/// | `shutdown_timeout` | a duration string: how long `close()` waits for tasks | `"300s"` |
 /// | `handle_sigint` | `true` or `false`: whether Ctrl-C cancels the body (main only) | `true` |
 /// | `handle_sigterm` | `true` or `false`: whether SIGTERM cancels the body like Ctrl-C; the process then dies by SIGTERM (main only) | `false` |
+/// | `slow_callback_duration` | a duration string: in debug mode, polls at least this long are reported | `"100ms"` |
+/// | `exception_handler` | a path or closure, `Fn(&runner::Report) + Send + Sync + 'static`: receives every report instead of the default handler (stderr, or `tracing` with that feature) | |
 /// | `crate` | the path of the `runner` crate, in a string: `"my::runner"` | `"::runner"` |
+///
+/// A duration string is a number, with decimals if you like, then `ms`, `s` or `m`:
+/// `"250ms"`, `"1.5s"`, `"2m"`.
 ///
 /// `worker_threads` alone is an error rather than a silent switch to a multi-thread
 /// runtime: write `flavor = "multi_thread", worker_threads = 4`.
+///
+/// `flavor = "multi_thread"` needs runner's `rt-multi-thread` feature (off by default, as
+/// tokio's feature of that name is: the multi-thread scheduler adds about 1.4 s of CPU time to
+/// a cold build). Without it, the flavor is a compile error that names the feature.
 ///
 /// ```
 /// #[runner::main(flavor = "multi_thread", worker_threads = 4, shutdown_timeout = "30s")]
@@ -71,6 +80,17 @@ use keys::Macro;
 ///     let text = tokio::fs::read_to_string("Cargo.toml").await?;
 ///     println!("{} bytes", text.len());
 ///     Ok(())
+/// }
+/// ```
+///
+/// ```
+/// fn log_report(report: &runner::Report) {
+///     eprintln!("[my app] {report}");
+/// }
+///
+/// #[runner::main(debug = true, slow_callback_duration = "50ms", exception_handler = log_report)]
+/// async fn main() {
+///     std::thread::sleep(std::time::Duration::from_millis(60)); // reported: blocks the loop
 /// }
 /// ```
 ///
@@ -116,19 +136,26 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 /// | key | value | default |
 /// |-----|-------|---------|
 /// | `debug` | `true` or `false` | unset: the `RUNNER_DEBUG` environment variable decides |
-/// | `flavor` | `"current_thread"` or `"multi_thread"` | `"current_thread"` |
+/// | `flavor` | `"current_thread"` or `"multi_thread"` (needs feature `rt-multi-thread`) | `"current_thread"` |
 /// | `worker_threads` | integer literal ≥ 1; needs `flavor = "multi_thread"` | one per core |
 /// | `loop_factory` | a path or closure: `FnOnce() -> R`, `R` a tokio `Runtime`, `io::Result<Runtime>` or `runtime::Builder`; excludes `flavor` and `worker_threads` | |
-/// | `shutdown_timeout` | `"<n>ms"`, `"<n>s"` or `"<n>m"`: how long `close()` waits for tasks | `"300s"` |
-/// | `timeout` | `"<n>ms"`, `"<n>s"` or `"<n>m"`, more than zero (test only) | none |
+/// | `shutdown_timeout` | a duration string: how long `close()` waits for tasks | `"300s"` |
+/// | `slow_callback_duration` | a duration string: in debug mode, polls at least this long are reported | `"100ms"` |
+/// | `exception_handler` | a path or closure, `Fn(&runner::Report) + Send + Sync + 'static`: receives every report instead of the default handler (stderr, or `tracing` with that feature) | |
+/// | `timeout` | a duration string, more than zero (test only) | none |
 /// | `crate` | the path of the `runner` crate, in a string: `"my::runner"` | `"::runner"` |
 ///
+/// A duration string is a number, with decimals if you like, then `ms`, `s` or `m`:
+/// `"250ms"`, `"1.5s"`, `"2m"`.
+///
 /// With `timeout`, a test still running at the deadline is cancelled and fails with a panic
-/// naming the timeout and the spawn locations of the tasks still pending:
+/// naming the timeout (as the attribute writes it: `(timeout = "1.5s")`) and the spawn
+/// locations of the tasks still pending. A body that blocks the thread cannot be cancelled
+/// at the deadline; if it finishes late, the test still fails, naming how long it took.
 ///
 /// ```no_run
-/// #[runner::test(timeout = "200ms")]
-/// #[should_panic(expected = "timed out after 200ms")]
+/// #[runner::test(timeout = "0.2s")]
+/// #[should_panic(expected = "timed out after 200ms (timeout = \"200ms\")")]
 /// async fn hangs() {
 ///     std::future::pending::<()>().await;
 /// }

@@ -2,7 +2,7 @@
 //! always a usable [`Config`]: a rejected setting is reported and left out, so the expansion
 //! still produces the function and the only errors are the ones reported here.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
 use syn::{Attribute, Expr, LitBool};
 
@@ -10,7 +10,7 @@ use crate::attr::{Configuration, Setting};
 use crate::error::Errors;
 use crate::item::AsyncFn;
 use crate::keys::{Key, Macro};
-use crate::value::{Count, Flavor, Millis, Value};
+use crate::value::{Count, DurationLit, Flavor, Value};
 
 /// What the expansion builds.
 pub(crate) struct Config {
@@ -18,10 +18,13 @@ pub(crate) struct Config {
     pub(crate) krate: Option<TokenStream>,
     pub(crate) debug: Option<LitBool>,
     pub(crate) runtime: Runtime,
-    pub(crate) shutdown_timeout: Option<Millis>,
+    pub(crate) shutdown_timeout: Option<DurationLit>,
     pub(crate) handle_sigint: Option<LitBool>,
     pub(crate) handle_sigterm: Option<LitBool>,
-    pub(crate) timeout: Option<Millis>,
+    pub(crate) slow_callback_duration: Option<DurationLit>,
+    /// The user's handler expression, spans and all.
+    pub(crate) exception_handler: Option<Expr>,
+    pub(crate) timeout: Option<DurationLit>,
 }
 
 /// How the runtime is made.
@@ -30,8 +33,9 @@ pub(crate) enum Runtime {
     Default,
     /// `flavor = "current_thread"`, written out.
     CurrentThread,
-    /// `flavor = "multi_thread"`, with `worker_threads` if given.
-    MultiThread(Option<Count>),
+    /// `flavor = "multi_thread"`, with `worker_threads` if given, and where the flavor was
+    /// written (a build without runner's `rt-multi-thread` feature reports it there).
+    MultiThread(Option<Count>, Span),
     /// `loop_factory = expr`.
     Factory(Expr),
 }
@@ -45,10 +49,15 @@ pub(crate) fn build(raw: &Configuration, errors: &mut Errors) -> Config {
         }),
         debug: bool_setting(raw, Key::Debug),
         runtime: runtime(raw, errors),
-        shutdown_timeout: millis_setting(raw, Key::ShutdownTimeout),
+        shutdown_timeout: duration_setting(raw, Key::ShutdownTimeout),
         handle_sigint: bool_setting(raw, Key::HandleSigint),
         handle_sigterm: bool_setting(raw, Key::HandleSigterm),
-        timeout: millis_setting(raw, Key::Timeout),
+        slow_callback_duration: duration_setting(raw, Key::SlowCallbackDuration),
+        exception_handler: raw.get(Key::ExceptionHandler).and_then(|s| match &s.value {
+            Value::Callable(expr) => Some(expr.clone()),
+            _ => None,
+        }),
+        timeout: duration_setting(raw, Key::Timeout),
     }
 }
 
@@ -78,14 +87,19 @@ fn runtime(raw: &Configuration, errors: &mut Errors) -> Runtime {
                 ),
             ));
         }
-        if let Value::Factory(expr) = &factory.value {
+        if let Value::Callable(expr) = &factory.value {
             return Runtime::Factory(expr.clone());
         }
     }
 
     match (flavor, workers) {
         (None, None) => Runtime::Default,
-        (Some(Flavor::MultiThread), workers) => Runtime::MultiThread(workers.map(|(n, _)| n)),
+        (Some(Flavor::MultiThread), workers) => {
+            let at = raw
+                .get(Key::Flavor)
+                .map_or_else(Span::call_site, |s| s.key.span());
+            Runtime::MultiThread(workers.map(|(n, _)| n), at)
+        }
         (Some(Flavor::CurrentThread), None) => Runtime::CurrentThread,
         (Some(Flavor::CurrentThread), Some((_, setting))) => {
             errors.push(error(
@@ -115,9 +129,9 @@ fn bool_setting(raw: &Configuration, key: Key) -> Option<LitBool> {
     })
 }
 
-fn millis_setting(raw: &Configuration, key: Key) -> Option<Millis> {
+fn duration_setting(raw: &Configuration, key: Key) -> Option<DurationLit> {
     raw.get(key).and_then(|s| match s.value {
-        Value::Duration(millis) => Some(millis),
+        Value::Duration(duration) => Some(duration),
         _ => None,
     })
 }
@@ -138,7 +152,20 @@ pub(crate) fn check_signature(kind: Macro, func: &AsyncFn, errors: &mut Errors) 
             format!("{kind} needs an `async fn`: write `async fn {name}`"),
         ));
     }
-    if !sig.inputs.is_empty() || sig.variadic.is_some() {
+    let receiver = sig.inputs.iter().find_map(|input| match input {
+        syn::FnArg::Receiver(receiver) => Some(receiver),
+        syn::FnArg::Typed(_) => None,
+    });
+    if let Some(receiver) = receiver {
+        callable = false;
+        errors.push(syn::Error::new_spanned(
+            receiver,
+            format!(
+                "a {kind} fn cannot be a method: remove `self` and move `{name}` out of the \
+                 `impl` block"
+            ),
+        ));
+    } else if !sig.inputs.is_empty() || sig.variadic.is_some() {
         let advice = match kind {
             Macro::Main => "remove them, and read command-line arguments with `std::env::args()`",
             Macro::Test => "remove them (a test is called with no arguments)",

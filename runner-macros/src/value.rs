@@ -10,11 +10,12 @@ use crate::keys::{self, Key, KeySpec, Kind};
 /// A key's value, typed by its [`Kind`].
 pub(crate) enum Value {
     Bool(LitBool),
-    /// The user's expression, kept with its spans so type errors land on it.
-    Factory(Expr),
+    /// The user's expression (`loop_factory`, `exception_handler`), kept with its spans so
+    /// type errors land on it.
+    Callable(Expr),
     Flavor(Flavor),
     Count(Count),
-    Duration(Millis),
+    Duration(DurationLit),
     /// The crate path, located at the string literal it came from.
     Path(TokenStream),
 }
@@ -34,8 +35,9 @@ pub(crate) struct Count {
 
 /// A duration string, computed at compile time.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Millis {
-    pub(crate) ms: u64,
+pub(crate) struct DurationLit {
+    pub(crate) secs: u64,
+    pub(crate) nanos: u32,
     pub(crate) span: Span,
 }
 
@@ -43,7 +45,12 @@ pub(crate) struct Millis {
 pub(crate) fn parse(spec: &KeySpec, expr: &Expr) -> syn::Result<Value> {
     match spec.kind {
         Kind::Bool => bool_value(spec, expr),
-        Kind::Factory => factory(spec, expr),
+        Kind::Factory => callable(
+            spec,
+            expr,
+            "a fn returning a tokio `Runtime`, `io::Result<Runtime>` or `runtime::Builder`",
+        ),
+        Kind::Handler => callable(spec, expr, "a fn taking `&runner::Report`"),
         Kind::Flavor => flavor(spec, expr),
         Kind::Count => count(spec, expr),
         Kind::Duration => duration(spec, expr),
@@ -73,10 +80,11 @@ fn bool_value(spec: &KeySpec, expr: &Expr) -> syn::Result<Value> {
     }
 }
 
-fn factory(spec: &KeySpec, expr: &Expr) -> syn::Result<Value> {
+/// A path or a closure; `what` says what it must be, for the message on a literal.
+fn callable(spec: &KeySpec, expr: &Expr, what: &str) -> syn::Result<Value> {
     let name = spec.name;
     match literal(expr) {
-        None => Ok(Value::Factory(expr.clone())),
+        None => Ok(Value::Callable(expr.clone())),
         Some(Lit::Str(s)) => {
             let written = s.value();
             let hint = if !written.trim().is_empty() && syn::parse_str::<Expr>(&written).is_ok() {
@@ -94,8 +102,7 @@ fn factory(spec: &KeySpec, expr: &Expr) -> syn::Result<Value> {
         Some(_) => Err(error(
             expr,
             format!(
-                "`{name}` takes a path or a closure, not {}: write `{}` (a fn returning a tokio \
-                 `Runtime`, `io::Result<Runtime>` or `runtime::Builder`) or `{name} = || ...`",
+                "`{name}` takes a path or a closure, not {}: write `{}` ({what}) or `{name} = |..| ...`",
                 describe(expr),
                 spec.example
             ),
@@ -203,19 +210,36 @@ fn count(spec: &KeySpec, expr: &Expr) -> syn::Result<Value> {
 fn duration(spec: &KeySpec, expr: &Expr) -> syn::Result<Value> {
     let name = spec.name;
     match literal(expr) {
-        Some(Lit::Str(s)) => match parse_millis(&s.value()) {
-            Ok(0) if spec.key == Key::Timeout => Err(error(
+        Some(Lit::Str(s)) => match parse_duration(&s.value()) {
+            Ok((0, 0)) if spec.key == Key::Timeout => Err(error(
                 s,
                 format!(
                     "a `{name}` of zero fails every test: write `{}`",
                     spec.example
                 ),
             )),
-            Ok(ms) => Ok(Value::Duration(Millis { ms, span: s.span() })),
+            Ok((secs, nanos)) => Ok(Value::Duration(DurationLit {
+                secs,
+                nanos,
+                span: s.span(),
+            })),
+            Err(DurationError::Format)
+                if !s.value().is_empty()
+                    && s.value().bytes().all(|b| b.is_ascii_digit() || b == b'.') =>
+            {
+                Err(error(
+                    s,
+                    format!(
+                        "`{name}` needs a unit after the number: write `{name} = \"{}ms\"` \
+                         (or s, or m)",
+                        s.value()
+                    ),
+                ))
+            }
             Err(DurationError::Format) => Err(error(
                 s,
                 format!(
-                    "`{name}` takes a duration like \"500ms\", \"30s\" or \"2m\" (a whole number, \
+                    "`{name}` takes a duration like \"500ms\", \"1.5s\" or \"2m\" (a number, \
                      then ms, s or m), not {:?}: write `{}`",
                     s.value(),
                     spec.example
@@ -224,7 +248,8 @@ fn duration(spec: &KeySpec, expr: &Expr) -> syn::Result<Value> {
             Err(DurationError::Overflow) => Err(error(
                 s,
                 format!(
-                    "`{name} = {:?}` is too long to count in milliseconds: write `{}`",
+                    "`{name} = {:?}` is too long or too precise (the limits are 2^64 seconds and \
+                     one nanosecond): write `{}`",
                     s.value(),
                     spec.example
                 ),
@@ -285,26 +310,48 @@ enum DurationError {
     Overflow,
 }
 
-/// `"<n>ms"`, `"<n>s"` or `"<n>m"` in milliseconds.
-fn parse_millis(text: &str) -> Result<u64, DurationError> {
+/// `"<n>ms"`, `"<n>s"` or `"<n>m"`, where `<n>` is digits with an optional decimal part
+/// (`"1.5s"`, `"0.25m"`), as whole seconds and nanoseconds.
+fn parse_duration(text: &str) -> Result<(u64, u32), DurationError> {
     let split = text
-        .find(|c: char| !c.is_ascii_digit())
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let scale: u64 = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
+    let (number, unit) = text.split_at(split);
+    let nanos_per_unit: u128 = match unit {
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
         _ => return Err(DurationError::Format),
     };
-    if digits.is_empty() {
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let well_formed = !whole.is_empty()
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && fraction.bytes().all(|b| b.is_ascii_digit())
+        && !(number.contains('.') && fraction.is_empty());
+    if !well_formed {
         return Err(DurationError::Format);
     }
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(scale))
-        .ok_or(DurationError::Overflow)
+    // Exact arithmetic in nanoseconds: `"0.1s"` is 100 ms, not 99.999... ms.
+    let whole: u128 = whole.parse().map_err(|_| DurationError::Overflow)?;
+    let mut nanos = whole
+        .checked_mul(nanos_per_unit)
+        .ok_or(DurationError::Overflow)?;
+    let mut scale = nanos_per_unit;
+    for digit in fraction.bytes() {
+        if scale % 10 != 0 {
+            // A digit finer than a nanosecond; zeros there change nothing.
+            if digit != b'0' {
+                return Err(DurationError::Overflow);
+            }
+            continue;
+        }
+        scale /= 10;
+        nanos += u128::from(digit - b'0') * scale;
+    }
+    let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| DurationError::Overflow)?;
+    // Less than 10^9 by construction.
+    let subsec = (nanos % 1_000_000_000) as u32;
+    Ok((secs, subsec))
 }
 
 /// The literal `expr` is, looking through the invisible groups `macro_rules!` adds.
@@ -377,35 +424,54 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_are_whole_numbers_with_a_unit() {
-        assert!(matches!(parse_millis("500ms"), Ok(500)));
-        assert!(matches!(parse_millis("30s"), Ok(30_000)));
-        assert!(matches!(parse_millis("2m"), Ok(120_000)));
-        assert!(matches!(parse_millis("0s"), Ok(0)));
+    fn durations_are_numbers_with_a_unit() {
+        let ok = |text: &str| match parse_duration(text) {
+            Ok(parsed) => parsed,
+            Err(_) => panic!("{text} was refused"),
+        };
+        assert_eq!(ok("500ms"), (0, 500_000_000));
+        assert_eq!(ok("30s"), (30, 0));
+        assert_eq!(ok("2m"), (120, 0));
+        assert_eq!(ok("0s"), (0, 0));
+        assert_eq!(ok("1.5s"), (1, 500_000_000));
+        assert_eq!(ok("0.1s"), (0, 100_000_000));
+        assert_eq!(ok("250ms"), (0, 250_000_000));
+        assert_eq!(ok("0.5ms"), (0, 500_000));
+        assert_eq!(ok("1.25m"), (75, 0));
+        assert_eq!(ok("0.000000001s"), (0, 1));
+        assert_eq!(ok("1.000000000000s"), (1, 0));
         for bad in [
             "",
             "s",
             "10",
             "10 s",
             "10 parsecs",
-            "1.5s",
             "-1s",
             "+1s",
             "1h",
             "ms10",
+            ".5s",
+            "1.s",
+            "1..5s",
+            "1.5.5s",
+            "1,5s",
+            "1e3ms",
         ] {
             assert!(
-                matches!(parse_millis(bad), Err(DurationError::Format)),
+                matches!(parse_duration(bad), Err(DurationError::Format)),
                 "{bad}"
             );
         }
-        assert!(matches!(
-            parse_millis("18446744073709551615m"),
-            Err(DurationError::Overflow)
-        ));
-        assert!(matches!(
-            parse_millis("99999999999999999999999ms"),
-            Err(DurationError::Overflow)
-        ));
+        for too_much in [
+            "18446744073709551616s",
+            "999999999999999999999m",
+            "99999999999999999999999999999999999999999ms",
+            "0.0000000001s",
+        ] {
+            assert!(
+                matches!(parse_duration(too_much), Err(DurationError::Overflow)),
+                "{too_much}"
+            );
+        }
     }
 }

@@ -5,6 +5,10 @@
 use runner::Runner;
 use tokio::runtime::{Handle, RuntimeFlavor};
 
+fn log_report(report: &runner::Report) {
+    eprintln!("{report}");
+}
+
 #[runner::main(
     debug = true,
     flavor = "multi_thread",
@@ -12,6 +16,8 @@ use tokio::runtime::{Handle, RuntimeFlavor};
     shutdown_timeout = "30s",
     handle_sigint = false,
     handle_sigterm = true,
+    slow_callback_duration = "50ms",
+    exception_handler = log_report,
     crate = "::runner"
 )]
 async fn main() {
@@ -30,7 +36,9 @@ async fn main() {
     debug = false,
     flavor = "current_thread",
     shutdown_timeout = "500ms",
-    timeout = "2m",
+    timeout = "2.5m",
+    slow_callback_duration = "0.5s",
+    exception_handler = |report: &runner::Report| eprintln!("{report}"),
     crate = "runner"
 )]
 async fn every_test_key() {}

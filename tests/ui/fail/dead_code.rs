@@ -1,0 +1,6 @@
+#![deny(dead_code)]
+
+#[runner::main]
+async fn never_called() {}
+
+fn main() {}

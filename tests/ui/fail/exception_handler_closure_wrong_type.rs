@@ -1,0 +1,2 @@
+#[runner::main(exception_handler = |code: i32| println!("{code}"))]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[runner::main(slow_callback_duration = "50")]
+async fn main() {}

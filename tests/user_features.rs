@@ -1,0 +1,214 @@
+//! runner-core turns on only the tokio features its own code uses; the default loop enables
+//! every driver, so timers and sockets come from the features of the user's own tokio.
+//! These build small user crates against this checkout (each its own workspace, so
+//! Cargo does not unify their tokio features; one shared target dir under `target/tmp`),
+//! then run them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TIME_AND_NET: &str = r#"
+#[runner::main]
+async fn main() -> std::io::Result<()> {
+    let started = std::time::Instant::now();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert!(started.elapsed() >= std::time::Duration::from_millis(20));
+    let timed_out = tokio::time::timeout(
+        std::time::Duration::from_millis(10),
+        std::future::pending::<()>(),
+    )
+    .await;
+    assert!(timed_out.is_err());
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let client = runner::spawn(async move { tokio::net::TcpStream::connect(address).await });
+    let (server_side, _) = listener.accept().await?;
+    let client_side = client.await.expect("connect task")?;
+    assert_eq!(server_side.peer_addr()?, client_side.local_addr()?);
+    println!("timers and sockets work");
+    Ok(())
+}
+"#;
+
+const RT_ONLY: &str = r#"
+#[runner::main]
+async fn main() {
+    let answer = runner::spawn(async { 6 * 7 });
+    tokio::task::yield_now().await;
+    println!("answer {}", answer.await.expect("task"));
+}
+"#;
+
+const RT_ONLY_MULTI_THREAD: &str = r#"
+#[runner::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let flavor = tokio::runtime::Handle::current().runtime_flavor();
+    assert_eq!(flavor, tokio::runtime::RuntimeFlavor::MultiThread);
+    println!("multi-thread answer {}", runner::spawn(async { 6 * 7 }).await.expect("task"));
+}
+"#;
+
+/// Writes a one-package workspace `name` depending on this checkout's `runner` with
+/// `runner_features` and on tokio with `features`, with `bins` as its binaries.
+fn user_crate(
+    root: &Path,
+    name: &str,
+    runner_features: &[&str],
+    features: &[&str],
+    bins: &[(&str, &str)],
+) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(dir.join("src/bin")).unwrap();
+    let runner = env!("CARGO_MANIFEST_DIR").replace('\\', "/");
+    let list = |features: &[&str]| {
+        features
+            .iter()
+            .map(|f| format!("{f:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (runner_features, features) = (list(runner_features), list(features));
+    let manifest = format!(
+        "[package]\nname = \"{name}\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\
+         [workspace]\n[dependencies]\nrunner = {{ path = \"{runner}\", features = [{runner_features}] }}\n\
+         tokio = {{ version = \"1.54\", default-features = false, features = [{features}] }}\n"
+    );
+    write_if_changed(&dir.join("Cargo.toml"), &manifest);
+    for (bin, source) in bins {
+        write_if_changed(&dir.join("src/bin").join(format!("{bin}.rs")), source);
+    }
+    // This checkout's lock file: the same dependency versions, and nothing to resolve.
+    let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock");
+    if !dir.join("Cargo.lock").exists() {
+        std::fs::copy(lock, dir.join("Cargo.lock")).unwrap();
+    }
+    dir
+}
+
+/// Leaves an unchanged file alone, so Cargo sees nothing to rebuild.
+fn write_if_changed(path: &Path, text: &str) {
+    if std::fs::read_to_string(path).ok().as_deref() != Some(text) {
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+/// `cargo <command> --quiet --bin <bin>` in `dir`, into the shared target dir.
+fn cargo(dir: &Path, command: &str, bin: &str) -> std::process::Output {
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("user_features_target");
+    Command::new(env!("CARGO"))
+        .args([command, "--quiet", "--bin", bin])
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("cargo runs")
+}
+
+/// Builds the crate at `dir` and runs binary `bin`; its stdout.
+fn build_and_run(dir: &Path, bin: &str) -> String {
+    let run = cargo(dir, "run", bin);
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success(),
+        "`cargo run --bin {bin}` in {}: {}\n{stdout}\n{stderr}",
+        dir.display(),
+        run.status
+    );
+    stdout
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("user_features")
+}
+
+#[test]
+fn a_user_crate_with_tokio_time_and_net_gets_timers_and_sockets_on_the_default_loop() {
+    let dir = user_crate(
+        &root(),
+        "user_time_net",
+        &[],
+        &["time", "net"],
+        &[("time_net", TIME_AND_NET)],
+    );
+    assert_eq!(build_and_run(&dir, "time_net"), "timers and sockets work\n");
+}
+
+#[test]
+fn a_user_crate_with_runner_and_tokio_macros_compiles_one_syn() {
+    let dir = user_crate(
+        &root(),
+        "user_tokio_macros",
+        &[],
+        &["rt", "macros"],
+        &[("tokio_macros", RT_ONLY)],
+    );
+    let tree = Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--offline",
+            "--edges",
+            "normal,build",
+            "--invert",
+            "syn",
+        ])
+        .current_dir(&dir)
+        .output()
+        .expect("cargo runs");
+    let stdout = String::from_utf8_lossy(&tree.stdout);
+    let stderr = String::from_utf8_lossy(&tree.stderr);
+    // With two versions of syn, `--invert syn` is ambiguous and cargo says so.
+    assert!(tree.status.success(), "{stdout}\n{stderr}");
+    let syns: Vec<&str> = stdout.lines().filter(|l| l.starts_with("syn v")).collect();
+    assert_eq!(syns.len(), 1, "{stdout}");
+    assert!(syns[0].starts_with("syn v3."), "{stdout}");
+    assert!(
+        stdout.contains("runner-macros") && stdout.contains("tokio-macros"),
+        "{stdout}"
+    );
+}
+
+fn rt_only_crate() -> PathBuf {
+    user_crate(
+        &root(),
+        "user_rt_only",
+        &[],
+        &["rt"],
+        &[
+            ("rt_only", RT_ONLY),
+            ("rt_only_multi", RT_ONLY_MULTI_THREAD),
+        ],
+    )
+}
+
+#[test]
+fn a_user_crate_with_only_tokio_rt_builds_and_runs_runner_main() {
+    assert_eq!(build_and_run(&rt_only_crate(), "rt_only"), "answer 42\n");
+}
+
+#[test]
+fn multi_thread_flavor_without_the_rt_multi_thread_feature_is_an_error_naming_it() {
+    let build = cargo(&rt_only_crate(), "build", "rt_only_multi");
+    let stderr = String::from_utf8_lossy(&build.stderr);
+    assert!(!build.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("`flavor = \"multi_thread\"` needs runner's `rt-multi-thread` feature"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("features = [\"rt-multi-thread\"]"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn multi_thread_flavor_runs_with_the_rt_multi_thread_feature_and_tokio_rt_only() {
+    let dir = user_crate(
+        &root(),
+        "user_rt_multi",
+        &["rt-multi-thread"],
+        &["rt"],
+        &[("rt_multi", RT_ONLY_MULTI_THREAD)],
+    );
+    assert_eq!(build_and_run(&dir, "rt_multi"), "multi-thread answer 42\n");
+}
