@@ -138,7 +138,19 @@ impl Builder {
         self
     }
 
-    /// Sends every [`Report`] to `handler` instead of printing it to stderr.
+    /// Sends every [`Report`] to `handler` (asyncio's `loop.set_exception_handler`) instead of
+    /// the default sink: stderr, or `tracing` when the `tracing` feature is on and a
+    /// subscriber is set. Call [`default_exception_handler`](crate::default_exception_handler)
+    /// from `handler` to keep the default output as well. A panic in `handler` is caught, and
+    /// the report then goes to the default sink.
+    ///
+    /// ```
+    /// # use runner_core as runner;
+    /// let mut runner = runner::Runner::builder()
+    ///     .exception_handler(|report: &runner::Report| eprintln!("my app: {report}"))
+    ///     .build();
+    /// runner.run(async {}).unwrap();
+    /// ```
     pub fn exception_handler<H>(mut self, handler: H) -> Builder
     where
         H: Fn(&Report) + Send + Sync + 'static,
