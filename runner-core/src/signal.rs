@@ -254,7 +254,9 @@ mod imp {
         let generation = LAST_GENERATION.load(Ordering::Relaxed) + 1;
         LAST_GENERATION.store(generation, Ordering::Relaxed);
         MAIN_TASK.store(std::ptr::from_ref(main).cast_mut(), Ordering::Release);
-        STATE.store(generation << GENERATION_SHIFT | flags, Ordering::SeqCst);
+        // Release: a handler that sees this word also sees `MAIN_TASK` (its `fetch_or` reads
+        // the latest value of `STATE` whatever the ordering).
+        STATE.store(generation << GENERATION_SHIFT | flags, Ordering::Release);
         Some(Armed(()))
     }
 
