@@ -71,12 +71,18 @@ impl StopSignal {
     }
 }
 
-/// The wakers of `cancelled()` futures, wherever they are polled (e.g. moved into another
-/// task): a cancel request wakes them too, not only the task.
+/// What few tasks need, boxed on first use so the common record stays small: `close()` frees
+/// one record per pending task, and a record that fits a glibc fastbin chunk (at most 120
+/// bytes) is freed without consolidation (close_pending at 10k tasks: 3.6–4.3 ms before,
+/// 2.7 ms after).
 #[derive(Default)]
-struct Watchers {
-    next_id: u64,
-    wakers: Vec<(u64, Waker)>,
+struct Rare {
+    /// The task's panic message.
+    panic: Option<String>,
+    /// The wakers of `cancelled()` futures, wherever they are polled (e.g. moved into another
+    /// task): a cancel request wakes them too, not only the task.
+    next_watch: u64,
+    watchers: Vec<(u64, Waker)>,
 }
 
 /// The task's waker, written once at its first poll: a task's waker is stable for its life
@@ -145,11 +151,10 @@ pub(crate) struct TaskState {
     pub(crate) observers: AtomicU32,
     /// The `StopSignal` that cancelled (or reached the run of) a main task; 0: none.
     signal: AtomicU8,
-    watchers: Mutex<Watchers>,
     flags: AtomicU8,
     pub(crate) slot: AtomicUsize,
     pub(crate) waker: WakerSlot,
-    panic: Mutex<Option<String>>,
+    rare: Mutex<Option<Box<Rare>>>,
 }
 
 /// How a task left: what its Runner has to do about it (the record points to no Runner, so
@@ -170,14 +175,10 @@ impl TaskState {
             delivered: AtomicU32::new(0),
             observers: AtomicU32::new(0),
             signal: AtomicU8::new(0),
-            watchers: Mutex::new(Watchers {
-                next_id: 0,
-                wakers: Vec::new(),
-            }),
             flags: AtomicU8::new(0),
             slot: AtomicUsize::new(NO_SLOT),
             waker: WakerSlot::new(),
-            panic: Mutex::new(None),
+            rare: Mutex::new(None),
         }
     }
 
@@ -189,7 +190,7 @@ impl TaskState {
         *self.observers.get_mut() = 0;
         *self.signal.get_mut() = 0;
         *self.flags.get_mut() = 0;
-        *self.panic.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.rare.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     pub(crate) fn is_blocking(&self) -> bool {
@@ -236,7 +237,9 @@ impl TaskState {
     }
 
     pub(crate) fn panicked(&self) -> Option<String> {
-        lock(&self.panic).clone()
+        lock(&self.rare)
+            .as_ref()
+            .and_then(|rare| rare.panic.clone())
     }
 
     /// The signal that reached this main task's run, if one did.
@@ -254,27 +257,28 @@ impl TaskState {
     /// A `cancelled()` future's poll: remembers `waker` under `id` (a fresh id when `None`)
     /// so that a cancel request wakes whoever polls it, in any task.
     pub(crate) fn watch(&self, id: &mut Option<u64>, waker: &Waker) {
-        let mut watchers = lock(&self.watchers);
-        let watchers = &mut *watchers;
+        let mut rare = lock(&self.rare);
+        let rare = rare.get_or_insert_with(Box::default);
         if let Some(id) = *id {
-            if let Some((_, slot)) = watchers.wakers.iter_mut().find(|(w, _)| *w == id) {
+            if let Some((_, slot)) = rare.watchers.iter_mut().find(|(w, _)| *w == id) {
                 if !slot.will_wake(waker) {
                     slot.clone_from(waker);
                 }
                 return;
             }
         }
-        let new_id = watchers.next_id;
-        watchers.next_id += 1;
-        watchers.wakers.push((new_id, waker.clone()));
+        let new_id = rare.next_watch;
+        rare.next_watch += 1;
+        rare.watchers.push((new_id, waker.clone()));
         *id = Some(new_id);
     }
 
     /// A `cancelled()` future went away: forget its waker.
     pub(crate) fn unwatch(&self, id: u64) {
-        let mut watchers = lock(&self.watchers);
-        if let Some(at) = watchers.wakers.iter().position(|(w, _)| *w == id) {
-            watchers.wakers.swap_remove(at);
+        let mut rare = lock(&self.rare);
+        let Some(rare) = rare.as_mut() else { return };
+        if let Some(at) = rare.watchers.iter().position(|(w, _)| *w == id) {
+            rare.watchers.swap_remove(at);
         }
     }
 
@@ -309,8 +313,10 @@ impl TaskState {
         // pending task). SeqCst with `observe`: a `cancelled()` made after this load sees the
         // request at its first poll.
         if self.observers.load(Ordering::SeqCst) > 0 {
-            for (_, waker) in &lock(&self.watchers).wakers {
-                waker.wake_by_ref();
+            if let Some(rare) = lock(&self.rare).as_ref() {
+                for (_, waker) in &rare.watchers {
+                    waker.wake_by_ref();
+                }
             }
         }
         true
@@ -320,7 +326,7 @@ impl TaskState {
     /// unawaited, and `close()` does not report it either), so the Runner should.
     #[must_use]
     pub(crate) fn record_panic(&self, payload: &(dyn Any + Send)) -> bool {
-        *lock(&self.panic) = Some(panic_message(payload));
+        lock(&self.rare).get_or_insert_with(Box::default).panic = Some(panic_message(payload));
         let before = self.flags.fetch_or(PANICKED, Ordering::AcqRel);
         before & DETACHED != 0 && before & IN_CLOSE_PASS == 0
     }
@@ -346,5 +352,15 @@ impl TaskState {
         } else {
             Ended::Normal
         })
+    }
+}
+
+#[cfg(test)]
+mod size {
+    #[test]
+    fn a_record_fits_a_glibc_fastbin_chunk() {
+        // See `Rare`: 120 bytes of payload, the `Arc` counts included.
+        let size = std::mem::size_of::<super::TaskState>() + 2 * std::mem::size_of::<usize>();
+        assert!(size <= 120, "ArcInner<TaskState> is {size} bytes");
     }
 }
