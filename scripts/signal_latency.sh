@@ -31,6 +31,6 @@ for _ in range(runs):
     status = child.wait()
     times.append((time.perf_counter() - start) * 1000)
     assert status == -sig, f"expected death by {name}, got {status}"
-print(f"{name[3:].lower()}_exit: median {statistics.median(times):.2f} ms over {runs} runs "
+print(f"{name.lower()}_exit: median {statistics.median(times):.2f} ms over {runs} runs "
       f"(min {min(times):.2f}, max {max(times):.2f}); every run died by {name}")
 PY
