@@ -87,7 +87,8 @@ fn spawn_join(c: &mut Criterion) {
     g.finish();
 }
 
-/// `close()` with N pending sleeping tasks, against dropping a runtime holding the same.
+/// `close()` with N pending sleeping tasks, against dropping a runtime holding the same, and
+/// against tokio doing what `close()` does: abort every task and wait for each to end.
 fn close_pending(c: &mut Criterion) {
     let mut g = c.benchmark_group("close_pending");
     g.sample_size(10);
@@ -124,6 +125,35 @@ fn close_pending(c: &mut Criterion) {
                         tokio::task::yield_now().await;
                     });
                     let start = Instant::now();
+                    drop(rt);
+                    total += start.elapsed();
+                }
+                total
+            })
+        });
+        // The same work as `close()` done with tokio alone: cancel every task, wait until
+        // each has ended (so that anything after sees them gone), then drop the runtime.
+        g.bench_with_input(BenchmarkId::new("tokio_abort_and_wait", n), &n, |b, &n| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let rt = current_thread();
+                    let handles = rt.block_on(async move {
+                        let handles: Vec<_> = (0..n)
+                            .map(|_| tokio::spawn(tokio::time::sleep(Duration::from_secs(3600))))
+                            .collect();
+                        tokio::task::yield_now().await;
+                        handles
+                    });
+                    let start = Instant::now();
+                    rt.block_on(async move {
+                        for handle in &handles {
+                            handle.abort();
+                        }
+                        for handle in handles {
+                            let _ = handle.await;
+                        }
+                    });
                     drop(rt);
                     total += start.elapsed();
                 }
