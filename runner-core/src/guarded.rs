@@ -155,27 +155,15 @@ impl<F: Future> Future for Guarded<F> {
             }
         };
         drop(entered);
-        if let (true, Some(signal)) = (*debug, dropped_by) {
-            if let Some(shared) = scope.runner.clone().or_else(scope::current_runner) {
-                shared.report(Report::new(
-                    ReportKind::MainTaskDropped,
-                    format!(
-                        "{}: the main task was not observing runner::cancelled() and was \
-                         dropped; hold runner::cancelled() to clean up asynchronously, or build \
-                         the Runner with {} if the program handles the signal itself (e.g. \
-                         with tokio::signal)",
-                        signal.name(),
-                        signal.option()
-                    ),
-                    Some(state.location),
-                    None,
-                ));
-            }
-        }
-        if let Some(took) = took {
+        if *debug && (took.is_some() || dropped_by.is_some()) {
             // The main task has no `runner` of its own: it finds it through the run.
             if let Some(shared) = scope.runner.clone().or_else(scope::current_runner) {
-                shared.check_slow_poll(state, took);
+                if let Some(signal) = dropped_by {
+                    shared.report_main_task_dropped(state, signal);
+                }
+                if let Some(took) = took {
+                    shared.check_slow_poll(state, took);
+                }
             }
         }
         let outcome = match outcome {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 
 use crate::debug::{self, Handler, Report, ReportKind};
-use crate::task_state::{Ended, TaskState, NO_SLOT};
+use crate::task_state::{Ended, StopSignal, TaskState, NO_SLOT};
 use crate::util::lock;
 
 /// An `at_close` finalizer: called once at close, it gives the future to run.
@@ -112,6 +112,22 @@ impl Shared {
                 task.panicked(),
             ));
         }
+    }
+
+    /// Debug mode: a signal dropped a main task that was not observing `cancelled()`.
+    pub(crate) fn report_main_task_dropped(&self, task: &TaskState, signal: StopSignal) {
+        self.report(Report::new(
+            ReportKind::MainTaskDropped,
+            format!(
+                "{}: the main task was not observing runner::cancelled() and was dropped; \
+                 hold runner::cancelled() to clean up asynchronously, or build the Runner \
+                 with {} if the program handles the signal itself (e.g. with tokio::signal)",
+                signal.name(),
+                signal.option()
+            ),
+            Some(task.location),
+            None,
+        ));
     }
 
     fn deregister(&self, task: &TaskState) {
