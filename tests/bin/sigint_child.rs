@@ -512,31 +512,39 @@ mod unix {
 
     /// `cancelled()` created by the main task and awaited in a `tokio::spawn`ed task.
     fn cancelled_in_tokio_spawn() {
-        let mut runner = Runner::new();
-        let result = runner.run(async {
-            let cancelled = runner::cancelled();
-            let waiter = tokio::spawn(async move {
-                cancelled.await;
-                println!("spawned task saw the cancel");
-            });
-            println!("ready");
-            let _ = waiter.await;
-            println!("main finished");
-        });
-        finish(runner, result)
+        cancelled_in_spawned(|waiter| {
+            let handle = tokio::spawn(waiter);
+            async move {
+                let _ = handle.await;
+            }
+        })
     }
 
     /// `cancelled()` created by the main task and awaited in a `runner::spawn`ed task.
     fn cancelled_in_runner_spawn() {
+        cancelled_in_spawned(|waiter| {
+            let task = runner::spawn(waiter);
+            async move {
+                let _ = task.await;
+            }
+        })
+    }
+
+    /// The main task hands its `cancelled()` to a task started by `spawn`, and waits for it.
+    fn cancelled_in_spawned<S, J>(spawn: S)
+    where
+        S: FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> J,
+        J: std::future::Future<Output = ()>,
+    {
         let mut runner = Runner::new();
         let result = runner.run(async {
             let cancelled = runner::cancelled();
-            let waiter = runner::spawn(async move {
+            let joined = spawn(Box::pin(async move {
                 cancelled.await;
                 println!("spawned task saw the cancel");
-            });
+            }));
             println!("ready");
-            let _ = waiter.await;
+            joined.await;
             println!("main finished");
         });
         finish(runner, result)
