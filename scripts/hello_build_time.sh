@@ -34,7 +34,7 @@ TOML
 make_crate hello_runner '' '#[runner::main]
 async fn main() {
     println!("hello");
-}' "runner = { path = \"$root\" }"
+}' "tokio-runner = { path = \"$root\" }"
 make_crate hello_tokio '"rt", "macros"' '#[tokio::main(flavor = "current_thread")]
 async fn main() {
     println!("hello");

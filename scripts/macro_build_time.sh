@@ -20,7 +20,7 @@ edition = "2021"
 publish = false
 [workspace]
 [dependencies]
-runner = { path = "$root" }
+tokio-runner = { path = "$root" }
 tokio = { version = "1.54", features = ["rt", "macros"] }
 TOML
     {

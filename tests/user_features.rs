@@ -71,7 +71,7 @@ fn user_crate(
     let (runner_features, features) = (list(runner_features), list(features));
     let manifest = format!(
         "[package]\nname = \"{name}\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\
-         [workspace]\n[dependencies]\nrunner = {{ path = \"{runner}\", features = [{runner_features}] }}\n\
+         [workspace]\n[dependencies]\ntokio-runner = {{ path = \"{runner}\", features = [{runner_features}] }}\n\
          tokio = {{ version = \"1.54\", default-features = false, features = [{features}] }}\n"
     );
     write_if_changed(&dir.join("Cargo.toml"), &manifest);
@@ -163,7 +163,7 @@ fn a_user_crate_with_runner_and_tokio_macros_compiles_one_syn() {
     assert_eq!(syns.len(), 1, "{stdout}");
     assert!(syns[0].starts_with("syn v3."), "{stdout}");
     assert!(
-        stdout.contains("runner-macros") && stdout.contains("tokio-macros"),
+        stdout.contains("tokio-runner-macros") && stdout.contains("tokio-macros"),
         "{stdout}"
     );
 }

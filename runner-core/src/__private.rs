@@ -140,7 +140,7 @@ pub struct MultiThreadFlavor;
 #[diagnostic::on_unimplemented(
     message = "`flavor = \"multi_thread\"` needs runner's `rt-multi-thread` feature",
     label = "the multi-thread runtime is not compiled in",
-    note = "turn it on in Cargo.toml: `runner = {{ version = \"0.1\", features = [\"rt-multi-thread\"] }}`",
+    note = "turn it on in Cargo.toml: `tokio-runner = {{ version = \"0.1\", features = [\"rt-multi-thread\"] }}`",
     note = "or keep the default current-thread runtime: remove `flavor` and `worker_threads`"
 )]
 pub trait MultiThreadEnabled {}

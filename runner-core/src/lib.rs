@@ -19,6 +19,7 @@ mod runner;
 mod scope;
 mod shared;
 mod signal;
+mod sync;
 mod task;
 mod task_state;
 mod util;

@@ -13,7 +13,7 @@ use tokio::runtime::{self, Handle};
 use crate::context::CtxState;
 use crate::shared::Shared;
 use crate::task_state::TaskState;
-use crate::util::lock;
+use crate::util::lock_static;
 
 pub(crate) struct Scope {
     pub(crate) ctx: CtxState,
@@ -137,20 +137,20 @@ static RUNTIMES: Mutex<Vec<(runtime::Id, Weak<Shared>)>> = Mutex::new(Vec::new()
 
 /// Makes `shared` findable from its runtime's threads (at lazy init).
 pub(crate) fn remember_runtime(shared: &Arc<Shared>) {
-    lock(&RUNTIMES).push((shared.handle.id(), Arc::downgrade(shared)));
+    lock_static(&RUNTIMES).push((shared.handle.id(), Arc::downgrade(shared)));
 }
 
 /// The other half of [`remember_runtime`] (at close, before the runtime goes, since tokio
 /// reuses the ids of runtimes that are gone).
 pub(crate) fn forget_runtime(shared: &Shared) {
     let id = shared.handle.id();
-    lock(&RUNTIMES).retain(|(known, _)| *known != id);
+    lock_static(&RUNTIMES).retain(|(known, _)| *known != id);
 }
 
 #[cold]
 fn runner_of_current_runtime() -> Option<Arc<Shared>> {
     let id = Handle::try_current().ok()?.id();
-    let table = lock(&RUNTIMES);
+    let table = lock_static(&RUNTIMES);
     let (_, shared) = table.iter().find(|(known, _)| *known == id)?;
     shared.upgrade()
 }

@@ -1,10 +1,16 @@
 //! Small helpers every other module may use; this module uses none of them.
 
-use std::sync::{Mutex, MutexGuard};
+use crate::sync::{Mutex, MutexGuard};
 
 /// Locks `m`, going on with the data when a panicking holder poisoned it: every lock of this
 /// crate guards data that stays consistent across a panic (a slot, a waker, a counter), and
 /// `close()` must never panic.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// [`lock`] for a process-wide `static` (std's `Mutex`: loom's has no `const` constructor;
+/// see `sync`).
+pub(crate) fn lock_static<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
