@@ -44,12 +44,13 @@ fn waiting() -> Waiting {
 /// The four steps of `close()`. Never panics and never waits past its deadlines (as long as
 /// no poll, `Drop` or finalizer blocks its thread).
 pub(crate) fn shutdown(rt: Runtime, shared: Arc<Shared>, ctx: CtxState, timeout: Duration) {
-    // Runtime ids are reused once a runtime is gone: leave the lookup table first.
-    scope::forget_runtime(&shared);
+    // The runtime stays findable from its threads until it is gone: plain tokio tasks that
+    // still run during the close (its step 1 lets them) may `runner::spawn`, `at_close`...
+    let forget = ForgetRuntime(shared.clone());
     match waiting() {
         Waiting::Here => wait_and_shut_down(rt, shared, ctx, timeout),
         Waiting::Helper => {
-            let parts = std::sync::Mutex::new(Some((rt, shared.clone(), ctx)));
+            let parts = crate::sync::Mutex::new(Some((rt, shared.clone(), ctx)));
             let joined = std::thread::scope(|s| {
                 let helper = std::thread::Builder::new()
                     .name("runner-close".into())
@@ -72,6 +73,17 @@ pub(crate) fn shutdown(rt: Runtime, shared: Arc<Shared>, ctx: CtxState, timeout:
             }
         }
         Waiting::Nowhere => shut_down_unwaited(rt, &shared),
+    }
+    drop(forget);
+}
+
+/// Takes the Runner out of the runtime lookup table when dropped: after the runtime is gone,
+/// also if something above panicked.
+struct ForgetRuntime(Arc<Shared>);
+
+impl Drop for ForgetRuntime {
+    fn drop(&mut self) {
+        scope::forget_runtime(&self.0);
     }
 }
 
@@ -99,6 +111,8 @@ fn wait_and_shut_down(rt: Runtime, shared: Arc<Shared>, ctx: CtxState, timeout: 
         let deadline = Instant::now().checked_add(timeout);
         cancel_pending(&rt, &shared, deadline, timeout);
         run_finalizers(&rt, &shared, deadline, timeout);
+        // A task of the pass that outlived step 1's wait may have panicked meanwhile.
+        report_shutdown_panics(&shared);
         drop(entered);
     }));
     if let Err(payload) = result {
@@ -125,6 +139,7 @@ fn wait_and_shut_down(rt: Runtime, shared: Arc<Shared>, ctx: CtxState, timeout: 
             None,
         ));
         rt.shutdown_background();
+        report_shutdown_panics(&shared);
         return;
     }
     // Plain `tokio::task::spawn_blocking` work (and so `tokio::fs`) is counted nowhere but
@@ -145,6 +160,7 @@ fn wait_and_shut_down(rt: Runtime, shared: Arc<Shared>, ctx: CtxState, timeout: 
             None,
         ));
     }
+    report_shutdown_panics(&shared);
 }
 
 /// Step 1: one pass of cancellation over the tasks pending now, then wait for them.
@@ -165,6 +181,13 @@ fn cancel_pending(rt: &Runtime, shared: &Shared, deadline: Option<Instant>, time
             None,
         ));
     }
+    report_shutdown_panics(shared);
+}
+
+/// Reports the panics of close-pass tasks not reported yet (each once). Called after each
+/// step: a task that outlives step 1's wait still runs, and may panic, until the runtime is
+/// shut down.
+fn report_shutdown_panics(shared: &Shared) {
     for (location, description, message) in shared.take_shutdown_panics() {
         shared.report(Report::new(
             ReportKind::PanicDuringShutdown,

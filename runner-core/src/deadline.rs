@@ -6,17 +6,17 @@ use std::any::Any;
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use tokio::runtime::Runtime;
 
+use crate::sync::atomic::{AtomicBool, Ordering};
+use crate::sync::Mutex;
 use crate::util::lock;
 
-#[derive(Default)]
 struct Alarm {
     rang: AtomicBool,
     waker: Mutex<Option<Waker>>,
@@ -30,7 +30,10 @@ struct Timer {
 
 impl Timer {
     fn start(deadline: Instant) -> Option<Timer> {
-        let alarm = Arc::new(Alarm::default());
+        let alarm = Arc::new(Alarm {
+            rang: AtomicBool::new(false),
+            waker: Mutex::new(None),
+        });
         let (stop, stopped) = mpsc::channel::<()>();
         let ringer = alarm.clone();
         std::thread::Builder::new()

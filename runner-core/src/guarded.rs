@@ -7,7 +7,6 @@ use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context as TaskCx, Poll};
 use std::time::Instant;
@@ -18,7 +17,7 @@ use crate::error::{dispose, panic_message};
 use crate::scope::{self, Scope};
 use crate::shared::Shared;
 use crate::signal;
-use crate::task_state::TaskState;
+use crate::task_state::{Decision, TaskState};
 
 /// What a wrapped future came to.
 pub(crate) enum Outcome<T> {
@@ -115,17 +114,13 @@ impl<F: Future> Future for Guarded<F> {
         if !*waker_set {
             // SAFETY: a spawned task's slot is empty until now; the main task is not armed
             // yet, so nothing can be reading its slot.
-            unsafe { state.waker.store(cx.waker()) };
+            unsafe { state.set_waker(cx.waker()) };
             *waker_set = true;
             *armed = signal::arm(state, *signals);
         }
         let entered = scope::Entered::new(scope);
 
-        let requested = state.requested.load(Ordering::SeqCst);
-        let cancel = requested > state.delivered.load(Ordering::Acquire) && {
-            state.delivered.fetch_max(requested, Ordering::AcqRel);
-            state.observers.load(Ordering::Acquire) == 0
-        };
+        let cancel = state.decide() == Decision::Drop;
         let mut took = None;
         let dropped_by = cancel.then(|| state.stop_signal()).flatten();
         let outcome = if cancel {

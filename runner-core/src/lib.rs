@@ -15,6 +15,7 @@ mod deadline;
 mod debug;
 mod error;
 mod guarded;
+mod registry;
 mod runner;
 mod scope;
 mod shared;

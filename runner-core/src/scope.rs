@@ -13,7 +13,7 @@ use tokio::runtime::{self, Handle};
 use crate::context::CtxState;
 use crate::shared::Shared;
 use crate::task_state::TaskState;
-use crate::util::lock_static;
+use crate::util::lock_std;
 
 pub(crate) struct Scope {
     pub(crate) ctx: CtxState,
@@ -46,17 +46,38 @@ thread_local! {
 /// Marks this thread as running `shared`'s `run` until dropped.
 pub(crate) struct RunGuard {
     previous: *const Shared,
+    /// The record of the code that called `run`, when it belongs to another Runner (a
+    /// `runner::spawn_blocking` job starting a Runner of its own), put back at the end.
+    outer: Option<Scope>,
 }
 
 impl RunGuard {
     pub(crate) fn enter(shared: &Arc<Shared>) -> RunGuard {
         let previous = RUN.with(|run| run.replace(Arc::as_ptr(shared)));
-        RunGuard { previous }
+        // Plain tokio tasks that this run polls on this thread see the thread's record. A
+        // blocking job of another Runner left its Runner and context there: that Runner
+        // must not be theirs (its close would not cancel what they spawn), nor that context
+        // (they would write into the job's). They get a copy of it and no Runner, so they
+        // find this run's.
+        let outer = if read(|s| s.runner.is_some()).unwrap_or(false) {
+            let mut neutral = Scope {
+                ctx: CtxState::copy_current(),
+                ..Scope::EMPTY
+            };
+            swap(&mut neutral);
+            Some(neutral)
+        } else {
+            None
+        };
+        RunGuard { previous, outer }
     }
 }
 
 impl Drop for RunGuard {
     fn drop(&mut self) {
+        if let Some(outer) = &mut self.outer {
+            swap(outer);
+        }
         let _ = RUN.try_with(|run| run.set(self.previous));
     }
 }
@@ -137,20 +158,23 @@ static RUNTIMES: Mutex<Vec<(runtime::Id, Weak<Shared>)>> = Mutex::new(Vec::new()
 
 /// Makes `shared` findable from its runtime's threads (at lazy init).
 pub(crate) fn remember_runtime(shared: &Arc<Shared>) {
-    lock_static(&RUNTIMES).push((shared.handle.id(), Arc::downgrade(shared)));
+    let mut table = lock_std(&RUNTIMES);
+    // A Runner leaked with `mem::forget` never leaves the table: do not let its entry grow it.
+    table.retain(|(_, known)| known.strong_count() > 0);
+    table.push((shared.handle.id(), Arc::downgrade(shared)));
 }
 
-/// The other half of [`remember_runtime`] (at close, before the runtime goes, since tokio
-/// reuses the ids of runtimes that are gone).
+/// The other half of [`remember_runtime`], at close, once the runtime is gone (until then
+/// its threads may still run tasks that look for their Runner).
 pub(crate) fn forget_runtime(shared: &Shared) {
     let id = shared.handle.id();
-    lock_static(&RUNTIMES).retain(|(known, _)| *known != id);
+    lock_std(&RUNTIMES).retain(|(known, _)| *known != id);
 }
 
 #[cold]
 fn runner_of_current_runtime() -> Option<Arc<Shared>> {
     let id = Handle::try_current().ok()?.id();
-    let table = lock_static(&RUNTIMES);
+    let table = lock_std(&RUNTIMES);
     let (_, shared) = table.iter().find(|(known, _)| *known == id)?;
     shared.upgrade()
 }

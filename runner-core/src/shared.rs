@@ -4,16 +4,17 @@
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe, Location};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::task::{Context as TaskCx, Poll, Waker};
+use std::sync::{Arc, Condvar};
+use std::task::{Context as TaskCx, Poll};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
 
 use crate::debug::{self, Handler, Report, ReportKind};
-use crate::task_state::{Ended, StopSignal, TaskState, NO_SLOT};
-use crate::util::lock;
+use crate::registry::{Registry, ShutdownPanic};
+use crate::sync::Mutex;
+use crate::task_state::{Ended, StopSignal, TaskState};
+use crate::util::{lock, lock_std};
 
 /// An `at_close` finalizer: called once at close, it gives the future to run.
 pub(crate) type Finalizer = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>> + Send>;
@@ -24,25 +25,12 @@ pub(crate) struct Shared {
     pub(crate) debug: bool,
     slow: Duration,
     handler: Handler,
-    tasks: Mutex<Registry>,
-    /// Tasks of `close()`'s cancellation pass not finished yet (plus a large guard value
-    /// while the pass is being taken), who waits for them, and the panics they ended with.
-    close_pass: AtomicUsize,
-    closer: Mutex<Option<Waker>>,
-    shutdown_panics: Mutex<Vec<ShutdownPanic>>,
+    /// The pending tasks, and `close()`'s cancellation pass over them.
+    tasks: Registry,
     finalizers: Mutex<Vec<(&'static Location<'static>, Finalizer)>>,
-    blocking: Mutex<usize>,
+    /// std's, for its `Condvar` (loom's has no timed wait; no model covers it).
+    blocking: std::sync::Mutex<usize>,
     blocking_done: Condvar,
-}
-
-/// A task of the close pass that panicked: where it was spawned, its name, the panic.
-pub(crate) type ShutdownPanic = (&'static Location<'static>, String, String);
-
-/// The pending `runner::spawn` tasks, so `close()` can cancel them (a slab: O(1) in and out).
-#[derive(Default)]
-struct Registry {
-    slots: Vec<Option<Arc<TaskState>>>,
-    free: Vec<usize>,
 }
 
 impl Shared {
@@ -52,12 +40,9 @@ impl Shared {
             debug,
             slow,
             handler,
-            tasks: Mutex::default(),
-            close_pass: AtomicUsize::new(0),
-            closer: Mutex::default(),
-            shutdown_panics: Mutex::default(),
-            finalizers: Mutex::default(),
-            blocking: Mutex::new(0),
+            tasks: Registry::new(),
+            finalizers: Mutex::new(Vec::new()),
+            blocking: std::sync::Mutex::new(0),
             blocking_done: Condvar::new(),
         }
     }
@@ -81,24 +66,12 @@ impl Shared {
     }
 
     pub(crate) fn register(&self, task: &Arc<TaskState>) {
-        let mut reg = lock(&self.tasks);
-        let slot = match reg.free.pop() {
-            Some(slot) => slot,
-            None => {
-                reg.slots.push(None);
-                reg.slots.len() - 1
-            }
-        };
-        reg.slots[slot] = Some(task.clone());
-        task.slot.store(slot, Ordering::Release);
+        self.tasks.register(task);
     }
 
     /// What the Runner does when one of its tasks ends (`TaskState::finish`).
     pub(crate) fn task_ended(&self, task: &TaskState, ended: Ended) {
-        match ended {
-            Ended::Normal => self.deregister(task),
-            Ended::ClosePass { panicked } => self.close_pass_task_done(task, panicked),
-        }
+        self.tasks.ended(task, ended);
     }
 
     /// asyncio's "Task exception was never retrieved" (debug mode only, as the panic hook
@@ -130,32 +103,6 @@ impl Shared {
         ));
     }
 
-    fn deregister(&self, task: &TaskState) {
-        let slot = task.slot.load(Ordering::Acquire);
-        let mut reg = lock(&self.tasks);
-        if slot != NO_SLOT
-            && reg.slots[slot]
-                .as_deref()
-                .is_some_and(|t| std::ptr::eq(t, task))
-        {
-            reg.slots[slot] = None;
-            reg.free.push(slot);
-        }
-    }
-
-    /// A task of the close pass ended. The pass took it out of the registry already, so this
-    /// is one atomic decrement, not a lock per task.
-    fn close_pass_task_done(&self, task: &TaskState, panicked: bool) {
-        if let Some(message) = panicked.then(|| task.panicked()).flatten() {
-            lock(&self.shutdown_panics).push((task.location, task.describe(), message));
-        }
-        if self.close_pass.fetch_sub(1, Ordering::SeqCst) == 1 {
-            if let Some(waker) = lock(&self.closer).take() {
-                waker.wake();
-            }
-        }
-    }
-
     /// Step 1 of `close()`, run inside the runtime (so wake-ups go to the local queue): one
     /// pass over the tasks pending now, each asked to cancel. Tasks spawned later are not
     /// part of it.
@@ -171,33 +118,17 @@ impl Shared {
                 ));
             }
         }
-        // Counted down by each task of the pass as it ends. It starts far above any task
-        // count, so it cannot reach zero before the pass is taken, and is set right at the
-        // end with one subtraction instead of an atomic add per task.
-        const TAKING: usize = usize::MAX / 2;
-        self.close_pass.store(TAKING, Ordering::SeqCst);
-        let mut joined = 0;
-        // The pass takes the whole registry: each record then lives only as long as its
-        // task, and is freed as the task ends (while in cache), not swept at the end. Tasks
-        // spawned from now on fill a fresh registry.
-        let pass = std::mem::take(&mut *lock(&self.tasks));
-        for task in pass.slots.into_iter().flatten() {
-            if task.join_close_pass() {
-                joined += 1;
-                task.request_cancel(None);
-            }
-        }
-        self.close_pass.fetch_sub(TAKING - joined, Ordering::SeqCst);
+        self.tasks.begin_pass();
     }
 
     /// How many tasks of the close pass have not finished.
     pub(crate) fn close_pass_left(&self) -> usize {
-        self.close_pass.load(Ordering::SeqCst)
+        self.tasks.pass_left()
     }
 
     /// The panics of close-pass tasks so far, each reported once.
     pub(crate) fn take_shutdown_panics(&self) -> Vec<ShutdownPanic> {
-        std::mem::take(&mut *lock(&self.shutdown_panics))
+        self.tasks.take_panics()
     }
 
     /// The most recently registered `at_close` finalizer not yet run.
@@ -206,21 +137,12 @@ impl Shared {
     }
 
     pub(crate) fn poll_close_pass(&self, cx: &mut TaskCx<'_>) -> Poll<()> {
-        if self.close_pass.load(Ordering::SeqCst) == 0 {
-            return Poll::Ready(());
-        }
-        *lock(&self.closer) = Some(cx.waker().clone());
-        if self.close_pass.load(Ordering::SeqCst) == 0 {
-            return Poll::Ready(());
-        }
-        Poll::Pending
+        self.tasks.poll_pass(cx)
     }
 
     /// Where each pending task was spawned, and how reports name it.
     pub(crate) fn pending_tasks(&self) -> Vec<(&'static Location<'static>, String)> {
-        let reg = lock(&self.tasks);
-        let pending = reg.slots.iter().flatten().filter(|t| !t.is_done());
-        pending.map(|t| (t.location, t.describe())).collect()
+        self.tasks.pending()
     }
 
     pub(crate) fn add_finalizer(&self, at: &'static Location<'static>, f: Finalizer) {
@@ -228,11 +150,11 @@ impl Shared {
     }
 
     pub(crate) fn blocking_started(&self) {
-        *lock(&self.blocking) += 1;
+        *lock_std(&self.blocking) += 1;
     }
 
     pub(crate) fn blocking_finished(&self) {
-        let mut n = lock(&self.blocking);
+        let mut n = lock_std(&self.blocking);
         *n -= 1;
         if *n == 0 {
             self.blocking_done.notify_all();
@@ -241,7 +163,7 @@ impl Shared {
 
     /// Waits until no `spawn_blocking` job runs, at most `timeout`; how many are left.
     pub(crate) fn wait_blocking(&self, timeout: Duration) -> usize {
-        let n = lock(&self.blocking);
+        let n = lock_std(&self.blocking);
         let (n, _) = self
             .blocking_done
             .wait_timeout_while(n, timeout, |n| *n > 0)

@@ -51,7 +51,7 @@ mod imp {
 
     use super::{Armed, Wanted};
     use crate::task_state::{StopSignal, TaskState};
-    use crate::util::lock_static;
+    use crate::util::lock_std;
 
     const ARM_INT: u64 = 1;
     const ARM_TERM: u64 = 2;
@@ -136,7 +136,7 @@ mod imp {
     /// signal ignored, or with a handler of its own, keeps that.
     #[cold]
     fn install(signal: libc::c_int, state: &AtomicU8, arm: u64, hit: u64) -> bool {
-        let _once = lock_static(&INSTALL_LOCK);
+        let _once = lock_std(&INSTALL_LOCK);
         match state.load(Ordering::Acquire) {
             INSTALLED => return true,
             DECLINED => return false,

@@ -338,7 +338,7 @@ where
 pub fn cancelled() -> Cancelled {
     let task = scope::with(|s| s.task.clone()).flatten();
     if let Some(task) = &task {
-        task.observe(true);
+        task.observe();
     }
     Cancelled { task, watch: None }
 }
@@ -379,7 +379,7 @@ impl Drop for Cancelled {
             if let Some(id) = self.watch {
                 task.unwatch(id);
             }
-            task.observe(false);
+            task.unobserve();
         }
     }
 }

@@ -5,20 +5,40 @@
 //!
 //! asyncio delivers a cancel request by throwing `CancelledError` into the task at its await
 //! point; the task may catch it, clean up asynchronously, and finish. Rust futures cannot be
-//! thrown into, so a request is delivered in one of two ways, decided when the task is next
-//! polled: a task that holds a live [`cancelled()`] future is woken and that future resolves
-//! (the `except CancelledError:` path); any other task has its future dropped where it
-//! stands, so every destructor runs (the `finally:` path).
+//! thrown into, so a request is delivered in one of two ways: a task that holds a live
+//! [`cancelled()`](crate::cancelled) future is woken and that future resolves (the
+//! `except CancelledError:` path); any other task has its future dropped where it stands at
+//! its next poll, so every destructor runs (the `finally:` path).
+//!
+//! # The invariant
+//! Every cancel request ends exactly one way:
+//! - a live `cancelled()` future that is polled resolves and *consumes* it, or
+//! - the task's wrapper, at the task's next poll with no `cancelled()` alive, consumes it and
+//!   drops the task's future.
+//!
+//! Nothing else consumes a request: a wrapper that sees one while a `cancelled()` is alive
+//! leaves it for that future. If the last `cancelled()` goes away unpolled while a request is
+//! pending, its `Drop` wakes the task, whose next poll drops it. So a request is never both
+//! observed and dropped, and never neither.
+//!
+//! Requests that arrive before one is consumed merge into it. A `cancelled()` resolves also
+//! when a request was consumed before (the task *was* asked to cancel): that consumes nothing.
+//!
+//! All of it is decided on one atomic word, [`TaskState::cancel`] (pending request, ever
+//! requested, waker stored, and the number of live `cancelled()` futures), changed only by
+//! read-modify-writes. Every handshake (a request against the first poll's waker, against a
+//! `cancelled()`'s last drop, against the wrapper's decision) is two RMWs on that word, so
+//! it needs no store-then-load pairing, which loom cannot check (loom issue #180); the loom
+//! models at the end of this file check the invariant.
 
 use std::any::Any;
-use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::task::Waker;
 
 use crate::error::panic_message;
+use crate::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use crate::sync::{Mutex, UnsafeCell};
 use crate::util::lock;
 
 pub(crate) const DONE: u8 = 1;
@@ -27,6 +47,29 @@ const DETACHED: u8 = 4;
 const IN_CLOSE_PASS: u8 = 8;
 
 pub(crate) const NO_SLOT: usize = usize::MAX;
+
+// The bits of `TaskState::cancel`.
+/// A request not consumed yet.
+const PENDING: u64 = 1;
+/// A request was made at some point (what a late `cancelled()` resolves on).
+const REQUESTED: u64 = 2;
+/// The task's waker is in its slot (set once, at the first poll).
+const WAKER: u64 = 4;
+/// The number of live `cancelled()` futures, from this bit up.
+const OBSERVER: u64 = 1 << 8;
+
+fn observers(word: u64) -> u64 {
+    word / OBSERVER
+}
+
+/// What the wrapper does at a poll (see [`TaskState::decide`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Decision {
+    /// Poll the task's future.
+    Poll,
+    /// A request is delivered by dropping the future: nobody observes it.
+    Drop,
+}
 
 /// What a task is, for reports.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -85,77 +128,26 @@ struct Rare {
     watchers: Vec<(u64, Waker)>,
 }
 
-/// The task's waker, written once at its first poll: a task's waker is stable for its life
-/// in tokio (and for one `block_on`), so `request_cancel` can read it without a lock.
-/// (`OnceLock` would do, at the price of its `Once` machinery on every run's path.)
-pub(crate) struct WakerSlot {
-    ready: AtomicBool,
-    waker: UnsafeCell<MaybeUninit<Waker>>,
-}
-
-// SAFETY: the waker is written once, before `ready` is released, and only read after
-// `ready` is acquired; `Waker` is `Send + Sync`.
-unsafe impl Sync for WakerSlot {}
-
-impl WakerSlot {
-    fn new() -> WakerSlot {
-        WakerSlot {
-            ready: AtomicBool::new(false),
-            waker: UnsafeCell::new(MaybeUninit::uninit()),
-        }
-    }
-
-    /// Stores `waker`, keeping the one already there if it wakes the same task (the main
-    /// task's record is reused by the next run of the same runtime, whose `block_on` waker
-    /// is the same: no clone then).
-    ///
-    /// # Safety
-    /// Nothing may read the slot meanwhile: either it is empty (readers see `ready` false),
-    /// or its owner cannot be cancelled yet (the main task before it arms Ctrl-C handling).
-    pub(crate) unsafe fn store(&self, waker: &Waker) {
-        if self.ready.load(Ordering::Relaxed) {
-            let current = (*self.waker.get()).assume_init_mut();
-            if !current.will_wake(waker) {
-                current.clone_from(waker);
-            }
-            return;
-        }
-        (*self.waker.get()).write(waker.clone());
-        // SeqCst: pairs with `request_cancel` (see there).
-        self.ready.store(true, Ordering::SeqCst);
-    }
-
-    fn get(&self) -> Option<&Waker> {
-        // SAFETY: written before `ready` was released and never again.
-        self.ready
-            .load(Ordering::SeqCst)
-            .then(|| unsafe { (*self.waker.get()).assume_init_ref() })
-    }
-}
-
-impl Drop for WakerSlot {
-    fn drop(&mut self) {
-        if *self.ready.get_mut() {
-            // SAFETY: initialized (ready), dropped once (we are in Drop).
-            unsafe { self.waker.get_mut().assume_init_drop() }
-        }
-    }
-}
-
 /// The shared record of one task: its cancel requests, how it ended, where it was spawned.
 pub(crate) struct TaskState {
     pub(crate) location: &'static Location<'static>,
     origin: Origin,
-    pub(crate) requested: AtomicU32,
-    pub(crate) delivered: AtomicU32,
-    pub(crate) observers: AtomicU32,
+    /// `PENDING | REQUESTED | WAKER | observers * OBSERVER`: see the module docs.
+    cancel: AtomicU64,
     /// The `StopSignal` that cancelled (or reached the run of) a main task; 0: none.
     signal: AtomicU8,
     flags: AtomicU8,
     pub(crate) slot: AtomicUsize,
-    pub(crate) waker: WakerSlot,
+    /// Written once, at the first poll, before `WAKER` is set (a task's waker is stable for
+    /// its life in tokio, and for one `block_on`), so a request reads it without a lock.
+    waker: UnsafeCell<MaybeUninit<Waker>>,
     rare: Mutex<Option<Box<Rare>>>,
 }
+
+// SAFETY: the waker is written only before `WAKER` is published (or, for a reused main-task
+// record, while nothing can read it: see `set_waker`), and read only after `WAKER` is seen
+// with Acquire; `Waker` is `Send + Sync`. Everything else is atomics and a mutex.
+unsafe impl Sync for TaskState {}
 
 /// How a task left: what its Runner has to do about it (the record points to no Runner, so
 /// ownership runs one way: the Runner's registry holds records, never the reverse).
@@ -171,26 +163,63 @@ impl TaskState {
         TaskState {
             location,
             origin,
-            requested: AtomicU32::new(0),
-            delivered: AtomicU32::new(0),
-            observers: AtomicU32::new(0),
+            cancel: AtomicU64::new(0),
             signal: AtomicU8::new(0),
             flags: AtomicU8::new(0),
             slot: AtomicUsize::new(NO_SLOT),
-            waker: WakerSlot::new(),
+            waker: UnsafeCell::new(MaybeUninit::uninit()),
             rare: Mutex::new(None),
         }
     }
 
-    /// Readies a finished main-task record for the next run (keeping its waker).
+    /// Readies a finished main-task record for the next run (keeping its waker). Plain
+    /// stores: the record is not shared (`&mut`).
     pub(crate) fn reset(&mut self, location: &'static Location<'static>) {
         self.location = location;
-        *self.requested.get_mut() = 0;
-        *self.delivered.get_mut() = 0;
-        *self.observers.get_mut() = 0;
-        *self.signal.get_mut() = 0;
-        *self.flags.get_mut() = 0;
+        let waker = self.cancel.load(Ordering::Relaxed) & WAKER;
+        self.cancel.store(waker, Ordering::Relaxed);
+        self.signal.store(0, Ordering::Relaxed);
+        self.flags.store(0, Ordering::Relaxed);
         *self.rare.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Stores the task's waker at its first poll, keeping the one already there if it wakes
+    /// the same task (the main task's record is reused by the next run of the same runtime,
+    /// whose `block_on` waker is the same: no clone then).
+    ///
+    /// # Safety
+    /// Nothing may read the slot meanwhile: either it is empty (readers see no `WAKER`), or
+    /// its owner cannot be cancelled yet (a reused main-task record, before its run arms
+    /// signal handling; nobody else can reach it).
+    pub(crate) unsafe fn set_waker(&self, waker: &Waker) {
+        if self.cancel.load(Ordering::Relaxed) & WAKER != 0 {
+            self.waker.with_mut(|slot| {
+                // SAFETY: initialized (WAKER is set); nobody reads it meanwhile (above).
+                let current = unsafe { (*slot).assume_init_mut() };
+                if !current.will_wake(waker) {
+                    current.clone_from(waker);
+                }
+            });
+            return;
+        }
+        // SAFETY: empty, and nobody reads it before `WAKER` is published below.
+        self.waker
+            .with_mut(|slot| unsafe { (*slot).write(waker.clone()) });
+        // Release: a request that sees `WAKER` sees the waker. An RMW on the cancel word, so
+        // a request before it is seen by this poll's decision, and one after it sees the
+        // waker (no store-then-load pairing).
+        self.cancel.fetch_or(WAKER, Ordering::AcqRel);
+    }
+
+    /// Wakes the task if `word` (a value of the cancel word read with Acquire) says its
+    /// waker is stored.
+    fn wake_task(&self, word: u64) {
+        if word & WAKER != 0 {
+            // SAFETY: `WAKER` was published after the waker was written, and it is not
+            // written again while anyone can read it (see `set_waker`).
+            self.waker
+                .with(|slot| unsafe { (*slot).assume_init_ref().wake_by_ref() });
+        }
     }
 
     pub(crate) fn is_blocking(&self) -> bool {
@@ -202,25 +231,53 @@ impl TaskState {
         self.flags.fetch_or(DONE, Ordering::AcqRel);
     }
 
-    /// A `cancelled()` future starts or stops observing this task's cancellation.
-    pub(crate) fn observe(&self, start: bool) {
-        if start {
-            self.observers.fetch_add(1, Ordering::SeqCst);
-        } else {
-            self.observers.fetch_sub(1, Ordering::SeqCst);
+    /// A `cancelled()` future of this task was made (it is made inside the task's poll).
+    pub(crate) fn observe(&self) {
+        self.cancel.fetch_add(OBSERVER, Ordering::AcqRel);
+    }
+
+    /// A `cancelled()` future went away. The last one leaving a request pending wakes the
+    /// task: nobody can observe that request any more, so the task's next poll drops it.
+    pub(crate) fn unobserve(&self) {
+        let before = self.cancel.fetch_sub(OBSERVER, Ordering::AcqRel);
+        if observers(before) == 1 && before & PENDING != 0 {
+            self.wake_task(before);
         }
     }
 
-    /// For a polled `cancelled()` future: `true` once a cancel was requested, and the
-    /// request is then delivered (so the wrapper does not also drop the task for it; it may
-    /// see the request only at a later poll, after the observing future is gone).
+    /// For a polled `cancelled()` future: `true` once the task was asked to cancel. A pending
+    /// request is consumed here (the wrapper will not drop the task for it).
     pub(crate) fn take_request(&self) -> bool {
-        let requested = self.requested.load(Ordering::SeqCst);
-        if requested == 0 {
+        // Most polls find nothing: a load, not an RMW, for them.
+        if self.cancel.load(Ordering::Acquire) & (PENDING | REQUESTED) == 0 {
             return false;
         }
-        self.delivered.fetch_max(requested, Ordering::AcqRel);
-        true
+        let before = self.cancel.fetch_and(!PENDING, Ordering::AcqRel);
+        before & (PENDING | REQUESTED) != 0
+    }
+
+    /// The wrapper's decision at each poll: drop the future for a pending request that no
+    /// `cancelled()` can observe (consuming it), else poll it.
+    ///
+    /// Only the task itself makes `cancelled()` futures, inside its poll, so while this runs
+    /// the observer count can only go down; a request or a consume elsewhere makes the
+    /// exchange fail and the decision is taken again on the new word.
+    pub(crate) fn decide(&self) -> Decision {
+        let mut word = self.cancel.load(Ordering::Acquire);
+        loop {
+            if word & PENDING == 0 || observers(word) > 0 {
+                return Decision::Poll;
+            }
+            match self.cancel.compare_exchange_weak(
+                word,
+                word & !PENDING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Decision::Drop,
+                Err(now) => word = now,
+            }
+        }
     }
 
     /// `<task spawned at src/main.rs:12:5>`, the way reports name a task.
@@ -283,7 +340,7 @@ impl TaskState {
     }
 
     pub(crate) fn was_cancelled(&self) -> bool {
-        self.requested.load(Ordering::Acquire) > 0
+        self.cancel.load(Ordering::Acquire) & REQUESTED != 0
     }
 
     /// Makes the task part of `close()`'s cancellation pass; `false` if it had already
@@ -301,18 +358,13 @@ impl TaskState {
         if let Some(signal) = signal {
             self.record_signal(signal);
         }
-        // SeqCst, as the waker's store and the poll's load of `requested`: either the poll
-        // sees this request, or we see its waker (a request before the first poll is seen by
-        // that poll).
-        self.requested.fetch_add(1, Ordering::SeqCst);
-        if let Some(waker) = self.waker.get() {
-            waker.wake_by_ref();
-        }
-        // `cancelled()` futures polled elsewhere (e.g. axum's graceful-shutdown task). With
-        // no observer there is no such future, and no lock to take (the close pass asks every
-        // pending task). SeqCst with `observe`: a `cancelled()` made after this load sees the
-        // request at its first poll.
-        if self.observers.load(Ordering::SeqCst) > 0 {
+        // One RMW: what it returns says whether the waker is there to wake (else the first
+        // poll, still to come, sees the request) and whether `cancelled()` futures are alive.
+        let before = self.cancel.fetch_or(PENDING | REQUESTED, Ordering::AcqRel);
+        self.wake_task(before);
+        // `cancelled()` futures polled elsewhere (e.g. axum's graceful-shutdown task). A
+        // future that registers after this lock sees the request when it checks again.
+        if observers(before) > 0 {
             if let Some(rare) = lock(&self.rare).as_ref() {
                 for (_, waker) in &rare.watchers {
                     waker.wake_by_ref();
@@ -355,6 +407,16 @@ impl TaskState {
     }
 }
 
+impl Drop for TaskState {
+    fn drop(&mut self) {
+        if self.cancel.load(Ordering::Relaxed) & WAKER != 0 {
+            // SAFETY: initialized (WAKER), dropped once (we are in Drop).
+            self.waker
+                .with_mut(|slot| unsafe { (*slot).assume_init_drop() });
+        }
+    }
+}
+
 #[cfg(test)]
 mod size {
     #[test]
@@ -362,5 +424,223 @@ mod size {
         // See `Rare`: 120 bytes of payload, the `Arc` counts included.
         let size = std::mem::size_of::<super::TaskState>() + 2 * std::mem::size_of::<usize>();
         assert!(size <= 120, "ArcInner<TaskState> is {size} bytes");
+    }
+}
+
+/// Model checks of the invariant in the module docs: every cancel request ends exactly one
+/// way. Run with `RUSTFLAGS="--cfg runner_loom" cargo test -p tokio-runner-core --release
+/// --lib loom`. Each model is the smallest setup that reaches the race it is named after;
+/// "the task" is a thread doing what `Guarded::poll` does with the record, "an observer" one
+/// doing what a `cancelled()` future's poll and drop do.
+#[cfg(all(test, runner_loom))]
+mod loom_models {
+    use std::panic::Location;
+    use std::sync::Arc;
+    use std::task::{Wake, Waker};
+
+    use loom::sync::atomic::{AtomicBool, AtomicUsize};
+    use loom::thread;
+
+    use super::{Decision, Origin, TaskState};
+    use crate::sync::atomic::Ordering::SeqCst;
+
+    /// A waker that counts its wakes.
+    #[derive(Default)]
+    struct Counter(AtomicUsize);
+
+    impl Counter {
+        fn count(&self) -> usize {
+            self.0.load(SeqCst)
+        }
+    }
+
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, SeqCst);
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+
+    /// A record whose task has been polled once (its waker is stored), and that task's wakes.
+    fn polled_task() -> (Arc<TaskState>, Arc<Counter>) {
+        let state = Arc::new(TaskState::new(Location::caller(), Origin::Spawned));
+        let wakes = Arc::new(Counter::default());
+        // SAFETY: nothing reads the slot yet.
+        unsafe { state.set_waker(&Waker::from(wakes.clone())) };
+        (state, wakes)
+    }
+
+    /// What a `cancelled()` future's poll does (`Cancelled::poll`); `true`: it resolved.
+    fn poll_cancelled(state: &TaskState, watch: &mut Option<u64>, waker: &Waker) -> bool {
+        state.take_request() || {
+            state.watch(watch, waker);
+            state.take_request()
+        }
+    }
+
+    /// Bug 2 of issue 17: the `cancelled()` is moved into another task, which polls it to
+    /// Ready and drops it while the cancelled task's wrapper decides. The old wrapper read
+    /// the request, marked it delivered, and only then read the observer count, which the
+    /// other task could bring to zero in between: the task was dropped although its
+    /// `cancelled()` had resolved.
+    #[test]
+    fn loom_cancel_observed_in_another_task_is_not_also_dropped() {
+        loom::model(|| {
+            let (state, _task_wakes) = polled_task();
+            state.observe(); // the task made a `cancelled()` and moved it out
+            let resolved = Arc::new(AtomicBool::new(false));
+
+            let requester = {
+                let state = state.clone();
+                thread::spawn(move || assert!(state.request_cancel(None)))
+            };
+            let observer = {
+                let (state, resolved) = (state.clone(), resolved.clone());
+                thread::spawn(move || {
+                    let wakes = Arc::new(Counter::default());
+                    let waker = Waker::from(wakes.clone());
+                    let mut watch = None;
+                    // Polled until Ready, each poll after a wake (the request wakes it).
+                    loop {
+                        let seen = wakes.count();
+                        if poll_cancelled(&state, &mut watch, &waker) {
+                            break;
+                        }
+                        while wakes.count() == seen {
+                            thread::yield_now();
+                        }
+                    }
+                    resolved.store(true, SeqCst);
+                    if let Some(id) = watch {
+                        state.unwatch(id);
+                    }
+                    state.unobserve();
+                })
+            };
+            // The cancelled task's wrapper, polling it meanwhile.
+            let dropped = state.decide() == Decision::Drop;
+
+            requester.join().unwrap();
+            observer.join().unwrap();
+            assert!(resolved.load(SeqCst), "the observer always resolves here");
+            assert!(
+                !dropped,
+                "the request was observed and also dropped the task"
+            );
+            assert_eq!(
+                state.decide(),
+                Decision::Poll,
+                "the request was consumed twice"
+            );
+        });
+    }
+
+    /// Bug 1 of issue 17: the task holds a `cancelled()` that nobody polls and drops it
+    /// later. The old wrapper marked the request delivered at the poll where it saw the
+    /// observer, and nothing delivered it again: the task never ended.
+    #[test]
+    fn loom_cancel_is_not_lost_when_an_unpolled_cancelled_is_dropped() {
+        loom::model(|| {
+            let (state, task_wakes) = polled_task();
+            state.observe(); // `let c = runner::cancelled();`
+
+            let requester = {
+                let state = state.clone();
+                thread::spawn(move || assert!(state.request_cancel(None)))
+            };
+            // One poll of the task: the wrapper decides, then the task drops `c` unpolled.
+            let seen = task_wakes.count();
+            let first = state.decide();
+            if first == Decision::Poll {
+                state.unobserve();
+            }
+            requester.join().unwrap();
+
+            // Observed by nobody: the request must drop the task, at this poll or at the next
+            // one, which a wake after this poll began must bring about.
+            if first == Decision::Poll {
+                assert!(
+                    task_wakes.count() > seen,
+                    "cancel lost: the task is never woken"
+                );
+                assert_eq!(
+                    state.decide(),
+                    Decision::Drop,
+                    "cancel lost at the next poll"
+                );
+            }
+        });
+    }
+
+    /// A request racing the task's first poll: either that poll sees it, or the request sees
+    /// the waker stored and wakes the task (the store-then-load pairing the old code needed
+    /// SeqCst for, here two read-modify-writes on one word).
+    #[test]
+    fn loom_request_before_the_first_poll_is_seen_or_wakes() {
+        loom::model(|| {
+            let state = Arc::new(TaskState::new(Location::caller(), Origin::Spawned));
+            let wakes = Arc::new(Counter::default());
+
+            let requester = {
+                let state = state.clone();
+                thread::spawn(move || assert!(state.request_cancel(None)))
+            };
+            // SAFETY: only this thread writes the slot; readers wait for `WAKER`.
+            unsafe { state.set_waker(&Waker::from(wakes.clone())) };
+            let first = state.decide();
+            requester.join().unwrap();
+            if first == Decision::Poll {
+                assert_eq!(wakes.count(), 1, "the request neither seen nor woken");
+                assert_eq!(state.decide(), Decision::Drop);
+            }
+        });
+    }
+
+    /// Two requests (e.g. `Task::cancel` and `close()`) against an observer that polls once
+    /// and goes away, while the task polls: whatever the order, a request the observer did
+    /// not consume is left for the task, which is woken after its poll began, so its next
+    /// poll drops it (never stranded).
+    #[test]
+    fn loom_two_requests_and_a_passing_observer_strand_nothing() {
+        loom::model(|| {
+            let (state, task_wakes) = polled_task();
+            state.observe();
+
+            let requesters: Vec<_> = (0..2)
+                .map(|_| {
+                    let state = state.clone();
+                    thread::spawn(move || {
+                        state.request_cancel(None);
+                    })
+                })
+                .collect();
+            let observer = {
+                let state = state.clone();
+                thread::spawn(move || {
+                    let waker = Waker::from(Arc::new(Counter::default()));
+                    let mut watch = None;
+                    poll_cancelled(&state, &mut watch, &waker);
+                    if let Some(id) = watch {
+                        state.unwatch(id);
+                    }
+                    state.unobserve();
+                })
+            };
+            let seen = task_wakes.count();
+            let dropped = state.decide() == Decision::Drop;
+            for requester in requesters {
+                requester.join().unwrap();
+            }
+            observer.join().unwrap();
+
+            if !dropped && state.decide() == Decision::Drop {
+                assert!(
+                    task_wakes.count() > seen,
+                    "a request stranded: no wake after the poll"
+                );
+            }
+        });
     }
 }
