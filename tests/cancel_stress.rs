@@ -274,11 +274,73 @@ fn child_close_does_not_panic_when_tasks_end_as_the_close_pass_begins() {
 // ---------------------------------------------------------------------------------------
 // Bug 4
 
+/// A request to the plain task of [`a_plain_tokio_task_finds_its_runner_during_close`]: the
+/// calls to make, and where to say how they went.
+struct Ask {
+    at_close: bool,
+    reply: Box<dyn FnOnce(Result<(), String>) + Send>,
+}
+
+/// What the plain task's calls did, and its answers by close step.
+#[derive(Default)]
+struct Calls {
+    finalized: AtomicUsize,
+    blocking_ran: AtomicUsize,
+    spawned: AtomicUsize,
+    spawned_dropped: Arc<AtomicUsize>,
+    answers: std::sync::Mutex<Vec<(&'static str, Result<(), String>)>>,
+}
+
+impl Calls {
+    /// The plain task's side: `runner::spawn`, `spawn_blocking` and maybe `at_close`.
+    fn make(self: &Arc<Self>, at_close: bool) -> Result<(), String> {
+        panic::catch_unwind(AssertUnwindSafe(|| {
+            let guard = CountOnDrop(self.spawned_dropped.clone());
+            self.spawned.fetch_add(1, Ordering::SeqCst);
+            drop(runner::spawn(async move {
+                let _guard = guard;
+            }));
+            let calls = self.clone();
+            drop(runner::spawn_blocking(move || {
+                calls.blocking_ran.fetch_add(1, Ordering::SeqCst);
+            }));
+            if at_close {
+                let calls = self.clone();
+                runner::at_close(move || async move {
+                    calls.finalized.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        }))
+        .map_err(|p| panic_text(p.as_ref()))
+    }
+
+    fn answered(&self, step: &'static str, answer: Result<(), String>) {
+        self.answers.lock().unwrap().push((step, answer));
+    }
+
+    /// Asks the plain task from an async step of close, and records its answer.
+    async fn ask(&self, step: &'static str, at_close: bool, to: &PlainTask) {
+        let (reply, replied) = oneshot::channel();
+        let reply = Box::new(move |answer| drop(reply.send(answer)));
+        let _ = to.send(Ask { at_close, reply });
+        let answer = match tokio::time::timeout(HANG, replied).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err("the plain task went away".to_owned()),
+            Err(_) => Err(format!("no answer within {HANG:?}")),
+        };
+        self.answered(step, answer);
+    }
+}
+
+type PlainTask = tokio::sync::mpsc::UnboundedSender<Ask>;
+
 /// Bug 4: a plain `tokio::spawn` task calls `runner::spawn` (the issue's repro), and also
-/// `runner::at_close` and `runner::spawn_blocking`, while `close()` is cancelling: on every
-/// flavor it finds its Runner. The observing task waits for the plain task's answer, so the
-/// calls happen during close's step 1; the finalizer then runs once (step 2) and the
-/// blocking job once (step 3 waits for it).
+/// `runner::spawn_blocking` and `runner::at_close`, while `close()` runs: it finds its Runner
+/// on every flavor, at every step where it can run. It is asked by the task observing
+/// close's cancel (step 1, as in the issue), by a finalizer (step 2), and on multi-thread
+/// loops by a blocking job the finalizer releases (the end of step 2 or step 3, which waits
+/// for that job; `at_close` is not called there, as step 2 may be over). Each asker waits
+/// for the answer. The finalizers so added run once, and so do the blocking jobs.
 #[test]
 fn a_plain_tokio_task_finds_its_runner_during_close() {
     stress::run_child(
@@ -297,85 +359,89 @@ fn child_a_plain_tokio_task_finds_its_runner_during_close() {
                 max: 100_000,
                 time: Duration::from_secs(4),
             };
+            // On a current-thread loop nothing runs the plain task during step 3.
+            let steps: &[&str] = match flavor {
+                Flavor::CurrentThread => &["1", "2"],
+                Flavor::Mt(_) => &["1", "2", "3"],
+            };
             for i in progress.iterations(format!("{flavor}, Runners closed"), bounds) {
-                let finalized = Arc::new(AtomicUsize::new(0));
-                let blocking_ran = Arc::new(AtomicUsize::new(0));
-                let created = Arc::new(AtomicUsize::new(0));
-                let dropped = Arc::new(AtomicUsize::new(0));
-                let (answer_tx, answer) = std::sync::mpsc::channel();
+                let calls = Arc::new(Calls::default());
                 let mut r = stress::builder(flavor).build();
-                let (f, b, c, d) = (
-                    finalized.clone(),
-                    blocking_ran.clone(),
-                    created.clone(),
-                    dropped.clone(),
-                );
+                let c = calls.clone();
                 r.run(async move {
-                    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<
-                        oneshot::Sender<Result<(), String>>,
-                    >();
+                    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Ask>();
+                    let plain = c.clone();
                     tokio::spawn(async move {
-                        while let Some(ack) = rx.recv().await {
-                            let found = panic::catch_unwind(AssertUnwindSafe(|| {
-                                let guard = CountOnDrop(d.clone());
-                                c.fetch_add(1, Ordering::SeqCst);
-                                drop(runner::spawn(async move {
-                                    let _guard = guard;
-                                }));
-                                let f = f.clone();
-                                runner::at_close(move || async move {
-                                    f.fetch_add(1, Ordering::SeqCst);
-                                });
-                                let b = b.clone();
-                                drop(runner::spawn_blocking(move || {
-                                    b.fetch_add(1, Ordering::SeqCst);
-                                }));
-                            }));
-                            let _ = ack.send(found.map_err(|p| panic_text(p.as_ref())));
+                        while let Some(ask) = rx.recv().await {
+                            (ask.reply)(plain.make(ask.at_close));
                         }
                     });
+                    // Step 3's asker, released by step 2's.
+                    let (release, released) = std::sync::mpsc::channel::<()>();
+                    if steps.contains(&"3") {
+                        let (c, tx) = (c.clone(), tx.clone());
+                        drop(runner::spawn_blocking(move || {
+                            if released.recv_timeout(2 * HANG).is_err() {
+                                return c.answered("3", Err("never released".to_owned()));
+                            }
+                            let (reply, replied) = std::sync::mpsc::channel();
+                            let reply = Box::new(move |answer| drop(reply.send(answer)));
+                            let _ = tx.send(Ask {
+                                at_close: false,
+                                reply,
+                            });
+                            let answer = replied
+                                .recv_timeout(HANG)
+                                .unwrap_or_else(|e| Err(format!("no answer: {e}")));
+                            c.answered("3", answer);
+                        }));
+                    }
+                    let (c2, tx2) = (c.clone(), tx.clone());
+                    runner::at_close(move || async move {
+                        c2.ask("2", true, &tx2).await;
+                        let _ = release.send(());
+                    });
+                    // The issue's repro: the plain task is asked by a task close cancels.
                     let (rtx, rrx) = oneshot::channel();
                     runner::spawn(async move {
-                        let c = runner::cancelled();
+                        let cancelled = runner::cancelled();
                         let _ = rtx.send(());
-                        c.await;
-                        let (ack, acked) = oneshot::channel();
-                        let _ = tx.send(ack);
-                        let found = match tokio::time::timeout(HANG, acked).await {
-                            Ok(Ok(found)) => found,
-                            Ok(Err(_)) => Err("the plain task went away".to_owned()),
-                            Err(_) => Err(format!("no answer within {HANG:?}")),
-                        };
-                        let _ = answer_tx.send(found);
+                        cancelled.await;
+                        c.ask("1", true, &tx).await;
                     });
                     rrx.await.unwrap();
                 })
                 .unwrap();
                 r.close();
-                match answer.try_recv() {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => panic!(
-                        "{flavor}, iteration {i}: runner::spawn / at_close / spawn_blocking from \
-                         a plain tokio task during close() failed: {e}"
-                    ),
-                    Err(e) => {
-                        panic!("{flavor}, iteration {i}: the observing task never answered ({e})")
+                let mut answers = std::mem::take(&mut *calls.answers.lock().unwrap());
+                answers.sort_by_key(|(step, _)| *step);
+                let asked: Vec<_> = answers.iter().map(|(step, _)| *step).collect();
+                assert_eq!(
+                    asked, steps,
+                    "{flavor}, iteration {i}: close steps that asked"
+                );
+                for (step, answer) in answers {
+                    if let Err(e) = answer {
+                        panic!(
+                            "{flavor}, iteration {i}: runner::spawn / spawn_blocking / at_close \
+                             from a plain tokio task during close's step {step} failed: {e}"
+                        );
                     }
                 }
                 assert_eq!(
-                    finalized.load(Ordering::SeqCst),
-                    1,
-                    "{flavor}, iteration {i}: finalizer runs"
+                    calls.finalized.load(Ordering::SeqCst),
+                    2,
+                    "{flavor}, iteration {i}: runs of the finalizers added in steps 1 and 2"
                 );
                 assert_eq!(
-                    blocking_ran.load(Ordering::SeqCst),
-                    1,
-                    "{flavor}, iteration {i}: blocking job runs"
+                    calls.blocking_ran.load(Ordering::SeqCst),
+                    steps.len(),
+                    "{flavor}, iteration {i}: runs of the blocking jobs, one per step"
                 );
                 assert_eq!(
-                    dropped.load(Ordering::SeqCst),
-                    created.load(Ordering::SeqCst),
-                    "{flavor}, iteration {i}: the spawned task's future dropped once"
+                    calls.spawned_dropped.load(Ordering::SeqCst),
+                    calls.spawned.load(Ordering::SeqCst),
+                    "{flavor}, iteration {i}: the spawned tasks' futures dropped once"
                 );
             }
         }

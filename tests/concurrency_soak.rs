@@ -366,8 +366,9 @@ fn cancel_later(
 }
 
 /// Bug 4's scene: a task observing close's cancel asks a plain tokio task to call
-/// `runner::spawn`, `at_close` and `spawn_blocking`, and waits for its answer.
-fn calls_from_a_plain_task_during_close(books: &Arc<Books>) {
+/// `runner::spawn`, `at_close` and `spawn_blocking`, and waits for its answer. The receiver
+/// hears when the task observes.
+fn calls_from_a_plain_task_during_close(books: &Arc<Books>) -> oneshot::Receiver<()> {
     let (ask, mut asked) = mpsc::unbounded_channel::<oneshot::Sender<Result<(), String>>>();
     let b = books.clone();
     let tracked = books.track();
@@ -386,9 +387,12 @@ fn calls_from_a_plain_task_during_close(books: &Arc<Books>) {
         }
     });
     let b = books.clone();
+    let (ready, is_ready) = oneshot::channel();
     drop(runner::spawn(async move {
         let _tracked = b.track();
-        runner::cancelled().await;
+        let cancelled = runner::cancelled();
+        let _ = ready.send(());
+        cancelled.await;
         let (answer, answered) = oneshot::channel();
         let _ = ask.send(answer);
         match tokio::time::timeout(HANG, answered).await {
@@ -401,6 +405,7 @@ fn calls_from_a_plain_task_during_close(books: &Arc<Books>) {
             Err(_) => b.problem(format!("the plain task of close: no answer in {HANG:?}")),
         }
     }));
+    is_ready
 }
 
 /// Bug 5's scene: a Runner run and closed inside `runner::spawn_blocking`; its plain tokio
@@ -492,7 +497,12 @@ fn lifecycle(
             }
             drop(done);
             if plain_during_close {
-                calls_from_a_plain_task_during_close(&b);
+                let ready = calls_from_a_plain_task_during_close(&b);
+                if !matches!(tokio::time::timeout(HANG, ready).await, Ok(Ok(()))) {
+                    b.problem(format!(
+                        "the task of close's plain task: not started in {HANG:?}"
+                    ));
+                }
             }
             if let Some(flavor) = nested {
                 nested_runner(&b, flavor);
@@ -507,6 +517,13 @@ fn lifecycle(
                     2 * HANG
                 ));
             }
+            let mut left_for_close = Vec::new();
+            for (kind, (task, ready)) in left {
+                if !matches!(tokio::time::timeout(HANG, ready).await, Ok(Ok(()))) {
+                    b.problem(format!("{kind:?} task: not started within {HANG:?}"));
+                }
+                left_for_close.push((kind, task));
+            }
             // Tasks that end on their own just as close begins.
             for n in ending {
                 let tracked = b.track();
@@ -516,13 +533,6 @@ fn lifecycle(
                         tokio::task::yield_now().await;
                     }
                 }));
-            }
-            let mut left_for_close = Vec::new();
-            for (kind, (task, ready)) in left {
-                if !matches!(tokio::time::timeout(HANG, ready).await, Ok(Ok(()))) {
-                    b.problem(format!("{kind:?} task: not started within {HANG:?}"));
-                }
-                left_for_close.push((kind, task));
             }
             tokio::task::yield_now().await;
             left_for_close
