@@ -1,6 +1,7 @@
 //! `Runner::close`: asyncio's shutdown in four steps (cancel the pending tasks and wait,
 //! run finalizers, bounded wait for blocking work, shut the runtime down).
 
+use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +12,7 @@ use crate::context::CtxState;
 use crate::deadline::{block_until, CatchUnwind};
 use crate::debug::{Report, ReportKind};
 use crate::error::{dispose, panic_message};
+use crate::local::ElsewhereHome;
 use crate::scope::{self, Scope};
 use crate::shared::Shared;
 use crate::util::lock;
@@ -47,7 +49,13 @@ pub(crate) fn shutdown(rt: Runtime, shared: Arc<Shared>, ctx: CtxState, timeout:
     // The runtime stays findable from its threads until it is gone: plain tokio tasks that
     // still run during the close (its step 1 lets them) may `runner::spawn`, `at_close`...
     let forget = ForgetRuntime(shared.clone());
-    match waiting() {
+    let waiting = waiting();
+    if !matches!(waiting, Waiting::Here) {
+        // The loop's waits run elsewhere, or nowhere: the `spawn_local` tasks, which only
+        // this thread may touch, cannot wait for their cleanup.
+        drop_local_tasks(&rt, &shared, "close() could not wait on this thread");
+    }
+    match waiting {
         Waiting::Here => wait_and_shut_down(rt, shared, ctx, timeout),
         Waiting::Helper => {
             let parts = crate::sync::Mutex::new(Some((rt, shared.clone(), ctx)));
@@ -87,6 +95,30 @@ impl Drop for ForgetRuntime {
     }
 }
 
+/// Takes the `spawn_local` tasks out and drops them where they stand, on their thread, inside
+/// the runtime's context (their destructors may need it). Each task that was still pending
+/// leaves the registry (or counts down the close pass) as it is dropped.
+fn drop_local_tasks(rt: &Runtime, shared: &Shared, why: &str) {
+    match shared.local.take() {
+        Ok(None) => {}
+        Ok(Some(set)) => {
+            let _entered = rt.enter();
+            if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| drop(set))) {
+                dispose(payload);
+            }
+        }
+        Err(ElsewhereHome) => shared.report(Report::new(
+            ReportKind::Other,
+            format!(
+                "Runner closed on another thread than the one running its spawn_local tasks \
+                 ({why}): they cannot be cancelled or dropped here, and are leaked"
+            ),
+            None,
+            None,
+        )),
+    }
+}
+
 fn shut_down_unwaited(rt: Runtime, shared: &Shared) {
     shared.report(Report::new(
         ReportKind::Other,
@@ -108,9 +140,14 @@ fn wait_and_shut_down(rt: Runtime, shared: Arc<Shared>, ctx: CtxState, timeout: 
             in_run: true,
         };
         let entered = scope::Entered::new(&mut scope);
+        // The thread that runs the loop now runs the `spawn_local` tasks too.
+        shared.local.claim_home();
         let deadline = Instant::now().checked_add(timeout);
         cancel_pending(&rt, &shared, deadline, timeout);
         run_finalizers(&rt, &shared, deadline, timeout);
+        // What is left of them (a task ignoring its cancel past the timeout) is dropped with
+        // the set, as step 4 drops the runtime's.
+        drop_local_tasks(&rt, &shared, "close() ran on another thread");
         // A task of the pass that outlived step 1's wait may have panicked meanwhile.
         report_shutdown_panics(&shared);
         drop(entered);
@@ -167,7 +204,11 @@ fn wait_and_shut_down(rt: Runtime, shared: Arc<Shared>, ctx: CtxState, timeout: 
 fn cancel_pending(rt: &Runtime, shared: &Shared, deadline: Option<Instant>, timeout: Duration) {
     let finished = block_until(rt, deadline, async {
         shared.begin_close_pass();
-        std::future::poll_fn(|cx| shared.poll_close_pass(cx)).await
+        std::future::poll_fn(|cx| {
+            shared.local.drive(cx);
+            shared.poll_close_pass(cx)
+        })
+        .await
     });
     if finished.is_none() {
         let left = shared.close_pass_left();
@@ -211,7 +252,18 @@ fn run_finalizers(rt: &Runtime, shared: &Shared, deadline: Option<Instant>, time
             panic::catch_unwind(AssertUnwindSafe(finalizer))
         };
         let outcome = match made {
-            Ok(fut) => block_until(rt, deadline, CatchUnwind(fut)),
+            Ok(fut) => {
+                let mut fut = std::pin::pin!(CatchUnwind(fut));
+                // Polled first: a finalizer may start local tasks, which the drive then runs.
+                let driving = std::future::poll_fn(|cx| {
+                    let polled = fut.as_mut().poll(cx);
+                    if polled.is_pending() {
+                        shared.local.drive(cx);
+                    }
+                    polled
+                });
+                block_until(rt, deadline, driving)
+            }
             Err(payload) => Some(Err(payload)),
         };
         let problem = match outcome {

@@ -14,6 +14,7 @@ use std::time::Instant;
 use crate::context::CtxState;
 use crate::debug::{Report, ReportKind};
 use crate::error::{dispose, panic_message};
+use crate::local::LocalTasks;
 use crate::scope::{self, Scope};
 use crate::shared::Shared;
 use crate::signal;
@@ -39,10 +40,14 @@ pub(crate) struct Guarded<F> {
     /// (so the listener thread never races that store), and disarms as it ends.
     signals: signal::Wanted,
     armed: Option<signal::Armed>,
+    /// The main task drives its Runner's `spawn_local` tasks after each of its polls (null
+    /// for every other task). Valid for the run: the Runner holds its `Shared` meanwhile.
+    local: *const LocalTasks,
 }
 
 // SAFETY: `state` points into the `Arc<TaskState>` owned by `scope.task` (which is `Send`);
-// everything else is `Send` when `F` is.
+// `local` is null except in a main task, which is polled by `block_on` on its own thread and
+// never sent; everything else is `Send` when `F` is.
 unsafe impl<F: Send> Send for Guarded<F> {}
 
 impl<F: Future> Guarded<F> {
@@ -69,7 +74,14 @@ impl<F: Future> Guarded<F> {
             waker_set: false,
             signals,
             armed: None,
+            local: std::ptr::null(),
         }
+    }
+
+    /// Makes this (main) task drive `local` after each of its polls.
+    pub(crate) fn driving(mut self, local: &LocalTasks) -> Guarded<F> {
+        self.local = local;
+        self
     }
 }
 
@@ -105,6 +117,7 @@ impl<F: Future> Future for Guarded<F> {
             waker_set,
             signals,
             armed,
+            local,
         } = unsafe { self.get_unchecked_mut() };
         // SAFETY: `scope.task` keeps the record alive while `inner` is `Some`.
         let state: &TaskState = unsafe { state.as_ref() };
@@ -162,7 +175,13 @@ impl<F: Future> Future for Guarded<F> {
             }
         }
         let outcome = match outcome {
-            Ok(Some(Poll::Pending)) => return Poll::Pending,
+            Ok(Some(Poll::Pending)) => {
+                // SAFETY: non-null only for a main task, while its Runner holds `Shared`.
+                if let Some(local) = unsafe { local.as_ref() } {
+                    local.drive(cx);
+                }
+                return Poll::Pending;
+            }
             Ok(Some(Poll::Ready(value))) => Outcome::Done(value),
             Ok(None) => Outcome::Cancelled,
             Err(payload) => {

@@ -15,6 +15,7 @@ mod deadline;
 mod debug;
 mod error;
 mod guarded;
+mod local;
 mod registry;
 mod runner;
 mod scope;
@@ -36,4 +37,4 @@ pub use crate::runner::{
     DEFAULT_SLOW_CALLBACK_DURATION,
 };
 pub use crate::signal::{die_by_sigint, die_by_sigterm};
-pub use crate::task::{at_close, cancelled, spawn, spawn_blocking, Cancelled, Task};
+pub use crate::task::{at_close, cancelled, spawn, spawn_blocking, spawn_local, Cancelled, Task};

@@ -104,12 +104,16 @@ impl Registry {
     }
 
     /// Takes every task pending now into the close pass and asks each to cancel. Tasks
-    /// spawned later are not part of it.
-    pub(crate) fn begin_pass(&self) {
+    /// spawned later are not part of it, and neither are `spawn_local` tasks when
+    /// `with_local` is false (nothing can run them: they live on another thread).
+    pub(crate) fn begin_pass(&self, with_local: bool) {
         self.pass_left.store(TAKING, Ordering::Release);
         let pass = std::mem::take(&mut *lock(&self.tasks));
         let mut joined = 0;
         for task in pass.slots.into_iter().flatten() {
+            if !with_local && task.is_local() {
+                continue;
+            }
             if task.join_close_pass() {
                 joined += 1;
                 task.request_cancel(None);
@@ -183,7 +187,7 @@ mod loom_models {
 
     /// What `close()`'s step 1 does: take the pass, then wait until its tasks have ended.
     fn close_pass(registry: &Registry) {
-        registry.begin_pass();
+        registry.begin_pass(true);
         let wakes = Arc::new(Counter::default());
         let waker = Waker::from(wakes.clone());
         let mut cx = Context::from_waker(&waker);

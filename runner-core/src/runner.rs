@@ -540,7 +540,8 @@ fn drive<F: IntoFuture>(
     // The main task runs on this thread, where the run guard lets it (and plain tokio tasks
     // of a current-thread loop) find the Runner: no `Arc<Shared>` of its own.
     let debug = inner.shared.debug;
-    let guarded = Guarded::new(main.into_future(), entry_ctx, record, None, debug, signals);
+    let guarded = Guarded::new(main.into_future(), entry_ctx, record, None, debug, signals)
+        .driving(&inner.shared.local);
     let mut guarded = std::pin::pin!(guarded);
     let outcome = {
         let _run = scope::RunGuard::enter(&inner.shared);

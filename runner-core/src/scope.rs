@@ -128,6 +128,12 @@ impl Drop for Entered<'_> {
     }
 }
 
+/// `true` if `shared`'s `run` is active on this thread (its loop runs here).
+pub(crate) fn runs_here(shared: &Shared) -> bool {
+    RUN.try_with(|run| std::ptr::eq(run.get(), shared))
+        .unwrap_or(false)
+}
+
 pub(crate) fn in_run() -> bool {
     RUN.try_with(|run| !run.get().is_null()).unwrap_or(false) || read(|s| s.in_run).unwrap_or(false)
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 
 use crate::debug::{self, Handler, Report, ReportKind};
+use crate::local::LocalTasks;
 use crate::registry::{Registry, ShutdownPanic};
 use crate::sync::Mutex;
 use crate::task_state::{Ended, StopSignal, TaskState};
@@ -27,6 +28,8 @@ pub(crate) struct Shared {
     handler: Handler,
     /// The pending tasks, and `close()`'s cancellation pass over them.
     tasks: Registry,
+    /// The `spawn_local` tasks, on the thread that runs the Runner's loop.
+    pub(crate) local: LocalTasks,
     finalizers: Mutex<Vec<(&'static Location<'static>, Finalizer)>>,
     /// std's, for its `Condvar` (loom's has no timed wait; no model covers it).
     blocking: std::sync::Mutex<usize>,
@@ -41,6 +44,7 @@ impl Shared {
             slow,
             handler,
             tasks: Registry::new(),
+            local: LocalTasks::new(),
             finalizers: Mutex::new(Vec::new()),
             blocking: std::sync::Mutex::new(0),
             blocking_done: Condvar::new(),
@@ -118,7 +122,7 @@ impl Shared {
                 ));
             }
         }
-        self.tasks.begin_pass();
+        self.tasks.begin_pass(self.local.runs_here());
     }
 
     /// How many tasks of the close pass have not finished.

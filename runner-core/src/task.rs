@@ -15,7 +15,7 @@ use crate::scope::{self, Scope};
 use crate::shared::Shared;
 use crate::task_state::{Origin, TaskState};
 
-/// A handle to a task started by [`spawn`] or [`spawn_blocking`] (asyncio's `Task`).
+/// A handle to a task started by [`spawn`], [`spawn_local`] or [`spawn_blocking`] (asyncio's `Task`).
 ///
 /// Awaiting it gives the task's output, or why there is none. Dropping it detaches the task:
 /// it keeps running, as in asyncio.
@@ -38,6 +38,19 @@ pub struct Task<T> {
 }
 
 impl<T> Task<T> {
+    fn new(
+        handle: tokio::task::JoinHandle<Outcome<T>>,
+        state: Arc<TaskState>,
+        shared: &Arc<Shared>,
+    ) -> Task<T> {
+        Task {
+            handle,
+            state,
+            retrieved: false,
+            owner: shared.debug.then(|| Arc::downgrade(shared)),
+        }
+    }
+
     /// Asks the task to cancel (see [`cancelled()`] for how). Returns `false` if the
     /// task has already finished, `true` if the request was made.
     ///
@@ -157,7 +170,82 @@ where
 {
     let location = Location::caller();
     let shared = running_runner("runner::spawn");
-    let state = Arc::new(TaskState::new(location, Origin::Spawned));
+    let (state, guarded) = wrap(location, Origin::Spawned, &shared, fut);
+    let handle = shared.handle.spawn(guarded);
+    Task::new(handle, state, &shared)
+}
+
+/// Starts the `!Send` future `fut` as a new task of the running Runner, on the Runner's own
+/// thread (asyncio's tasks are all on the loop's thread). It is a task like any other: it gets
+/// a copy of the caller's [`Context`](crate::Context), [`Task::cancel`] and [`cancelled()`]
+/// work in it, [`Runner::close`](crate::Runner::close) cancels it if still pending, and debug
+/// mode names it in its reports. No `LocalSet` to set up.
+///
+/// It runs when the Runner's loop runs on its thread: during `run` (between the polls of the
+/// main task) and during `close()`, on every loop flavor.
+///
+/// # Panics
+/// Outside a Runner, and on a thread that does not run the Runner's loop: call it from the
+/// main task, from a task started with `spawn_local`, or (on the default current-thread
+/// loop, where every task runs on that thread) from any task of the Runner. A task of a
+/// multi-thread loop's worker threads cannot start one.
+///
+/// ```
+/// # use runner_core as runner;
+/// use std::rc::Rc;
+/// runner::run(async {
+///     let shared = Rc::new(5); // not Send
+///     let task = runner::spawn_local({
+///         let shared = shared.clone();
+///         async move {
+///             tokio::task::yield_now().await;
+///             *shared + 1
+///         }
+///     });
+///     assert_eq!(task.await.unwrap(), 6);
+/// })
+/// .unwrap();
+/// ```
+#[track_caller]
+pub fn spawn_local<F>(fut: F) -> Task<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let location = Location::caller();
+    let shared = running_runner("runner::spawn_local");
+    if scope::runs_here(&shared) {
+        shared.local.claim_home();
+    }
+    let Ok((set, made_now)) = shared.local.get_or_make() else {
+        panic!(
+            "runner::spawn_local must be called on the thread that runs the Runner's loop: \
+             from the main task, from a task started with spawn_local, or (on a \
+             current-thread loop) from any task of the Runner; this thread does not run it \
+             (a worker thread of a multi-thread loop, or another thread)"
+        )
+    };
+    if made_now && shared.handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+        // See `local`: on a current-thread loop, a task of the runtime drives the set too.
+        let driver = shared.clone();
+        drop(shared.handle.spawn(std::future::poll_fn(move |cx| {
+            driver.local.drive(cx);
+            std::task::Poll::<()>::Pending
+        })));
+    }
+    let (state, guarded) = wrap(location, Origin::Local, &shared, fut);
+    let handle = set.spawn_local(guarded);
+    Task::new(handle, state, &shared)
+}
+
+/// A new task's record, registered with its Runner, and its future wrapped.
+fn wrap<F: Future>(
+    location: &'static Location<'static>,
+    origin: Origin,
+    shared: &Arc<Shared>,
+    fut: F,
+) -> (Arc<TaskState>, Guarded<F>) {
+    let state = Arc::new(TaskState::new(location, origin));
     shared.register(&state);
     let guarded = Guarded::new(
         fut,
@@ -167,13 +255,7 @@ where
         shared.debug,
         crate::signal::Wanted::default(),
     );
-    let handle = shared.handle.spawn(guarded);
-    Task {
-        handle,
-        state,
-        retrieved: false,
-        owner: shared.debug.then(|| Arc::downgrade(&shared)),
-    }
+    (state, guarded)
 }
 
 /// Runs the blocking closure `f` on the Runner's blocking pool (asyncio's `to_thread`), in a
@@ -231,12 +313,7 @@ where
         job_state.mark_done();
         outcome
     });
-    Task {
-        handle,
-        state,
-        retrieved: false,
-        owner: shared.debug.then(|| Arc::downgrade(&shared)),
-    }
+    Task::new(handle, state, &shared)
 }
 
 /// Counts a `spawn_blocking` job as in flight from spawn until its closure returns (or the

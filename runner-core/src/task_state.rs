@@ -76,6 +76,8 @@ pub(crate) enum Decision {
 pub(crate) enum Origin {
     Main,
     Spawned,
+    /// `spawn_local`: runs on the Runner's own thread only.
+    Local,
     Blocking,
 }
 
@@ -226,6 +228,10 @@ impl TaskState {
         self.origin == Origin::Blocking
     }
 
+    pub(crate) fn is_local(&self) -> bool {
+        self.origin == Origin::Local
+    }
+
     /// A `spawn_blocking` job ended (it has no wrapper and no registry slot).
     pub(crate) fn mark_done(&self) {
         self.flags.fetch_or(DONE, Ordering::AcqRel);
@@ -284,7 +290,7 @@ impl TaskState {
     pub(crate) fn describe(&self) -> String {
         match self.origin {
             Origin::Main => format!("<main task run at {}>", self.location),
-            Origin::Spawned => format!("<task spawned at {}>", self.location),
+            Origin::Spawned | Origin::Local => format!("<task spawned at {}>", self.location),
             Origin::Blocking => format!("<blocking job spawned at {}>", self.location),
         }
     }
