@@ -87,12 +87,19 @@ pub fn die_with_parent(cmd: &mut Command) {
 }
 
 /// Whether `signal` is still pending for process `pid` (sent, not yet delivered to any of
-/// its threads); `false` once delivered or discarded, or once the process is gone.
+/// its threads); `false` once delivered or discarded, or once the process has died (a
+/// signal that kills stays in a zombie's pending set).
 #[cfg(target_os = "linux")]
 fn is_pending(pid: libc::pid_t, signal: libc::c_int) -> bool {
     let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
         return false;
     };
+    let dead = status
+        .lines()
+        .any(|l| l.starts_with("State:") && (l.contains("zombie") || l.contains("dead")));
+    if dead {
+        return false;
+    }
     let bit = 1u64 << (signal - 1);
     status
         .lines()
