@@ -52,12 +52,14 @@ fn pending_lifecycle(flavor: Flavor, observing: bool, ending: Ending) {
 
 #[test]
 fn two_hundred_runners_closed_with_pending_tasks_leave_the_fd_count_where_it_was() {
+    common::watchdog(common::TEST_LIMIT);
     common::run_child("child_fds_after_pending_runners", &[]);
 }
 
 #[test]
 #[ignore = "child process of two_hundred_runners_closed_with_pending_tasks_leave_the_fd_count_where_it_was"]
 fn child_fds_after_pending_runners() {
+    common::watchdog(common::TEST_LIMIT);
     assert_eq!(std::env::var("RUNNER_CHILD").as_deref(), Ok("1"));
     // A first lifecycle of each kind makes what is made once per process (signal pipe,
     // the std/tokio statics), so the baseline counts only what Runners should give back.
@@ -83,12 +85,14 @@ fn child_fds_after_pending_runners() {
 
 #[test]
 fn five_thousand_runners_closed_with_pending_tasks_keep_rss_flat() {
+    common::watchdog(common::TEST_LIMIT);
     common::run_child("child_rss_after_pending_runners", &[]);
 }
 
 #[test]
 #[ignore = "child process of five_thousand_runners_closed_with_pending_tasks_keep_rss_flat"]
 fn child_rss_after_pending_runners() {
+    common::watchdog(common::TEST_LIMIT);
     assert_eq!(std::env::var("RUNNER_CHILD").as_deref(), Ok("1"));
     // Warm-up: the allocator's arenas and the process-wide statics settle first.
     for i in 0..500 {
@@ -124,6 +128,7 @@ fn threads_settled_to(target: usize) -> usize {
         if threads() <= target {
             break;
         }
+        // Polling the thread count (no event to wait on): not an ordering sleep.
         std::thread::sleep(Duration::from_millis(10));
     }
     threads()
@@ -169,6 +174,7 @@ fn mixed_lifecycle(i: usize, reports: &common::Reports) {
             // blocking work of both kinds that ends within the timeout
             3 => {
                 drop(runner::spawn_blocking(|| {
+                    // sleep: blocking work that ends within the timeout.
                     std::thread::sleep(Duration::from_micros(200))
                 }));
                 drop(tokio::task::spawn_blocking(|| {}));
@@ -186,6 +192,7 @@ fn mixed_lifecycle(i: usize, reports: &common::Reports) {
             }
             // blocking work abandoned at the timeout
             _ => drop(tokio::task::spawn_blocking(|| {
+                // sleep: blocking work that outlasts the 2 ms timeout.
                 std::thread::sleep(Duration::from_millis(20))
             })),
         }
@@ -197,6 +204,7 @@ fn mixed_lifecycle(i: usize, reports: &common::Reports) {
 
 #[test]
 fn a_soak_of_mixed_lifecycles_leaves_fds_threads_and_rss_where_they_were() {
+    common::watchdog(common::TEST_LIMIT);
     let (_, stderr) = common::run_child("child_soak", &[]);
     eprintln!(
         "{}",
@@ -211,6 +219,7 @@ fn a_soak_of_mixed_lifecycles_leaves_fds_threads_and_rss_where_they_were() {
 #[test]
 #[ignore = "child process of a_soak_of_mixed_lifecycles_leaves_fds_threads_and_rss_where_they_were"]
 fn child_soak() {
+    common::watchdog(common::TEST_LIMIT);
     assert_eq!(std::env::var("RUNNER_CHILD").as_deref(), Ok("1"));
     // Thousands of expected panics: keep the child's stderr for the figures and failures.
     let default_hook = std::panic::take_hook();
