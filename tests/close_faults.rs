@@ -70,6 +70,7 @@ fn plain_tokio_spawn_blocking_still_running_at_the_timeout_is_reported_and_close
             .build();
         r.run(async {
             drop(tokio::task::spawn_blocking(|| {
+                // sleep: blocking work that outlasts the 0.2 s shutdown timeout.
                 std::thread::sleep(Duration::from_secs(2))
             }));
         })
@@ -109,6 +110,7 @@ fn blocking_work_that_ends_within_the_timeout_is_not_reported() {
             .build();
         r.run(async {
             drop(tokio::task::spawn_blocking(|| {
+                // sleep: blocking work that ends well within the 10 s timeout.
                 std::thread::sleep(Duration::from_millis(50))
             }));
             tokio::fs::metadata(".").await.unwrap();
