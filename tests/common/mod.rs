@@ -3,6 +3,7 @@
 
 #[cfg(unix)]
 pub mod child;
+pub mod fixture;
 pub mod watchdog;
 
 #[allow(unused_imports)] // not every test binary has in-process tests
@@ -230,6 +231,11 @@ pub fn output_within(cmd: &mut Command, limit: Duration, what: &str) -> Output {
 /// Re-runs this test binary on `child`, with `env` set; returns (stdout, stderr). The child
 /// must pass within [`CHILD_LIMIT`].
 pub fn run_child(child: &str, env: &[(&str, &str)]) -> (String, String) {
+    run_child_within(child, env, CHILD_LIMIT)
+}
+
+/// [`run_child`], with a bound of its own.
+pub fn run_child_within(child: &str, env: &[(&str, &str)], limit: Duration) -> (String, String) {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
         "--exact",
@@ -242,7 +248,7 @@ pub fn run_child(child: &str, env: &[(&str, &str)]) -> (String, String) {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = output_within(&mut cmd, CHILD_LIMIT, &format!("child test {child}"));
+    let out = output_within(&mut cmd, limit, &format!("child test {child}"));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
