@@ -261,13 +261,19 @@ mod m {
 
 /// `crate` reaching runner through a re-export (a renamed dependency is in
 /// tests/attribute_fixtures.rs), with a closure loop factory and inner attributes.
-#[m::r::test(crate = "m::r", loop_factory = || Runtime::new())]
+#[m::r::test(crate = "m::r", loop_factory = || {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+})]
 async fn crate_key_reaches_runner_through_a_reexport() {
     #![allow(unused_variables)]
     common::watchdog(common::TEST_LIMIT);
     let unused = "inner attributes apply to the whole fn";
-    // `Runtime::new()` is tokio's multi-thread runtime: the closure built this one.
+    // The closure built this runtime.
     assert_eq!(flavor(), RuntimeFlavor::MultiThread);
+    assert_eq!(Handle::current().metrics().num_workers(), 1);
     assert_eq!(m::r::spawn(async { 6 * 7 }).await.ok(), Some(42));
 }
 
