@@ -13,9 +13,12 @@ use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Metadata, Subscriber};
 
-/// Every event: (level, target, message, the `kind` field).
+/// One event: (level, target, message, the `kind` field).
+type Seen = (Level, String, String, String);
+
+/// Every event.
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<(Level, String, String, String)>>>);
+struct Capture(Arc<Mutex<Vec<Seen>>>);
 
 /// The `message` and `kind` fields of an event.
 #[derive(Default)]
