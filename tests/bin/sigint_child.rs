@@ -25,6 +25,7 @@ mod unix {
     use runner::{RunError, Runner};
     use tokio::time::sleep;
 
+    // sleep: outlasts the test, which ends it with a signal (see LONG).
     /// sleep: every `sleep(LONG)` stands for work that outlasts the test: the test ends it
     /// with a signal, and a child that was not ended exits after a minute anyway.
     const LONG: Duration = Duration::from_secs(60);
@@ -100,6 +101,7 @@ mod unix {
         let result = runner.run(async {
             let _guard = Guard("main dropped");
             println!("ready");
+            // sleep: outlasts the test, which ends it with a signal (see LONG).
             sleep(LONG).await;
             println!("slept");
         });
@@ -118,6 +120,7 @@ mod unix {
                     sleep(Duration::from_millis(100)).await;
                     println!("cleanup done");
                 }
+                // sleep: outlasts the test, which ends it with a signal (see LONG).
                 _ = sleep(LONG) => println!("slept"),
             }
         });
@@ -146,6 +149,7 @@ mod unix {
         println!("run 1: {first:?}");
         println!("between runs");
         println!("ready");
+        // sleep: the window for the signal that must kill (see OUTSIDE).
         std::thread::sleep(OUTSIDE);
         println!("survived");
         let second = runner.run(async {});
@@ -161,6 +165,7 @@ mod unix {
         runner.close();
         println!("after close");
         println!("ready");
+        // sleep: the window for the signal that must kill (see OUTSIDE).
         std::thread::sleep(OUTSIDE);
         println!("survived");
     }
@@ -172,6 +177,7 @@ mod unix {
         let handle = runner.get_loop().expect("get_loop");
         println!("loop: {:?}", handle.runtime_flavor());
         println!("ready");
+        // sleep: the window for the signal that must kill (see OUTSIDE).
         std::thread::sleep(OUTSIDE);
         println!("survived");
         let result = runner.run(async {});
@@ -288,6 +294,7 @@ mod unix {
         println!("ready");
         tokio::select! {
             _ = runner::cancelled() => println!("cancelled cleanup"),
+            // sleep: outlasts the test, which ends it with a signal (see LONG).
             _ = sleep(LONG) => println!("slept"),
         }
     }
@@ -322,6 +329,7 @@ mod unix {
                 println!("finalizer done");
             });
             println!("ready");
+            // sleep: outlasts the test, which ends it with a signal (see LONG).
             sleep(LONG).await;
         });
         finish(runner, result)
@@ -344,6 +352,7 @@ mod unix {
             });
             tokio::task::yield_now().await;
             println!("ready");
+            // sleep: outlasts the test, which ends it with a signal (see LONG).
             sleep(LONG).await;
         });
         finish(runner, result)
@@ -357,6 +366,7 @@ mod unix {
             let result = runner.run(async {
                 let _guard = Guard("main dropped");
                 println!("ready");
+                // sleep: outlasts the test, which ends it with a signal (see LONG).
                 sleep(LONG).await;
             });
             println!("run {i}: {result:?}");
@@ -594,6 +604,7 @@ mod unix {
                     sleep(cleanup).await;
                     println!("cleanup done");
                 }
+                // sleep: outlasts the test, which ends it with a signal (see LONG).
                 _ = sleep(LONG) => println!("slept"),
             }
         });
@@ -622,6 +633,7 @@ mod unix {
         let first = runner.run(async { sleep(Duration::from_millis(1)).await });
         println!("run 1: {first:?}");
         println!("ready");
+        // sleep: the window for the signal that must kill (see OUTSIDE).
         std::thread::sleep(OUTSIDE);
         println!("survived");
         let second = runner.run(async {});
@@ -665,6 +677,7 @@ mod unix {
         let mut runner = Runner::new();
         panicking_run(&mut runner);
         println!("ready");
+        // sleep: the window for the signal that must kill (see OUTSIDE).
         std::thread::sleep(OUTSIDE);
         println!("survived");
     }
@@ -676,6 +689,7 @@ mod unix {
         let result = runner.run(async {
             let _guard = Guard("main dropped");
             println!("ready");
+            // sleep: outlasts the test, which ends it with a signal (see LONG).
             sleep(LONG).await;
         });
         finish(runner, result)
