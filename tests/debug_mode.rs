@@ -54,10 +54,10 @@ fn a_spawned_task_that_blocks_is_reported_with_its_spawn_location() {
     for flavor in common::FLAVORS {
         let reports = Reports::default();
         let mut runner = debug_runner(&reports, flavor);
+        // sleep (below): a poll that blocks the thread, the thing debug mode reports.
         let line = line!() + 3;
         runner
             .run(async {
-                // sleep: a poll that blocks the thread, the thing debug mode reports.
                 runner::spawn(async { std::thread::sleep(Duration::from_millis(120)) })
                     .await
                     .unwrap();
@@ -146,11 +146,11 @@ fn pending_tasks_are_listed_with_locations_at_close() {
     common::watchdog(common::TEST_LIMIT);
     let reports = Reports::default();
     let mut runner = debug_runner(&reports, Flavor::CurrentThread);
+    // sleep (below): a task still pending (on a timer) at close.
     let first = line!() + 3;
     runner
         .run(async {
             runner::spawn(std::future::pending::<()>());
-            // sleep: a task still pending (on a timer) at close.
             runner::spawn(tokio::time::sleep(Duration::from_secs(60)));
         })
         .unwrap();
