@@ -104,7 +104,7 @@ fn main_keys() -> &'static PathBuf {
 
 #[test]
 fn test_attribute_with_crate_key_runs_in_a_crate_that_renamed_runner() {
-    common::watchdog(common::BUILD_LIMIT);
+    common::watchdog(common::FIXTURE_TEST_LIMIT);
     let run = fixture::cargo(&fixture_crate(), &["test", "--lib"]);
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
@@ -124,7 +124,7 @@ fn test_attribute_with_crate_key_runs_in_a_crate_that_renamed_runner() {
 
 #[test]
 fn main_shutdown_timeout_key_bounds_close_and_its_report_names_it() {
-    common::watchdog(common::BUILD_LIMIT);
+    common::watchdog(common::FIXTURE_TEST_LIMIT);
     let mut p = Proc::program(main_keys(), "main_keys", &[], Start::Default, &[]);
     p.ready();
     p.send_go();
@@ -145,7 +145,7 @@ fn main_shutdown_timeout_key_bounds_close_and_its_report_names_it() {
 
 #[test]
 fn main_handle_sigint_false_leaves_ctrl_c_at_its_default() {
-    common::watchdog(common::BUILD_LIMIT);
+    common::watchdog(common::FIXTURE_TEST_LIMIT);
     let mut p = Proc::program(main_keys(), "main_keys", &[], Start::Default, &[]);
     p.ready();
     p.sigint();

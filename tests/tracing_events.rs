@@ -356,7 +356,7 @@ fn main() {
 fn a_main_task_dropped_by_ctrl_c_is_a_warn_event() {
     use common::child::{Proc, Start};
     use common::fixture;
-    common::watchdog(common::BUILD_LIMIT);
+    common::watchdog(common::FIXTURE_TEST_LIMIT);
     let dependencies = format!(
         "rt = {{ package = \"tokio-runner\", path = \"{}\", features = [\"tracing\"] }}\n\
          tracing = {{ version = \"0.1\", default-features = false, features = [\"std\"] }}\n\

@@ -156,8 +156,14 @@ impl Drop for PanicOnDrop {
 /// loaded 2-core machine takes minutes, a hang takes forever.
 pub const BUILD_LIMIT: Duration = Duration::from_secs(900);
 
+/// The watchdog bound of a test that builds a fixture crate or an example (one or two
+/// cargo commands, each bounded by `BUILD_LIMIT`).
+pub const FIXTURE_TEST_LIMIT: Duration = Duration::from_secs(1200);
+
 /// How long a child re-run of this test binary may take (none takes more than seconds).
-pub const CHILD_LIMIT: Duration = Duration::from_secs(120);
+/// Below `TEST_LIMIT`, so that a hung child fails its parent test before the watchdog ends
+/// the whole binary.
+pub const CHILD_LIMIT: Duration = Duration::from_secs(45);
 
 /// Runs `cmd` to completion with piped stdout and stderr, as `Command::output`, but fails
 /// (naming `what`) if it has not exited within `limit`: the child's whole process group
