@@ -76,6 +76,7 @@ fn wait_until_refused(addr: SocketAddr, within: Duration) -> Duration {
             started.elapsed() < within,
             "new connections still accepted {within:?} into the drain"
         );
+        // Polling the listener until it refuses (no event to wait on): not an ordering sleep.
         std::thread::sleep(Duration::from_millis(10));
     }
 }

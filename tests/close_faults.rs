@@ -19,6 +19,7 @@ fn foreign_current_thread() -> tokio::runtime::Runtime {
 
 #[test]
 fn a_cancel_ignoring_task_whose_drop_panics_when_the_runtime_drops_it_is_reported() {
+    common::watchdog(common::TEST_LIMIT);
     for flavor in FLAVORS {
         let reports = Reports::default();
         let mut r = reports
@@ -60,6 +61,7 @@ fn a_cancel_ignoring_task_whose_drop_panics_when_the_runtime_drops_it_is_reporte
 
 #[test]
 fn plain_tokio_spawn_blocking_still_running_at_the_timeout_is_reported_and_close_stays_bounded() {
+    common::watchdog(common::TEST_LIMIT);
     for flavor in FLAVORS {
         let reports = Reports::default();
         let mut r = reports
@@ -68,6 +70,7 @@ fn plain_tokio_spawn_blocking_still_running_at_the_timeout_is_reported_and_close
             .build();
         r.run(async {
             drop(tokio::task::spawn_blocking(|| {
+                // sleep: blocking work that outlasts the 0.2 s shutdown timeout.
                 std::thread::sleep(Duration::from_secs(2))
             }));
         })
@@ -98,6 +101,7 @@ fn plain_tokio_spawn_blocking_still_running_at_the_timeout_is_reported_and_close
 
 #[test]
 fn blocking_work_that_ends_within_the_timeout_is_not_reported() {
+    common::watchdog(common::TEST_LIMIT);
     for flavor in FLAVORS {
         let reports = Reports::default();
         let mut r = reports
@@ -106,6 +110,7 @@ fn blocking_work_that_ends_within_the_timeout_is_not_reported() {
             .build();
         r.run(async {
             drop(tokio::task::spawn_blocking(|| {
+                // sleep: blocking work that ends well within the 10 s timeout.
                 std::thread::sleep(Duration::from_millis(50))
             }));
             tokio::fs::metadata(".").await.unwrap();
@@ -118,6 +123,7 @@ fn blocking_work_that_ends_within_the_timeout_is_not_reported() {
 
 #[test]
 fn close_inside_a_foreign_block_on_returns_without_panic() {
+    common::watchdog(common::TEST_LIMIT);
     let reports = Reports::default();
     let mut r = reports
         .install(Runner::builder().handle_sigint(false))
@@ -141,6 +147,7 @@ fn close_inside_a_foreign_block_on_returns_without_panic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runner_dropped_inside_tokio_main_does_not_panic() {
+    common::watchdog(common::TEST_LIMIT);
     let mut r = Runner::builder().handle_sigint(false).build();
     r.get_loop().unwrap();
     drop(r);
@@ -155,6 +162,7 @@ async fn a_runner_dropped_inside_tokio_main_does_not_panic() {
 
 #[test]
 fn run_inside_a_foreign_block_on_returns_nested_run() {
+    common::watchdog(common::TEST_LIMIT);
     foreign_current_thread().block_on(async {
         let mut r = Runner::builder().handle_sigint(false).build();
         assert!(matches!(r.run(async { 1 }), Err(RunError::NestedRun)));
@@ -164,6 +172,7 @@ fn run_inside_a_foreign_block_on_returns_nested_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_inside_a_tokio_task_returns_nested_run() {
+    common::watchdog(common::TEST_LIMIT);
     let nested = tokio::spawn(async { runner::run(async { 1 }) });
     assert!(matches!(nested.await.unwrap(), Err(RunError::NestedRun)));
 }
@@ -172,8 +181,9 @@ async fn run_inside_a_tokio_task_returns_nested_run() {
 fn run_with_async_cleanup(reports: &Reports) -> bool {
     let cleaned = Arc::new(AtomicBool::new(false));
     let flag = cleaned.clone();
+    // Debug mode off whatever RUNNER_DEBUG says: its pending-task report would be a report.
     let mut r = reports
-        .install(Runner::builder().handle_sigint(false))
+        .install(Runner::builder().handle_sigint(false).debug(Some(false)))
         .build();
     r.run(async move {
         runner::spawn(async move {
@@ -190,6 +200,7 @@ fn run_with_async_cleanup(reports: &Reports) -> bool {
 
 #[test]
 fn runner_run_inside_tokio_spawn_blocking_closes_normally_without_a_report() {
+    common::watchdog(common::TEST_LIMIT);
     let reports = Reports::default();
     let sink = reports.clone();
     let cleaned = foreign_current_thread()
@@ -203,6 +214,7 @@ fn runner_run_inside_tokio_spawn_blocking_closes_normally_without_a_report() {
 
 #[test]
 fn runner_run_inside_runner_spawn_blocking_closes_normally_without_a_report() {
+    common::watchdog(common::TEST_LIMIT);
     let reports = Reports::default();
     let sink = reports.clone();
     let cleaned = runner::run(async move {
@@ -217,6 +229,7 @@ fn runner_run_inside_runner_spawn_blocking_closes_normally_without_a_report() {
 
 #[test]
 fn close_returns_when_the_handler_panics_with_a_payload_that_panics_on_drop() {
+    common::watchdog(common::TEST_LIMIT);
     struct Bomb;
     impl Drop for Bomb {
         fn drop(&mut self) {
@@ -237,6 +250,7 @@ fn close_returns_when_the_handler_panics_with_a_payload_that_panics_on_drop() {
 
 #[test]
 fn runner_spawn_works_from_a_plain_tokio_task_on_both_flavors() {
+    common::watchdog(common::TEST_LIMIT);
     for flavor in FLAVORS {
         let mut r = builder(flavor).build();
         let value = r

@@ -8,6 +8,11 @@ use std::time::Duration;
 
 use common::{builder, Flavor, FLAVORS};
 
+/// Thousands of Runners per child: about 10 s on an idle 2-core machine, 25 s on a loaded
+/// one. The bound on each child run, generous; the parent's watchdog comes after it.
+const SOAK_LIMIT: Duration = Duration::from_secs(300);
+const PARENT_LIMIT: Duration = Duration::from_secs(360);
+
 fn fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
@@ -52,12 +57,14 @@ fn pending_lifecycle(flavor: Flavor, observing: bool, ending: Ending) {
 
 #[test]
 fn two_hundred_runners_closed_with_pending_tasks_leave_the_fd_count_where_it_was() {
-    common::run_child("child_fds_after_pending_runners", &[]);
+    common::watchdog(PARENT_LIMIT);
+    common::run_child_within("child_fds_after_pending_runners", &[], SOAK_LIMIT);
 }
 
 #[test]
 #[ignore = "child process of two_hundred_runners_closed_with_pending_tasks_leave_the_fd_count_where_it_was"]
 fn child_fds_after_pending_runners() {
+    common::watchdog(PARENT_LIMIT);
     assert_eq!(std::env::var("RUNNER_CHILD").as_deref(), Ok("1"));
     // A first lifecycle of each kind makes what is made once per process (signal pipe,
     // the std/tokio statics), so the baseline counts only what Runners should give back.
@@ -83,12 +90,14 @@ fn child_fds_after_pending_runners() {
 
 #[test]
 fn five_thousand_runners_closed_with_pending_tasks_keep_rss_flat() {
-    common::run_child("child_rss_after_pending_runners", &[]);
+    common::watchdog(PARENT_LIMIT);
+    common::run_child_within("child_rss_after_pending_runners", &[], SOAK_LIMIT);
 }
 
 #[test]
 #[ignore = "child process of five_thousand_runners_closed_with_pending_tasks_keep_rss_flat"]
 fn child_rss_after_pending_runners() {
+    common::watchdog(PARENT_LIMIT);
     assert_eq!(std::env::var("RUNNER_CHILD").as_deref(), Ok("1"));
     // Warm-up: the allocator's arenas and the process-wide statics settle first.
     for i in 0..500 {
@@ -124,6 +133,7 @@ fn threads_settled_to(target: usize) -> usize {
         if threads() <= target {
             break;
         }
+        // Polling the thread count (no event to wait on): not an ordering sleep.
         std::thread::sleep(Duration::from_millis(10));
     }
     threads()
@@ -169,6 +179,7 @@ fn mixed_lifecycle(i: usize, reports: &common::Reports) {
             // blocking work of both kinds that ends within the timeout
             3 => {
                 drop(runner::spawn_blocking(|| {
+                    // sleep: blocking work that ends within the timeout.
                     std::thread::sleep(Duration::from_micros(200))
                 }));
                 drop(tokio::task::spawn_blocking(|| {}));
@@ -186,6 +197,7 @@ fn mixed_lifecycle(i: usize, reports: &common::Reports) {
             }
             // blocking work abandoned at the timeout
             _ => drop(tokio::task::spawn_blocking(|| {
+                // sleep: blocking work that outlasts the 2 ms timeout.
                 std::thread::sleep(Duration::from_millis(20))
             })),
         }
@@ -197,7 +209,8 @@ fn mixed_lifecycle(i: usize, reports: &common::Reports) {
 
 #[test]
 fn a_soak_of_mixed_lifecycles_leaves_fds_threads_and_rss_where_they_were() {
-    let (_, stderr) = common::run_child("child_soak", &[]);
+    common::watchdog(PARENT_LIMIT);
+    let (_, stderr) = common::run_child_within("child_soak", &[], SOAK_LIMIT);
     eprintln!(
         "{}",
         stderr
@@ -211,6 +224,7 @@ fn a_soak_of_mixed_lifecycles_leaves_fds_threads_and_rss_where_they_were() {
 #[test]
 #[ignore = "child process of a_soak_of_mixed_lifecycles_leaves_fds_threads_and_rss_where_they_were"]
 fn child_soak() {
+    common::watchdog(PARENT_LIMIT);
     assert_eq!(std::env::var("RUNNER_CHILD").as_deref(), Ok("1"));
     // Thousands of expected panics: keep the child's stderr for the figures and failures.
     let default_hook = std::panic::take_hook();

@@ -12,6 +12,7 @@ static COUNTER: ContextVar<u32> = ContextVar::new("counter");
 
 #[test]
 fn run_keeps_context_across_runs() {
+    common::watchdog(common::TEST_LIMIT);
     // test_run_keeps_context
     static CVAR: ContextVar<i32> = ContextVar::with_default("cvar", || -1);
     let mut runner = builder(Flavor::CurrentThread).build();
@@ -40,6 +41,7 @@ fn run_keeps_context_across_runs() {
 
 #[test]
 fn the_runner_context_is_a_copy_of_the_caller_context_at_lazy_init() {
+    common::watchdog(common::TEST_LIMIT);
     static V: ContextVar<&'static str> = ContextVar::new("v");
     V.set("before init");
     let mut runner = builder(Flavor::CurrentThread).build();
@@ -50,6 +52,7 @@ fn the_runner_context_is_a_copy_of_the_caller_context_at_lazy_init() {
 
 #[test]
 fn run_in_context_writes_into_the_given_context_not_the_runners() {
+    common::watchdog(common::TEST_LIMIT);
     static V: ContextVar<u8> = ContextVar::new("v");
     let ctx = Context::new();
     let mut runner = builder(Flavor::CurrentThread).build();
@@ -74,6 +77,7 @@ fn run_in_context_writes_into_the_given_context_not_the_runners() {
 
 #[test]
 fn child_and_parent_do_not_see_each_others_later_sets() {
+    common::watchdog(common::TEST_LIMIT);
     for flavor in common::FLAVORS {
         let mut runner = builder(flavor).build();
         runner
@@ -108,6 +112,7 @@ fn child_and_parent_do_not_see_each_others_later_sets() {
 
 #[test]
 fn spawn_blocking_sees_the_spawners_values() {
+    common::watchdog(common::TEST_LIMIT);
     static USER: ContextVar<String> = ContextVar::new("user");
     let mut runner = builder(Flavor::CurrentThread).build();
     let (seen, after) = runner
@@ -129,6 +134,7 @@ fn spawn_blocking_sees_the_spawners_values() {
 
 #[test]
 fn reset_restores_the_previous_value() {
+    common::watchdog(common::TEST_LIMIT);
     static V: ContextVar<u8> = ContextVar::new("v");
     runner::run(async {
         assert_eq!(V.get(), None);
@@ -145,6 +151,7 @@ fn reset_restores_the_previous_value() {
 
 #[test]
 fn reset_refuses_a_used_token_a_foreign_token_and_another_vars_token() {
+    common::watchdog(common::TEST_LIMIT);
     static A: ContextVar<u8> = ContextVar::new("a");
     static B: ContextVar<u8> = ContextVar::new("b");
     runner::run(async {
@@ -166,6 +173,7 @@ fn reset_refuses_a_used_token_a_foreign_token_and_another_vars_token() {
 
 #[test]
 fn context_run_nests_and_restores() {
+    common::watchdog(common::TEST_LIMIT);
     static V: ContextVar<&'static str> = ContextVar::new("v");
     let outer = Context::new();
     let inner = Context::new();
@@ -186,6 +194,7 @@ fn context_run_nests_and_restores() {
 
 #[test]
 fn context_run_restores_after_a_panic() {
+    common::watchdog(common::TEST_LIMIT);
     static V: ContextVar<u8> = ContextVar::new("v");
     let ctx = Context::new();
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -201,6 +210,7 @@ fn context_run_restores_after_a_panic() {
 
 #[test]
 fn outside_any_runner_each_thread_has_its_own_context() {
+    common::watchdog(common::TEST_LIMIT);
     static V: ContextVar<u32> = ContextVar::new("v");
     V.set(1);
     let other = std::thread::spawn(|| {
@@ -214,43 +224,100 @@ fn outside_any_runner_each_thread_has_its_own_context() {
     assert_eq!(V.get(), Some(1));
 }
 
+/// Blocks the worker thread it runs on, if that is `wanted`, until `release` is set (at
+/// most 20 s); tells `placed` whether it landed there.
+async fn block_worker(
+    wanted: std::thread::ThreadId,
+    placed: tokio::sync::oneshot::Sender<bool>,
+    release: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    let here = std::thread::current().id() == wanted;
+    placed.send(here).unwrap();
+    if here {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !release.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+            // sleep: this is the blocking (the worker must stay busy); the loop polls the
+            // release flag.
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
 #[test]
-fn tasks_hopping_threads_keep_their_own_values() {
+fn a_task_forced_onto_another_worker_thread_keeps_its_values() {
+    // A task parks on worker A; A is then blocked, so the wake-up (sent from the Runner's
+    // own thread, which is no worker) can only be run by worker B: a thread hop by
+    // construction, verified, with 32 other tasks setting their own values on both workers.
+    common::watchdog(common::TEST_LIMIT);
     static ID: ContextVar<usize> = ContextVar::new("id");
     let mut runner = builder(Flavor::MultiThread).build();
-    let threads = runner
+    let (before, after, seen) = runner
         .run(async {
-            let tasks: Vec<_> = (0..64)
+            let others: Vec<_> = (1..=32)
                 .map(|i| {
                     runner::spawn(async move {
                         ID.set(i);
-                        let mut threads = std::collections::HashSet::new();
-                        for round in 0..50 {
-                            threads.insert(std::thread::current().id());
-                            if round % 10 == 0 {
-                                tokio::time::sleep(Duration::from_millis(1)).await;
-                            } else {
-                                tokio::task::yield_now().await;
-                            }
+                        for _ in 0..100 {
+                            tokio::task::yield_now().await;
                             assert_eq!(ID.get(), Some(i), "task {i} lost its value");
                         }
-                        threads.len()
                     })
                 })
                 .collect();
-            let mut most = 0;
-            for task in tasks {
-                most = most.max(task.await.unwrap());
+            let (wake, woken) = tokio::sync::oneshot::channel::<()>();
+            let release = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let released = release.clone();
+            let (placed, is_placed) = tokio::sync::oneshot::channel();
+            let (parked, is_parked) = tokio::sync::oneshot::channel();
+            let blocker_release = release.clone();
+            let hopper = runner::spawn(async move {
+                ID.set(0);
+                let before = std::thread::current().id();
+                // Spawned from worker A, the blocker goes to A's own next-task slot, which
+                // other workers do not steal: it runs on A as soon as this task parks.
+                tokio::spawn(block_worker(before, placed, blocker_release));
+                parked.send(before).unwrap();
+                woken.await.unwrap();
+                let after = std::thread::current().id();
+                let seen = ID.get();
+                released.store(true, Ordering::SeqCst);
+                (before, after, seen)
+            });
+            let worker_a = is_parked.await.unwrap();
+            let mut blocked = is_placed.await.unwrap();
+            // Should tokio have put it elsewhere after all: blockers in bulk from here (the
+            // injection queue) until one lands on A.
+            for _ in 0..50 {
+                if blocked {
+                    break;
+                }
+                let placements: Vec<_> = (0..8)
+                    .map(|_| {
+                        let (placed, is_placed) = tokio::sync::oneshot::channel();
+                        tokio::spawn(block_worker(worker_a, placed, release.clone()));
+                        is_placed
+                    })
+                    .collect();
+                for placement in placements {
+                    blocked |= placement.await.unwrap();
+                }
             }
-            most
+            assert!(blocked, "no blocker landed on worker A");
+            wake.send(()).unwrap();
+            let hop = hopper.await.unwrap();
+            for task in others {
+                task.await.unwrap();
+            }
+            hop
         })
         .unwrap();
-    // Not asserted >1: which worker runs a task is tokio's choice; values were checked above.
-    assert!(threads >= 1);
+    assert_ne!(before, after, "the task did not move to another thread");
+    assert_eq!(seen, Some(0), "the task's value did not follow it");
 }
 
 #[test]
 fn spawning_does_not_clone_values() {
+    common::watchdog(common::TEST_LIMIT);
     static CLONES: AtomicUsize = AtomicUsize::new(0);
     struct Counted;
     impl Clone for Counted {
@@ -276,6 +343,7 @@ fn spawning_does_not_clone_values() {
 
 #[test]
 fn context_debug_and_copy() {
+    common::watchdog(common::TEST_LIMIT);
     static V: ContextVar<u8> = ContextVar::new("v");
     let a = Context::new();
     assert!(a.is_empty());
@@ -289,6 +357,7 @@ fn context_debug_and_copy() {
 
 #[test]
 fn the_runner_context_is_released_at_close() {
+    common::watchdog(common::TEST_LIMIT);
     use std::sync::Arc;
     static HELD: ContextVar<Arc<()>> = ContextVar::new("held");
     let value = Arc::new(());

@@ -29,9 +29,11 @@ fn slow_polls(reports: Vec<Report>) -> Vec<Report> {
 
 #[test]
 fn a_main_task_blocking_150ms_in_one_poll_is_reported() {
+    common::watchdog(common::TEST_LIMIT);
     let reports = Reports::default();
     let mut runner = debug_runner(&reports, Flavor::CurrentThread);
     // `line!()` sits on the line of `.run(`, wherever rustfmt breaks the chain.
+    // sleep: a poll that blocks the thread, the thing debug mode reports.
     let line = runner
         .run(async { (line!(), std::thread::sleep(Duration::from_millis(150))).0 })
         .unwrap();
@@ -48,9 +50,11 @@ fn a_main_task_blocking_150ms_in_one_poll_is_reported() {
 
 #[test]
 fn a_spawned_task_that_blocks_is_reported_with_its_spawn_location() {
+    common::watchdog(common::TEST_LIMIT);
     for flavor in common::FLAVORS {
         let reports = Reports::default();
         let mut runner = debug_runner(&reports, flavor);
+        // sleep (below): a poll that blocks the thread, the thing debug mode reports.
         let line = line!() + 3;
         runner
             .run(async {
@@ -74,6 +78,7 @@ fn a_spawned_task_that_blocks_is_reported_with_its_spawn_location() {
 
 #[test]
 fn nothing_is_reported_with_debug_off() {
+    common::watchdog(common::TEST_LIMIT);
     let reports = Reports::default();
     let mut runner = reports
         .install(builder(Flavor::CurrentThread))
@@ -81,6 +86,7 @@ fn nothing_is_reported_with_debug_off() {
         .build();
     runner
         .run(async {
+            // sleep: polls that block the thread, which debug mode would report.
             std::thread::sleep(Duration::from_millis(150));
             runner::spawn(async { std::thread::sleep(Duration::from_millis(150)) })
                 .await
@@ -97,11 +103,13 @@ fn nothing_is_reported_with_debug_off() {
 
 #[test]
 fn polls_below_the_threshold_are_not_reported() {
+    common::watchdog(common::TEST_LIMIT);
     let reports = Reports::default();
     let mut runner = debug_runner(&reports, Flavor::CurrentThread);
     runner
         .run(async {
             for _ in 0..20 {
+                // sleep: polls that block, each well below the threshold.
                 std::thread::sleep(Duration::from_millis(2));
                 tokio::task::yield_now().await;
             }
@@ -118,12 +126,14 @@ fn slow_polls_with(threshold: Duration, blocked: Duration) -> Vec<Report> {
         .debug(Some(true))
         .slow_callback_duration(threshold)
         .build();
+    // sleep: a poll that blocks the thread for `blocked`, the thing measured.
     runner.run(async { std::thread::sleep(blocked) }).unwrap();
     slow_polls(reports.take())
 }
 
 #[test]
 fn the_threshold_is_configurable() {
+    common::watchdog(common::TEST_LIMIT);
     let slow = slow_polls_with(Duration::from_millis(20), Duration::from_millis(40));
     assert_eq!(slow.len(), 1);
     assert!(seconds(&slow[0]) >= 0.04);
@@ -133,8 +143,10 @@ fn the_threshold_is_configurable() {
 
 #[test]
 fn pending_tasks_are_listed_with_locations_at_close() {
+    common::watchdog(common::TEST_LIMIT);
     let reports = Reports::default();
     let mut runner = debug_runner(&reports, Flavor::CurrentThread);
+    // sleep (below): a task still pending (on a timer) at close.
     let first = line!() + 3;
     runner
         .run(async {
@@ -154,6 +166,7 @@ fn pending_tasks_are_listed_with_locations_at_close() {
 
 #[test]
 fn a_never_retrieved_panic_is_reported() {
+    common::watchdog(common::TEST_LIMIT);
     for flavor in common::FLAVORS {
         let reports = Reports::default();
         let mut runner = debug_runner(&reports, flavor);
@@ -162,7 +175,12 @@ fn a_never_retrieved_panic_is_reported() {
             .run(async {
                 let task = runner::spawn(async { panic!("lost panic") });
                 drop(task);
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Handshake: the report is made by the task's own poll; close() must not
+                // start (and cancel the task) before it. A broken build times out here and
+                // fails the count below.
+                reports
+                    .arrival(ReportKind::PanicNeverRetrieved, Duration::from_secs(10))
+                    .await;
                 // An awaited panic is retrieved: not reported.
                 assert!(runner::spawn(async { panic!("seen") }).await.is_err());
             })
@@ -184,6 +202,7 @@ fn a_never_retrieved_panic_is_reported() {
 
 #[test]
 fn runner_debug_env_turns_it_on_and_an_explicit_false_overrides_it() {
+    common::watchdog(common::TEST_LIMIT);
     let (_, stderr) = common::run_child("child_env_debug", &[("RUNNER_DEBUG", "1")]);
     assert!(
         stderr.contains("runner: Executing <main task run at"),
@@ -199,9 +218,11 @@ fn runner_debug_env_turns_it_on_and_an_explicit_false_overrides_it() {
 #[test]
 #[ignore = "child process of runner_debug_env_turns_it_on_and_an_explicit_false_overrides_it"]
 fn child_env_debug() {
+    common::watchdog(common::TEST_LIMIT);
     assert_eq!(std::env::var("RUNNER_CHILD").as_deref(), Ok("1"));
     let mut on = runner::Runner::builder().handle_sigint(false).build();
     assert!(on.debug());
+    // sleep: a poll that blocks the thread, reported when debug mode is on.
     on.run(async { std::thread::sleep(Duration::from_millis(120)) })
         .unwrap();
     let mut off = runner::Runner::builder()
@@ -209,12 +230,14 @@ fn child_env_debug() {
         .debug(Some(false))
         .build();
     assert!(!off.debug());
+    // sleep: the same blocking poll, not reported with debug mode off.
     off.run(async { std::thread::sleep(Duration::from_millis(120)) })
         .unwrap();
 }
 
 #[test]
 fn the_default_handler_prints_one_line_per_report_to_stderr() {
+    common::watchdog(common::TEST_LIMIT);
     let (stdout, stderr) = common::run_child("child_default_handler", &[]);
     let lines: Vec<_> = stderr
         .lines()
@@ -229,6 +252,7 @@ fn the_default_handler_prints_one_line_per_report_to_stderr() {
 #[test]
 #[ignore = "child process of the_default_handler_prints_one_line_per_report_to_stderr"]
 fn child_default_handler() {
+    common::watchdog(common::TEST_LIMIT);
     assert_eq!(std::env::var("RUNNER_CHILD").as_deref(), Ok("1"));
     let mut runner = runner::Runner::builder()
         .handle_sigint(false)
@@ -236,6 +260,7 @@ fn child_default_handler() {
         .build();
     runner
         .run(async {
+            // sleep: a poll that blocks the thread, for a slow-poll report.
             runner::spawn(async { std::thread::sleep(Duration::from_millis(120)) })
                 .await
                 .unwrap();
@@ -247,13 +272,41 @@ fn child_default_handler() {
 
 #[test]
 fn a_panicking_exception_handler_falls_back_to_stderr_and_close_survives() {
+    common::watchdog(common::TEST_LIMIT);
+    let (stdout, stderr) = common::run_child("child_panicking_handler", &[]);
+    let line = stdout
+        .lines()
+        .find_map(|l| Some(l.split_once("child: spawned at line ")?.1))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let pending = format!(
+        "runner: Task was still pending at close: <task spawned at tests/debug_mode.rs:{line}:"
+    );
+    // The one report, on stderr, although the handler panicked on it.
+    let reports: Vec<_> = stderr
+        .lines()
+        .filter(|l| l.starts_with("runner: "))
+        .collect();
+    assert_eq!(reports.len(), 1, "{stderr}");
+    assert!(reports[0].starts_with(&pending), "{stderr}");
+    assert!(stderr.contains("handler is broken"), "{stderr}");
+    assert!(stdout.contains("child: closed"), "{stdout}");
+}
+
+#[test]
+#[ignore = "child process of a_panicking_exception_handler_falls_back_to_stderr_and_close_survives"]
+fn child_panicking_handler() {
+    common::watchdog(common::TEST_LIMIT);
+    assert_eq!(std::env::var("RUNNER_CHILD").as_deref(), Ok("1"));
     let mut runner = builder(Flavor::CurrentThread)
         .debug(Some(true))
         .exception_handler(|_| panic!("handler is broken"))
         .build();
+    let line = line!() + 2;
     runner
         .run(async { drop(runner::spawn(std::future::pending::<()>())) })
         .unwrap();
+    println!("child: spawned at line {line}");
     runner.close();
     assert!(runner.is_closed());
+    println!("child: closed");
 }

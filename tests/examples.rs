@@ -15,7 +15,11 @@ fn run(name: &str, envs: &[(&str, &str)]) -> (String, String) {
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let out = cmd.output().expect("run example");
+    let out = common::output_within(
+        &mut cmd,
+        Duration::from_secs(60),
+        &format!("example {name}"),
+    );
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
@@ -98,12 +102,15 @@ fn debug_slow_names_the_blocking_task_and_not_the_sleeping_one() {
 
 /// Starts graceful_shutdown, waits for its `ready` line; returns the child and its lines.
 fn start_graceful(cleanup_ms: &str) -> (std::process::Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(common::example("graceful_shutdown"))
+    let mut cmd = Command::new(common::example("graceful_shutdown"));
+    cmd.env_remove("RUNNER_DEBUG")
         .env("CLEANUP_MS", cleanup_ms)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::null());
+    // SIGINT at its default even under a `cargo test &` that ignores it; gone with us.
+    common::child::reset_signals(&mut cmd, common::child::Start::Default);
+    common::child::die_with_parent(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
     let (tx, rx) = mpsc::channel();
     let stdout = child.stdout.take().unwrap();
     std::thread::spawn(move || {
@@ -134,6 +141,7 @@ fn wait_with_timeout(child: &mut std::process::Child, limit: Duration) -> std::p
             let _ = child.kill();
             panic!("child still running after {limit:?}");
         }
+        // Polling for the exit (std has no wait with a timeout): not an ordering sleep.
         std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -11,17 +11,23 @@ use std::sync::Arc;
 use common::CountOnDrop;
 use runner::{RunError, Runner};
 
+/// Ctrl-C left to the harness; debug mode off whatever `RUNNER_DEBUG` says.
 fn quiet() -> Runner {
-    Runner::builder().handle_sigint(false).build()
+    Runner::builder()
+        .handle_sigint(false)
+        .debug(Some(false))
+        .build()
 }
 
 #[test]
 fn run_returns_the_value() {
+    common::watchdog(common::TEST_LIMIT);
     assert_eq!(runner::run(async { 42 }).unwrap(), 42);
 }
 
 #[test]
 fn run_accepts_into_future() {
+    common::watchdog(common::TEST_LIMIT);
     struct Ready;
     impl std::future::IntoFuture for Ready {
         type Output = &'static str;
@@ -35,6 +41,7 @@ fn run_accepts_into_future() {
 
 #[test]
 fn run_propagates_a_panic_with_its_payload() {
+    common::watchdog(common::TEST_LIMIT);
     // test_asyncio_run_raises
     let payload = std::panic::catch_unwind(|| runner::run(async { std::panic::panic_any(17u32) }))
         .unwrap_err();
@@ -43,6 +50,7 @@ fn run_propagates_a_panic_with_its_payload() {
 
 #[test]
 fn the_same_runner_runs_again_after_a_panic() {
+    common::watchdog(common::TEST_LIMIT);
     let mut runner = quiet();
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         runner.run(async { panic!("first run fails") })
@@ -56,6 +64,7 @@ fn the_same_runner_runs_again_after_a_panic() {
 
 #[test]
 fn nested_run_is_an_error_with_the_exact_message() {
+    common::watchdog(common::TEST_LIMIT);
     // test_asyncio_run_from_running_loop / test_recursive_run
     let mut outer = quiet();
     let (free_fn, method) = outer
@@ -77,6 +86,7 @@ fn nested_run_is_an_error_with_the_exact_message() {
 
 #[test]
 fn nested_run_from_a_spawned_task_on_a_multi_thread_runtime() {
+    common::watchdog(common::TEST_LIMIT);
     let mut runner = Runner::builder()
         .handle_sigint(false)
         .loop_factory(|| {
@@ -98,6 +108,7 @@ fn nested_run_from_a_spawned_task_on_a_multi_thread_runtime() {
 
 #[test]
 fn run_from_a_spawn_blocking_thread_is_allowed() {
+    common::watchdog(common::TEST_LIMIT);
     let mut runner = quiet();
     let inner = runner
         .run(async {
@@ -111,6 +122,7 @@ fn run_from_a_spawn_blocking_thread_is_allowed() {
 
 #[test]
 fn loop_factory_is_called_once_and_its_runtime_runs_the_future() {
+    common::watchdog(common::TEST_LIMIT);
     // test_asyncio_run_loop_factory / test_custom_factory / test_set_event_loop_called_once
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = calls.clone();
@@ -152,6 +164,7 @@ fn loop_factory_is_called_once_and_its_runtime_runs_the_future() {
 
 #[test]
 fn loop_factory_accepts_a_tokio_builder() {
+    common::watchdog(common::TEST_LIMIT);
     let mut runner = Runner::builder()
         .handle_sigint(false)
         .loop_factory(|| {
@@ -165,6 +178,7 @@ fn loop_factory_accepts_a_tokio_builder() {
 
 #[test]
 fn a_failing_loop_factory_is_an_error_not_a_panic() {
+    common::watchdog(common::TEST_LIMIT);
     let mut runner = Runner::builder()
         .loop_factory(|| -> std::io::Result<tokio::runtime::Runtime> {
             Err(std::io::Error::other("no runtime for you"))
@@ -179,6 +193,7 @@ fn a_failing_loop_factory_is_an_error_not_a_panic() {
 
 #[test]
 fn a_panicking_loop_factory_is_an_error_not_a_panic() {
+    common::watchdog(common::TEST_LIMIT);
     let mut runner = Runner::builder()
         .loop_factory(|| -> tokio::runtime::Runtime { panic!("factory exploded") })
         .build();
@@ -190,12 +205,14 @@ fn a_panicking_loop_factory_is_an_error_not_a_panic() {
 
 #[test]
 fn default_loop_is_current_thread() {
+    common::watchdog(common::TEST_LIMIT);
     let flavor = runner::run(async { tokio::runtime::Handle::current().runtime_flavor() }).unwrap();
     assert_eq!(flavor, tokio::runtime::RuntimeFlavor::CurrentThread);
 }
 
 #[test]
 fn debug_flag_explicit_values_win() {
+    common::watchdog(common::TEST_LIMIT);
     // test_debug / test_non_debug
     for flag in [true, false] {
         let mut runner = Runner::builder()
@@ -212,6 +229,7 @@ fn debug_flag_explicit_values_win() {
 /// (this test binary, re-run on one test with the variable set).
 #[test]
 fn debug_flag_from_runner_debug_env() {
+    common::watchdog(common::TEST_LIMIT);
     let cases: [(Option<&str>, bool); 5] = [
         (None, false),
         (Some(""), false),
@@ -233,11 +251,13 @@ fn debug_flag_from_runner_debug_env() {
 #[test]
 #[ignore = "child process of debug_flag_from_runner_debug_env"]
 fn debug_env_child() {
+    common::watchdog(common::TEST_LIMIT);
     let expected: bool = std::env::var("RUNNER_DEBUG_EXPECT")
         .unwrap()
         .parse()
         .unwrap();
-    let mut runner = quiet();
+    // No `debug(..)`: this Runner reads RUNNER_DEBUG, the subject of the test.
+    let mut runner = Runner::builder().handle_sigint(false).build();
     assert_eq!(
         runner.run(async { runner::debug_enabled() }).unwrap(),
         expected
@@ -250,17 +270,58 @@ fn debug_env_child() {
 
 #[test]
 fn explicit_close_and_double_close() {
-    // test_explicit_close / test_double_close
-    let mut runner = quiet();
-    runner.run(async {}).unwrap();
+    // test_explicit_close / test_double_close: the second close() does nothing at all. The
+    // first has things to do (a finalizer to run, a failing task to report) that a second
+    // one would show by doing them, or anything else, again.
+    common::watchdog(common::TEST_LIMIT);
+    let finalized = Arc::new(AtomicUsize::new(0));
+    let reports = common::Reports::default();
+    let mut runner = reports
+        .install(Runner::builder().handle_sigint(false).debug(Some(false)))
+        .build();
+    let f = finalized.clone();
+    runner
+        .run(async move {
+            runner::at_close(move || async move {
+                f.fetch_add(1, Ordering::SeqCst);
+            });
+            let guard = common::PanicOnDrop("cleanup failed");
+            runner::spawn(async move {
+                let _guard = guard;
+                std::future::pending::<()>().await
+            });
+        })
+        .unwrap();
     runner.close();
     assert!(runner.is_closed());
+    let first = reports.take();
+    assert_eq!(
+        finalized.load(Ordering::SeqCst),
+        1,
+        "the finalizer ran once"
+    );
+    assert_eq!(first.len(), 1, "{first:?}");
     runner.close();
     assert!(runner.is_closed());
+    assert_eq!(
+        finalized.load(Ordering::SeqCst),
+        1,
+        "the second close ran the finalizer again"
+    );
+    let second = reports.take();
+    assert!(second.is_empty(), "the second close reported: {second:?}");
+    drop(runner);
+    assert_eq!(
+        finalized.load(Ordering::SeqCst),
+        1,
+        "drop after close ran it"
+    );
+    assert!(reports.take().is_empty(), "drop after close reported");
 }
 
 #[test]
 fn close_on_a_fresh_runner_only_marks_it_closed() {
+    common::watchdog(common::TEST_LIMIT);
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = calls.clone();
     let mut runner = Runner::builder()
@@ -277,6 +338,7 @@ fn close_on_a_fresh_runner_only_marks_it_closed() {
 
 #[test]
 fn run_after_close_is_closed_and_never_polls_the_future() {
+    common::watchdog(common::TEST_LIMIT);
     // test_second_with_block_raises
     let polled = Rc::new(Cell::new(false));
     let mut runner = quiet();
@@ -292,6 +354,7 @@ fn run_after_close_is_closed_and_never_polls_the_future() {
 
 #[test]
 fn drop_closes_and_cancels_leftover_tasks() {
+    common::watchdog(common::TEST_LIMIT);
     let dropped = Arc::new(AtomicUsize::new(0));
     {
         let mut runner = quiet();
@@ -312,6 +375,7 @@ fn drop_closes_and_cancels_leftover_tasks() {
 
 #[test]
 fn main_future_need_not_be_send_or_static() {
+    common::watchdog(common::TEST_LIMIT);
     let local = Rc::new(Cell::new(1));
     let borrowed = &local;
     let mut runner = quiet();
@@ -327,6 +391,7 @@ fn main_future_need_not_be_send_or_static() {
 
 #[test]
 fn output_needs_no_debug_and_is_never_formatted() {
+    common::watchdog(common::TEST_LIMIT);
     // test_no_repr_is_call_on_the_task_result
     struct NoDebug(u8);
     let out = runner::run(async { NoDebug(9) }).unwrap();
@@ -335,6 +400,7 @@ fn output_needs_no_debug_and_is_never_formatted() {
 
 #[test]
 fn a_pending_task_from_run_one_makes_progress_in_run_two() {
+    common::watchdog(common::TEST_LIMIT);
     let mut runner = quiet();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
     let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
@@ -361,16 +427,36 @@ fn a_pending_task_from_run_one_makes_progress_in_run_two() {
 
 #[test]
 fn run_error_is_a_std_error_with_messages() {
+    common::watchdog(common::TEST_LIMIT);
     fn assert_error<E: std::error::Error + Send + Sync + 'static>(_: &E) {}
     let err = RunError::LoopFactory(std::io::Error::other("x"));
     assert_error(&err);
     assert!(std::error::Error::source(&err).is_some());
     assert_eq!(RunError::Closed.to_string(), "Runner is closed");
-    assert!(RunError::Interrupted.to_string().contains("Ctrl-C"));
+    assert_eq!(
+        RunError::Interrupted.to_string(),
+        "the main task was interrupted by Ctrl-C"
+    );
+    assert_eq!(
+        RunError::Terminated.to_string(),
+        "the main task was terminated by SIGTERM"
+    );
+    assert_eq!(
+        RunError::Cancelled.to_string(),
+        "the main task was cancelled"
+    );
+    for err in [
+        RunError::Interrupted,
+        RunError::Terminated,
+        RunError::Cancelled,
+    ] {
+        assert!(std::error::Error::source(&err).is_none(), "{err:?}");
+    }
 }
 
 #[test]
 fn runner_is_send_and_debug() {
+    common::watchdog(common::TEST_LIMIT);
     fn assert_send<T: Send>() {}
     assert_send::<Runner>();
     let runner = Runner::builder().debug(Some(true)).build();
@@ -383,6 +469,7 @@ fn runner_is_send_and_debug() {
 
 #[test]
 fn closing_a_runner_inside_another_runners_run_neither_panics_nor_hangs() {
+    common::watchdog(common::TEST_LIMIT);
     let reports = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = reports.clone();
     let mut inner = Runner::builder()

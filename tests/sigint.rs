@@ -47,7 +47,10 @@ fn ctrl_c_lets_an_observing_main_task_clean_up_asynchronously() {
 fn second_ctrl_c_kills_a_stuck_main_task() {
     let mut p = Proc::spawn("busy");
     p.ready();
+    // The handshake: sigint() returns once the first SIGINT has been delivered, so the
+    // second cannot merge with it while it is still pending.
     p.sigint();
+    // The first one must not kill (a negative check, hence the grace period).
     p.assert_alive_after(Duration::from_millis(300));
     p.sigint();
     p.assert_died_by_sigint(KILL_TIMEOUT);
@@ -78,14 +81,40 @@ fn ctrl_c_after_close_kills_by_default() {
     p.assert_not_printed("survived");
 }
 
-// 4c.
+// 4c. The child has built a Runner and its loop (`get_loop`), but not run yet.
 #[test]
 fn ctrl_c_before_any_run_kills_by_default() {
     let mut p = Proc::spawn("before_run");
+    p.expect_line("loop: CurrentThread");
     p.ready();
     p.sigint();
     p.assert_died_by_sigint(EXIT_TIMEOUT);
     p.assert_not_printed("survived");
+}
+
+// A panic in the main task propagates "after the Runner has put its signal state back":
+// outside a run SIGINT is the default again ...
+#[test]
+fn ctrl_c_after_a_run_whose_main_task_panicked_kills_by_default() {
+    let mut p = Proc::spawn("panic_then_between");
+    p.expect_line("caught: Some(\"main task failed\")");
+    p.ready();
+    p.sigint();
+    p.assert_died_by_sigint(EXIT_TIMEOUT);
+    p.assert_not_printed("survived");
+}
+
+// ... and the Runner's next run handles Ctrl-C as the first one would.
+#[test]
+fn ctrl_c_in_the_run_after_a_panicking_one_is_handled() {
+    let mut p = Proc::spawn("panic_then_run");
+    p.expect_line("caught: Some(\"main task failed\")");
+    p.ready();
+    p.sigint();
+    p.assert_died_by_sigint(EXIT_TIMEOUT);
+    p.assert_printed("main dropped");
+    p.assert_printed("result: Err(Interrupted)");
+    p.assert_printed("closed");
 }
 
 // 5.
@@ -93,8 +122,12 @@ fn ctrl_c_before_any_run_kills_by_default() {
 fn ctrl_c_is_ignored_when_the_process_started_with_sigint_ignored() {
     let mut p = Proc::spawn_with("ignored", Start::SigintIgnored);
     p.ready();
+    // Returns once the signal is no longer pending: ignored, it was discarded at once; had a
+    // handler been installed after all, it has been delivered to it.
     p.sigint();
-    // Give a (wrongly) installed handler time to act before letting main finish.
+    // sleep: a negative check (nothing happens when all is well, so there is no event to
+    // wait for): a wrongly installed handler's cancel gets time to reach the main task
+    // before main is let finish.
     std::thread::sleep(Duration::from_millis(300));
     p.send_go();
     p.assert_exit_0(NORMAL_EXIT_TIMEOUT);
@@ -264,6 +297,7 @@ fn one_sigint_at_a_random_moment_ends_a_loop_of_short_runs_within_1_s_50_of_50_t
                         .map(|&delay| {
                             let mut p = Proc::spawn("short_runs");
                             p.ready();
+                            // sleep: the random moment of the SIGINT, the test's subject.
                             std::thread::sleep(delay);
                             p.sigint();
                             let sent = std::time::Instant::now();

@@ -39,6 +39,7 @@ enum End {
 fn one_child(delay: Duration) -> Result<End, String> {
     let mut p = Proc::spawn("fuzz");
     p.ready();
+    // sleep: the random moment of the SIGINT, the test's subject.
     std::thread::sleep(delay);
     if let Some(status) = p.wait_for_exit(Duration::ZERO) {
         return match status.code() {

@@ -68,6 +68,32 @@ fn sigint_after_sigterm_kills_at_once() {
     p.assert_not_printed("closing");
 }
 
+// SIGINT first (handled: the cleanup starts), then SIGTERM: the second signal kills, by
+// SIGTERM, whichever the first was.
+#[test]
+fn sigterm_after_sigint_kills_at_once() {
+    let mut p = Proc::spawn("term_slow_cleanup");
+    p.ready();
+    p.sigint();
+    p.expect_line("cancelled observed");
+    p.sigterm();
+    p.assert_died_by_sigterm(KILL_TIMEOUT);
+    p.assert_not_printed("cleanup done");
+    p.assert_not_printed("closing");
+}
+
+// `handle_sigterm(true)` on a thread that is not the main thread installs nothing: SIGTERM
+// keeps its default and the observing main task never sees it.
+#[test]
+fn sigterm_to_a_runner_on_a_non_main_thread_kills_by_default() {
+    let mut p = Proc::spawn("term_thread");
+    p.ready();
+    p.sigterm();
+    p.assert_died_by_sigterm(KILL_TIMEOUT);
+    p.assert_not_printed("cancelled cleanup");
+    p.assert_not_printed("joined");
+}
+
 #[test]
 fn without_handle_sigterm_sigterm_kills_at_once() {
     let mut p = Proc::spawn("term_off");
@@ -92,8 +118,11 @@ fn sigterm_between_runs_kills_by_default() {
 fn a_process_started_with_sigterm_ignored_keeps_it_ignored() {
     let mut p = Proc::spawn_with("term_ignored", Start::SigtermIgnored);
     p.ready();
+    // Returns once the signal is no longer pending (discarded, or delivered to a wrongly
+    // installed handler).
     p.sigterm();
-    // Give a (wrongly) installed handler time to act before letting main finish.
+    // A negative check: a wrongly installed handler's cancel gets time to act before main
+    // is let finish.
     p.assert_alive_after(Duration::from_millis(300));
     p.send_go();
     p.assert_exit_0(NORMAL_EXIT_TIMEOUT);

@@ -11,7 +11,49 @@ use runner::{ReportKind, TaskError};
 
 #[test]
 fn run_cancels_hanging_tasks_and_still_returns_its_value() {
-    // test_asyncio_run_cancels_hanging_tasks
+    // test_asyncio_run_cancels_hanging_tasks: `runner::run` itself, not a Runner closed by
+    // hand. One leftover task is dropped at its await point; the other observes the cancel
+    // and finishes an async cleanup before `run` returns.
+    common::watchdog(common::TEST_LIMIT);
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let cleaned = Arc::new(AtomicUsize::new(0));
+    let (d, c) = (dropped.clone(), cleaned.clone());
+    let out = runner::run(async move {
+        let (parked, is_parked) = tokio::sync::oneshot::channel();
+        let (observing, is_observing) = tokio::sync::oneshot::channel();
+        runner::spawn(async move {
+            let _guard = CountOnDrop(d);
+            parked.send(()).unwrap();
+            // sleep: stands for work that outlasts the run; `close()` must end it.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        });
+        runner::spawn(async move {
+            let cancelled = runner::cancelled();
+            observing.send(()).unwrap();
+            cancelled.await;
+            tokio::task::yield_now().await;
+            c.fetch_add(1, Ordering::SeqCst);
+        });
+        is_parked.await.unwrap();
+        is_observing.await.unwrap();
+        "value"
+    });
+    assert_eq!(out.unwrap(), "value");
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        1,
+        "the hanging task was not dropped"
+    );
+    assert_eq!(
+        cleaned.load(Ordering::SeqCst),
+        1,
+        "the observing task did not clean up"
+    );
+}
+
+#[test]
+fn close_cancels_hanging_tasks_on_both_flavors() {
+    common::watchdog(common::TEST_LIMIT);
     for flavor in FLAVORS {
         let dropped = Arc::new(AtomicUsize::new(0));
         let d = dropped.clone();
@@ -21,6 +63,7 @@ fn run_cancels_hanging_tasks_and_still_returns_its_value() {
                 let guard = CountOnDrop(d);
                 runner::spawn(async move {
                     let _guard = guard;
+                    // sleep: stands for work that outlasts the run; `close()` must end it.
                     tokio::time::sleep(Duration::from_secs(3600)).await;
                 });
                 tokio::task::yield_now().await;
@@ -35,6 +78,7 @@ fn run_cancels_hanging_tasks_and_still_returns_its_value() {
 
 #[test]
 fn a_hanging_task_whose_cleanup_panics_is_reported_with_its_spawn_location() {
+    common::watchdog(common::TEST_LIMIT);
     // test_asyncio_run_reports_hanging_tasks_errors
     for flavor in FLAVORS {
         let reports = Reports::default();
@@ -69,12 +113,14 @@ fn a_hanging_task_whose_cleanup_panics_is_reported_with_its_spawn_location() {
 
 #[test]
 fn a_finalizer_may_return_a_tokio_future_built_on_the_spot() {
+    common::watchdog(common::TEST_LIMIT);
     // `at_close(|| tokio::time::sleep(..))`: the closure itself needs the runtime's context.
     for flavor in FLAVORS {
         let reports = Reports::default();
         let mut runner = reports.install(builder(flavor)).build();
         runner
             .run(async {
+                // sleep: the tokio future under test, made by the finalizer's closure.
                 runner::at_close(|| tokio::time::sleep(std::time::Duration::from_millis(1)));
             })
             .unwrap();
@@ -86,6 +132,7 @@ fn a_finalizer_may_return_a_tokio_future_built_on_the_spot() {
 
 #[test]
 fn finalizers_still_run_after_a_task_panicked_during_shutdown() {
+    common::watchdog(common::TEST_LIMIT);
     // test_asyncio_run_closes_gens_after_hanging_tasks_errors
     for flavor in FLAVORS {
         let reports = Reports::default();
@@ -130,6 +177,7 @@ fn finalizers_still_run_after_a_task_panicked_during_shutdown() {
 
 #[test]
 fn an_observing_task_does_async_cleanup_at_close() {
+    common::watchdog(common::TEST_LIMIT);
     for flavor in FLAVORS {
         let (tx, rx) = std::sync::mpsc::channel::<&'static str>();
         let mut runner = builder(flavor).build();
@@ -141,6 +189,8 @@ fn an_observing_task_does_async_cleanup_at_close() {
                     observing.send(()).unwrap();
                     tokio::select! {
                         _ = cancelled => {
+                            // sleep: the async cleanup itself (a timer awaited after the
+                            // cancel), which close() must wait for.
                             tokio::time::sleep(Duration::from_millis(20)).await;
                             tx.send("cleaned up after an async sleep").unwrap();
                         }
@@ -161,6 +211,7 @@ fn an_observing_task_does_async_cleanup_at_close() {
 
 #[test]
 fn a_task_spawned_during_close_does_not_hang_close() {
+    common::watchdog(common::TEST_LIMIT);
     for flavor in FLAVORS {
         let mut runner = builder(flavor).build();
         runner
@@ -183,6 +234,7 @@ fn a_task_spawned_during_close_does_not_hang_close() {
 
 #[test]
 fn close_bounds_the_wait_for_blocking_work_and_reports_it() {
+    common::watchdog(common::TEST_LIMIT);
     for flavor in FLAVORS {
         let reports = Reports::default();
         let mut runner = reports
@@ -191,6 +243,7 @@ fn close_bounds_the_wait_for_blocking_work_and_reports_it() {
             .build();
         runner
             .run(async {
+                // sleep: blocking work that outlasts the 0.2 s shutdown timeout.
                 runner::spawn_blocking(|| std::thread::sleep(Duration::from_secs(30)));
             })
             .unwrap();
@@ -214,12 +267,14 @@ fn close_bounds_the_wait_for_blocking_work_and_reports_it() {
 
 #[test]
 fn close_waits_for_short_blocking_work() {
+    common::watchdog(common::TEST_LIMIT);
     let done = Arc::new(AtomicUsize::new(0));
     let d = done.clone();
     let mut runner = builder(common::Flavor::CurrentThread).build();
     runner
         .run(async move {
             runner::spawn_blocking(move || {
+                // sleep: short blocking work, still running when close() starts waiting.
                 std::thread::sleep(Duration::from_millis(50));
                 d.fetch_add(1, Ordering::SeqCst);
             });
@@ -231,6 +286,7 @@ fn close_waits_for_short_blocking_work() {
 
 #[test]
 fn cancel_on_a_finished_task_is_false() {
+    common::watchdog(common::TEST_LIMIT);
     for flavor in FLAVORS {
         let mut runner = builder(flavor).build();
         runner
@@ -248,18 +304,21 @@ fn cancel_on_a_finished_task_is_false() {
 
 #[test]
 fn a_cancelled_task_awaits_to_cancelled_and_its_destructors_run() {
+    common::watchdog(common::TEST_LIMIT);
     for flavor in FLAVORS {
         let dropped = Arc::new(AtomicUsize::new(0));
         let d = dropped.clone();
         let mut runner = builder(flavor).build();
         runner
             .run(async move {
+                let (started, is_started) = tokio::sync::oneshot::channel();
                 let task = runner::spawn(async move {
                     let _guard = CountOnDrop(d);
+                    started.send(()).unwrap();
                     std::future::pending::<u8>().await
                 });
-                tokio::task::yield_now().await;
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                // The guard exists once the task has reached its await point.
+                is_started.await.unwrap();
                 assert!(task.cancel());
                 assert!(matches!(task.await, Err(TaskError::Cancelled)));
             })
@@ -270,6 +329,7 @@ fn a_cancelled_task_awaits_to_cancelled_and_its_destructors_run() {
 
 #[test]
 fn a_panicked_task_awaits_to_panicked_with_the_payload() {
+    common::watchdog(common::TEST_LIMIT);
     for flavor in FLAVORS {
         let mut runner = builder(flavor).build();
         runner
@@ -288,6 +348,7 @@ fn a_panicked_task_awaits_to_panicked_with_the_payload() {
 
 #[test]
 fn a_dropped_task_keeps_running() {
+    common::watchdog(common::TEST_LIMIT);
     for flavor in FLAVORS {
         let mut runner = builder(flavor).build();
         let got = runner
@@ -306,6 +367,7 @@ fn a_dropped_task_keeps_running() {
 
 #[test]
 fn an_observing_task_finishes_on_its_own_after_cancel() {
+    common::watchdog(common::TEST_LIMIT);
     for flavor in FLAVORS {
         let mut runner = builder(flavor).build();
         let out = runner
@@ -347,29 +409,32 @@ fn cancelled_moved_into_another_task_resolves_on_cancel(into: MovedInto) {
             .build();
         let out = runner
             .run(async move {
-                let (moved, ready) = tokio::sync::oneshot::channel();
+                let (parked, is_parked) = tokio::sync::oneshot::channel();
                 let task = runner::spawn(async move {
                     let cancelled = runner::cancelled();
                     let waiter = async move {
-                        cancelled.await;
+                        // Says when the moved future has been polled and is parked, so the
+                        // cancel below finds it waiting in the other task.
+                        let mut cancelled = std::pin::pin!(cancelled);
+                        let mut parked = Some(parked);
+                        std::future::poll_fn(|cx| {
+                            let poll = std::future::Future::poll(cancelled.as_mut(), cx);
+                            if poll.is_pending() {
+                                if let Some(parked) = parked.take() {
+                                    parked.send(()).unwrap();
+                                }
+                            }
+                            poll
+                        })
+                        .await;
                         "resolved in the other task"
                     };
                     match into {
-                        MovedInto::TokioSpawn => {
-                            let waiter = tokio::spawn(waiter);
-                            moved.send(()).unwrap();
-                            waiter.await.unwrap()
-                        }
-                        MovedInto::RunnerSpawn => {
-                            let waiter = runner::spawn(waiter);
-                            moved.send(()).unwrap();
-                            waiter.await.unwrap()
-                        }
+                        MovedInto::TokioSpawn => tokio::spawn(waiter).await.unwrap(),
+                        MovedInto::RunnerSpawn => runner::spawn(waiter).await.unwrap(),
                     }
                 });
-                ready.await.unwrap();
-                // Let the other task poll the moved future (and park) first.
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                is_parked.await.unwrap();
                 assert!(task.cancel());
                 tokio::time::timeout(Duration::from_secs(10), task).await
             })
@@ -385,16 +450,19 @@ fn cancelled_moved_into_another_task_resolves_on_cancel(into: MovedInto) {
 
 #[test]
 fn cancelled_moved_into_tokio_spawn_resolves_on_task_cancel() {
+    common::watchdog(common::TEST_LIMIT);
     cancelled_moved_into_another_task_resolves_on_cancel(MovedInto::TokioSpawn);
 }
 
 #[test]
 fn cancelled_moved_into_runner_spawn_resolves_on_task_cancel() {
+    common::watchdog(common::TEST_LIMIT);
     cancelled_moved_into_another_task_resolves_on_cancel(MovedInto::RunnerSpawn);
 }
 
 #[test]
 fn close_with_a_cancel_ignoring_task_is_bounded_by_the_shutdown_timeout() {
+    common::watchdog(common::TEST_LIMIT);
     let reports = Reports::default();
     let mut runner = reports
         .install(builder(common::Flavor::CurrentThread))
@@ -421,11 +489,13 @@ fn close_with_a_cancel_ignoring_task_is_bounded_by_the_shutdown_timeout() {
 #[test]
 #[should_panic(expected = "runner::spawn must be called inside Runner::run")]
 fn spawn_outside_a_runner_panics_with_a_clear_message() {
+    common::watchdog(common::TEST_LIMIT);
     drop(runner::spawn(async {}));
 }
 
 #[test]
 fn spawn_from_a_plain_tokio_task_on_the_runner_thread_works() {
+    common::watchdog(common::TEST_LIMIT);
     let mut runner = builder(common::Flavor::CurrentThread).build();
     let out = runner
         .run(async {
@@ -439,6 +509,7 @@ fn spawn_from_a_plain_tokio_task_on_the_runner_thread_works() {
 
 #[test]
 fn close_reports_nothing_when_all_is_well() {
+    common::watchdog(common::TEST_LIMIT);
     let reports = Reports::default();
     let mut runner = reports
         .install(builder(common::Flavor::MultiThread))

@@ -4,6 +4,8 @@
 //! Cargo does not unify their tokio features; one shared target dir under `target/tmp`),
 //! then run them.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -11,6 +13,7 @@ const TIME_AND_NET: &str = r#"
 #[runner::main]
 async fn main() -> std::io::Result<()> {
     let started = std::time::Instant::now();
+    // sleep: the timer under test (the default loop's time driver).
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     assert!(started.elapsed() >= std::time::Duration::from_millis(20));
     let timed_out = tokio::time::timeout(
@@ -93,15 +96,21 @@ fn write_if_changed(path: &Path, text: &str) {
     }
 }
 
-/// `cargo <command> --quiet --bin <bin>` in `dir`, into the shared target dir.
+/// `cargo <command> --quiet --bin <bin>` in `dir`, into the shared target dir; a build or a
+/// program that hangs fails the test after `common::BUILD_LIMIT`.
 fn cargo(dir: &Path, command: &str, bin: &str) -> std::process::Output {
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("user_features_target");
-    Command::new(env!("CARGO"))
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
         .args([command, "--quiet", "--bin", bin])
         .current_dir(dir)
         .env("CARGO_TARGET_DIR", &target)
-        .output()
-        .expect("cargo runs")
+        .env_remove("RUNNER_DEBUG");
+    common::output_within(
+        &mut cargo,
+        common::BUILD_LIMIT,
+        &format!("cargo {command} --bin {bin} in {}", dir.display()),
+    )
 }
 
 /// Builds the crate at `dir` and runs binary `bin`; its stdout.
@@ -143,18 +152,17 @@ fn a_user_crate_with_runner_and_tokio_macros_compiles_one_syn() {
         &["rt", "macros"],
         &[("tokio_macros", RT_ONLY)],
     );
-    let tree = Command::new(env!("CARGO"))
-        .args([
-            "tree",
-            "--offline",
-            "--edges",
-            "normal,build",
-            "--invert",
-            "syn",
-        ])
-        .current_dir(&dir)
-        .output()
-        .expect("cargo runs");
+    let mut tree = Command::new(env!("CARGO"));
+    tree.args([
+        "tree",
+        "--offline",
+        "--edges",
+        "normal,build",
+        "--invert",
+        "syn",
+    ])
+    .current_dir(&dir);
+    let tree = common::output_within(&mut tree, common::BUILD_LIMIT, "cargo tree");
     let stdout = String::from_utf8_lossy(&tree.stdout);
     let stderr = String::from_utf8_lossy(&tree.stderr);
     // With two versions of syn, `--invert syn` is ambiguous and cargo says so.

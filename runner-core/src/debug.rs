@@ -40,6 +40,7 @@ pub enum ReportKind {
 /// let seen = Arc::new(Mutex::new(Vec::new()));
 /// let sink = seen.clone();
 /// let mut runner = runner::Runner::builder()
+///     .debug(Some(false)) // whatever RUNNER_DEBUG says: no pending-task report first
 ///     .exception_handler(move |r: &runner::Report| sink.lock().unwrap().push(r.to_string()))
 ///     .build();
 /// runner.run(async {

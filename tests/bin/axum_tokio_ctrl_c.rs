@@ -18,6 +18,7 @@ fn main() -> std::io::Result<()> {
             "/slow",
             get(|| async {
                 println!("slow request: sleeping 2000 ms");
+                // sleep: a slow request, in flight when the test sends SIGINT.
                 tokio::time::sleep(Duration::from_millis(2000)).await;
                 "done after 2000 ms\n"
             }),

@@ -25,7 +25,13 @@ mod unix {
     use runner::{RunError, Runner};
     use tokio::time::sleep;
 
+    // sleep: outlasts the test, which ends it with a signal (see LONG).
+    /// sleep: every `sleep(LONG)` stands for work that outlasts the test: the test ends it
+    /// with a signal, and a child that was not ended exits after a minute anyway.
     const LONG: Duration = Duration::from_secs(60);
+    /// sleep: how long a child waits, outside any run, for a signal that should kill it
+    /// (`std::thread::sleep(OUTSIDE)`); then it prints `survived`, which the test refuses.
+    const OUTSIDE: Duration = Duration::from_secs(30);
 
     /// Prints when dropped: shows a main future was dropped at its await point.
     struct Guard(&'static str);
@@ -65,6 +71,9 @@ mod unix {
             "term_off" => term_off(),
             "term_between_runs" => term_between_runs(),
             "term_ignored" => term_ignored(),
+            "panic_then_between" => panic_then_between(),
+            "panic_then_run" => panic_then_run(),
+            "term_thread" => term_thread(),
             other => {
                 eprintln!("sigint_child: unknown scenario {other:?}");
                 std::process::exit(2);
@@ -92,6 +101,7 @@ mod unix {
         let result = runner.run(async {
             let _guard = Guard("main dropped");
             println!("ready");
+            // sleep: outlasts the test, which ends it with a signal (see LONG).
             sleep(LONG).await;
             println!("slept");
         });
@@ -106,9 +116,11 @@ mod unix {
             tokio::select! {
                 _ = runner::cancelled() => {
                     println!("cancelled observed");
+                    // sleep: the async cleanup itself, which the run waits for.
                     sleep(Duration::from_millis(100)).await;
                     println!("cleanup done");
                 }
+                // sleep: outlasts the test, which ends it with a signal (see LONG).
                 _ = sleep(LONG) => println!("slept"),
             }
         });
@@ -132,11 +144,13 @@ mod unix {
     /// 4a. SIGINT between two runs: the default (death by SIGINT).
     fn between_runs() {
         let mut runner = Runner::new();
+        // sleep: a run that parks on a timer once, armed all along.
         let first = runner.run(async { sleep(Duration::from_millis(1)).await });
         println!("run 1: {first:?}");
         println!("between runs");
         println!("ready");
-        std::thread::sleep(Duration::from_secs(30));
+        // sleep: the window for the signal that must kill (see OUTSIDE).
+        std::thread::sleep(OUTSIDE);
         println!("survived");
         let second = runner.run(async {});
         println!("run 2: {second:?}");
@@ -145,21 +159,28 @@ mod unix {
     /// 4b. SIGINT after close: the default.
     fn after_close() {
         let mut runner = Runner::new();
+        // sleep: a run that parks on a timer once, armed all along.
         let first = runner.run(async { sleep(Duration::from_millis(1)).await });
         println!("run 1: {first:?}");
         runner.close();
         println!("after close");
         println!("ready");
-        std::thread::sleep(Duration::from_secs(30));
+        // sleep: the window for the signal that must kill (see OUTSIDE).
+        std::thread::sleep(OUTSIDE);
         println!("survived");
     }
 
-    /// SIGINT before any run: the default.
+    /// SIGINT before any run, but after the library has built a Runner and its loop: the
+    /// default.
     fn before_run() {
+        let mut runner = Runner::new();
+        let handle = runner.get_loop().expect("get_loop");
+        println!("loop: {:?}", handle.runtime_flavor());
         println!("ready");
-        std::thread::sleep(Duration::from_secs(30));
+        // sleep: the window for the signal that must kill (see OUTSIDE).
+        std::thread::sleep(OUTSIDE);
         println!("survived");
-        let result = runner::run(async {});
+        let result = runner.run(async {});
         println!("result: {result:?}");
     }
 
@@ -179,6 +200,8 @@ mod unix {
             if Instant::now() > deadline {
                 return false;
             }
+            // Polling a flag set by another thread or a signal handler (which cannot send
+            // on a channel): not an ordering sleep.
             sleep(Duration::from_millis(10)).await;
         }
         true
@@ -257,6 +280,7 @@ mod unix {
         println!("ready again");
         let deadline = Instant::now() + Duration::from_secs(20);
         while !GOT_SIGINT.load(Ordering::SeqCst) && Instant::now() < deadline {
+            // Polling the signal handler's flag: not an ordering sleep.
             std::thread::sleep(Duration::from_millis(10));
         }
         if GOT_SIGINT.load(Ordering::SeqCst) {
@@ -270,6 +294,7 @@ mod unix {
         println!("ready");
         tokio::select! {
             _ = runner::cancelled() => println!("cancelled cleanup"),
+            // sleep: outlasts the test, which ends it with a signal (see LONG).
             _ = sleep(LONG) => println!("slept"),
         }
     }
@@ -299,10 +324,12 @@ mod unix {
         let result = runner.run(async {
             runner::at_close(|| async {
                 println!("finalizer started");
+                // sleep: a slow finalizer, for the second Ctrl-C to cut.
                 sleep(Duration::from_secs(30)).await;
                 println!("finalizer done");
             });
             println!("ready");
+            // sleep: outlasts the test, which ends it with a signal (see LONG).
             sleep(LONG).await;
         });
         finish(runner, result)
@@ -316,6 +343,7 @@ mod unix {
                 tokio::select! {
                     _ = runner::cancelled() => {
                         println!("task cleanup started");
+                        // sleep: a slow cleanup, for the second Ctrl-C to cut.
                         sleep(Duration::from_secs(30)).await;
                         println!("task cleanup done");
                     }
@@ -324,6 +352,7 @@ mod unix {
             });
             tokio::task::yield_now().await;
             println!("ready");
+            // sleep: outlasts the test, which ends it with a signal (see LONG).
             sleep(LONG).await;
         });
         finish(runner, result)
@@ -337,6 +366,7 @@ mod unix {
             let result = runner.run(async {
                 let _guard = Guard("main dropped");
                 println!("ready");
+                // sleep: outlasts the test, which ends it with a signal (see LONG).
                 sleep(LONG).await;
             });
             println!("run {i}: {result:?}");
@@ -417,6 +447,7 @@ mod unix {
         for i in 0u64.. {
             let result = match i % 8 {
                 0 => runner::run(async {}),
+                // sleep: a run that parks on a timer (one of the run shapes).
                 1 => runner.run(async { sleep(Duration::from_micros(200)).await }),
                 2 => runner.run(tokio::task::yield_now()),
                 3 => runner.run(async {}),
@@ -435,17 +466,23 @@ mod unix {
         #[cfg(target_os = "linux")]
         // SAFETY: `set` is plain data; sched_{get,set}affinity on the calling thread.
         unsafe {
+            // Without the pinning the scenario loses what it is for: fail, do not skip it.
             let mut set: libc::cpu_set_t = std::mem::zeroed();
             if libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) != 0 {
-                return;
+                panic!("sched_getaffinity: {}", std::io::Error::last_os_error());
             }
             let Some(first) = (0..libc::CPU_SETSIZE as usize).find(|&c| libc::CPU_ISSET(c, &set))
             else {
-                return;
+                panic!("sched_getaffinity: no CPU allowed");
             };
             libc::CPU_ZERO(&mut set);
             libc::CPU_SET(first, &mut set);
-            libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set);
+            if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) != 0 {
+                panic!(
+                    "sched_setaffinity to CPU {first}: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
         }
     }
 
@@ -483,9 +520,11 @@ mod unix {
                     match run {
                         0 => {
                             let _pending = runner::spawn(pending::<()>());
+                            // sleep: a finalizer that awaits a timer (workload).
                             runner::at_close(|| async { sleep(Duration::from_millis(1)).await });
                         }
                         1 => tokio::task::yield_now().await,
+                        // sleep: a run that parks on a timer (workload).
                         2 => sleep(Duration::from_millis(1)).await,
                         _ => {}
                     }
@@ -494,6 +533,7 @@ mod unix {
                     finish(runner, result);
                 }
                 if run == 1 {
+                    // sleep: a gap between runs, where a SIGINT must kill (workload).
                     std::thread::sleep(Duration::from_micros(300));
                 }
             }
@@ -506,6 +546,8 @@ mod unix {
             }
         }
         println!("work done after {cycle} cycles");
+        // sleep: time outside any run, where a SIGINT must kill; exiting 0 after it means
+        // the SIGINT was swallowed.
         std::thread::sleep(Duration::from_secs(5));
         println!("finished");
     }
@@ -558,9 +600,11 @@ mod unix {
             tokio::select! {
                 _ = runner::cancelled() => {
                     println!("cancelled observed");
+                    // sleep: the async cleanup itself (long, for a second signal to cut).
                     sleep(cleanup).await;
                     println!("cleanup done");
                 }
+                // sleep: outlasts the test, which ends it with a signal (see LONG).
                 _ = sleep(LONG) => println!("slept"),
             }
         });
@@ -585,10 +629,12 @@ mod unix {
     /// SIGTERM between two runs of a Runner that handles it: the default.
     fn term_between_runs() {
         let mut runner = Runner::builder().handle_sigterm(true).build();
+        // sleep: a run that parks on a timer once, armed all along.
         let first = runner.run(async { sleep(Duration::from_millis(1)).await });
         println!("run 1: {first:?}");
         println!("ready");
-        std::thread::sleep(Duration::from_secs(30));
+        // sleep: the window for the signal that must kill (see OUTSIDE).
+        std::thread::sleep(OUTSIDE);
         println!("survived");
         let second = runner.run(async {});
         println!("run 2: {second:?}");
@@ -612,5 +658,53 @@ mod unix {
         });
         println!("disposition after: {}", disposition(libc::SIGTERM));
         finish(runner, result)
+    }
+
+    /// A run whose main task panics, with SIGINT armed; the panic is caught. Prints `caught`.
+    fn panicking_run(runner: &mut Runner) {
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runner.run(async {
+                tokio::task::yield_now().await;
+                panic!("main task failed");
+            })
+        }));
+        let payload = caught.expect_err("the run's panic propagates");
+        println!("caught: {:?}", payload.downcast_ref::<&str>());
+    }
+
+    /// After a run whose main task panicked: SIGINT outside a run, the default.
+    fn panic_then_between() {
+        let mut runner = Runner::new();
+        panicking_run(&mut runner);
+        println!("ready");
+        // sleep: the window for the signal that must kill (see OUTSIDE).
+        std::thread::sleep(OUTSIDE);
+        println!("survived");
+    }
+
+    /// After a run whose main task panicked: the next run of the same Runner handles Ctrl-C.
+    fn panic_then_run() {
+        let mut runner = Runner::new();
+        panicking_run(&mut runner);
+        let result = runner.run(async {
+            let _guard = Guard("main dropped");
+            println!("ready");
+            // sleep: outlasts the test, which ends it with a signal (see LONG).
+            sleep(LONG).await;
+        });
+        finish(runner, result)
+    }
+
+    /// A Runner that handles SIGTERM, run on a thread that is not the main thread: it
+    /// installs nothing, SIGTERM keeps its default.
+    fn term_thread() {
+        let worker = std::thread::spawn(|| {
+            let mut runner = Runner::builder().handle_sigterm(true).build();
+            let result = runner.run(observing_sleep());
+            println!("result: {result:?}");
+            runner.close();
+        });
+        let _ = worker.join();
+        println!("joined");
     }
 }

@@ -13,9 +13,11 @@ async fn main() {
     tokio::select! {
         _ = runner::cancelled() => {
             println!("cancelled observed");
+            // sleep: the async cleanup itself, which the run waits for.
             tokio::time::sleep(Duration::from_millis(100)).await;
             println!("cleanup done");
         }
+        // sleep: work that outlasts the test, which ends it with SIGTERM.
         _ = tokio::time::sleep(Duration::from_secs(60)) => println!("slept"),
     }
 }

@@ -65,6 +65,52 @@ pub fn reset_signals(cmd: &mut Command, start: Start) {
     }
 }
 
+/// Makes the child die (SIGKILL) when the thread that starts it ends: when the watchdog
+/// aborts a hung test binary, or a test panics past its `Proc`, nothing is left running.
+/// Start the child from the thread that waits for it.
+pub fn die_with_parent(cmd: &mut Command) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl and getppid are async-signal-safe.
+    unsafe {
+        let parent = libc::getpid();
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have gone before the prctl: then nobody would kill us.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Whether `signal` is still pending for process `pid` (sent, not yet delivered to any of
+/// its threads); `false` once delivered or discarded, or once the process has died (a
+/// signal that kills stays in a zombie's pending set).
+#[cfg(target_os = "linux")]
+fn is_pending(pid: libc::pid_t, signal: libc::c_int) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let dead = status
+        .lines()
+        .any(|l| l.starts_with("State:") && (l.contains("zombie") || l.contains("dead")));
+    if dead {
+        return false;
+    }
+    let bit = 1u64 << (signal - 1);
+    status
+        .lines()
+        .filter(|l| l.starts_with("ShdPnd:") || l.starts_with("SigPnd:"))
+        .filter_map(|l| u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok())
+        .any(|mask| mask & bit != 0)
+}
+
+/// How long a sent signal may stay pending before the test gives up on the child.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A running child; SIGKILLed and reaped on drop if still alive (e.g. a failed assertion).
 pub struct Proc {
     name: String,
@@ -92,7 +138,19 @@ impl Proc {
 
     /// Example `name` with `args` and extra environment `env`.
     pub fn example(name: &str, args: &[&str], start: Start, env: &[(&str, &str)]) -> Proc {
-        let mut cmd = Command::new(super::example(name));
+        Proc::program(&super::example(name), name, args, start, env)
+    }
+
+    /// The program at `path` (called `name` in messages) with `args` and extra environment
+    /// `env`, `RUNNER_DEBUG` unset unless `env` sets it.
+    pub fn program(
+        path: &std::path::Path,
+        name: &str,
+        args: &[&str],
+        start: Start,
+        env: &[(&str, &str)],
+    ) -> Proc {
+        let mut cmd = Command::new(path);
         cmd.args(args)
             .env_remove("RUNNER_DEBUG")
             .envs(env.iter().copied())
@@ -100,6 +158,7 @@ impl Proc {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         reset_signals(&mut cmd, start);
+        die_with_parent(&mut cmd);
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, lines) = mpsc::channel();
@@ -184,12 +243,28 @@ impl Proc {
         self.expect_line("ready");
     }
 
-    /// Sends `signal` with kill(2).
+    /// Sends `signal` with kill(2), and returns once the child has taken it: a signal sent
+    /// while an earlier one of the same kind is still pending would merge with it, so the
+    /// next step (a second signal, a go line) waits for this handshake, not for a sleep.
     pub fn signal(&mut self, signal: libc::c_int) {
         self.signalled = true;
         // SAFETY: plain kill(2) on our own, not yet reaped, child.
         let rc = unsafe { libc::kill(self.pid(), signal) };
         assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+        #[cfg(target_os = "linux")]
+        {
+            let deadline = Instant::now() + DELIVERY_TIMEOUT;
+            while is_pending(self.pid(), signal) {
+                if Instant::now() >= deadline {
+                    panic!(
+                        "{}: signal {signal} still pending {DELIVERY_TIMEOUT:?} after kill(2)",
+                        self.describe()
+                    );
+                }
+                // Polling /proc for the delivery (no event to wait on): not an ordering sleep.
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
     }
 
     pub fn sigint(&mut self) {
@@ -221,12 +296,15 @@ impl Proc {
             if Instant::now() >= deadline {
                 return None;
             }
+            // Polling for the exit (std has no wait with a timeout): not an ordering sleep.
             std::thread::sleep(Duration::from_millis(5));
         }
     }
 
     /// Asserts the child is still running (after giving a signal `grace` to act).
     pub fn assert_alive_after(&mut self, grace: Duration) {
+        // A negative check: there is no event for "did not die", only time to let a wrong
+        // death happen. Callers order their next step after this with a handshake.
         std::thread::sleep(grace);
         if let Some(status) = self.child.try_wait().expect("try_wait") {
             self.status = Some(status);

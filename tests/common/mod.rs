@@ -3,24 +3,53 @@
 
 #[cfg(unix)]
 pub mod child;
+pub mod fixture;
+pub mod watchdog;
 
+#[allow(unused_imports)] // not every test binary has in-process tests
+pub use watchdog::{watchdog, TEST_LIMIT};
+
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use runner::{Builder, Report, Runner};
 
-/// Collects every report a Runner makes.
-#[derive(Clone, Default)]
-pub struct Reports(Arc<Mutex<Vec<Report>>>);
+/// Collects every report a Runner makes, and lets a task wait for one to arrive.
+#[derive(Clone)]
+pub struct Reports(Arc<(Mutex<Vec<Report>>, tokio::sync::watch::Sender<usize>)>);
+
+impl Default for Reports {
+    fn default() -> Reports {
+        Reports(Arc::new((
+            Mutex::default(),
+            tokio::sync::watch::channel(0).0,
+        )))
+    }
+}
 
 impl Reports {
     pub fn install(&self, builder: Builder) -> Builder {
         let sink = self.0.clone();
-        builder.exception_handler(move |r: &Report| sink.lock().unwrap().push(r.clone()))
+        builder.exception_handler(move |r: &Report| {
+            sink.0.lock().unwrap().push(r.clone());
+            sink.1.send_modify(|count| *count += 1);
+        })
     }
 
     pub fn take(&self) -> Vec<Report> {
-        std::mem::take(&mut *self.0.lock().unwrap())
+        std::mem::take(&mut *self.0 .0.lock().unwrap())
+    }
+
+    /// Waits (at most `within`) until a report of `kind` has arrived: the handshake for a
+    /// report made by another task. `false` on timeout; the reports stay for `take`.
+    pub async fn arrival(&self, kind: runner::ReportKind, within: Duration) -> bool {
+        let mut changes = self.0 .1.subscribe();
+        let arrived =
+            changes.wait_for(|_| self.0 .0.lock().unwrap().iter().any(|r| r.kind() == kind));
+        let arrived = matches!(tokio::time::timeout(within, arrived).await, Ok(Ok(_)));
+        arrived
     }
 }
 
@@ -33,8 +62,11 @@ pub enum Flavor {
 
 pub const FLAVORS: [Flavor; 2] = [Flavor::CurrentThread, Flavor::MultiThread];
 
+/// A Runner builder for in-process tests: Ctrl-C left to the harness, and debug mode off
+/// whatever `RUNNER_DEBUG` says (tests that want it on say so), so that the reports a test
+/// counts do not depend on the developer's shell.
 pub fn builder(flavor: Flavor) -> Builder {
-    let b = Runner::builder().handle_sigint(false);
+    let b = Runner::builder().handle_sigint(false).debug(Some(false));
     match flavor {
         Flavor::CurrentThread => b,
         Flavor::MultiThread => b.loop_factory(|| {
@@ -51,8 +83,6 @@ pub fn builder(flavor: Flavor) -> Builder {
 /// examples, and a stale binary would test old code. Cargo makes it a no-op when up to date.
 pub fn example(name: &str) -> std::path::PathBuf {
     use std::collections::HashSet;
-    use std::process::Command;
-    use std::sync::Mutex;
     static BUILT: Mutex<Option<HashSet<String>>> = Mutex::new(None);
     // current_exe = target/<profile>/deps/<test>-HASH
     let me = std::env::current_exe().expect("current_exe");
@@ -63,11 +93,9 @@ pub fn example(name: &str) -> std::path::PathBuf {
     let exe = profile_dir
         .join("examples")
         .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if built
-        .get_or_insert_with(HashSet::new)
-        .insert(name.to_owned())
-    {
+    let mut done = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let done = done.get_or_insert_with(HashSet::new);
+    if !done.contains(name) {
         let mut build = Command::new(env!("CARGO"));
         build
             .args(["build", "--quiet", "--example", name])
@@ -87,11 +115,20 @@ pub fn example(name: &str) -> std::path::PathBuf {
                 build.env("CARGO_TARGET_DIR", target_dir);
             }
         }
-        match build.status() {
-            Ok(s) if s.success() => {}
-            // A stale binary is still better than none; a missing one fails below.
-            other => eprintln!("warning: `cargo build --example {name}` failed: {other:?}"),
-        }
+        // A failed build must fail the test: the binary left from an earlier build would
+        // test old code.
+        let built = output_within(
+            &mut build,
+            BUILD_LIMIT,
+            &format!("cargo build --example {name}"),
+        );
+        assert!(
+            built.status.success(),
+            "`cargo build --example {name}` failed ({}):\n{}",
+            built.status,
+            String::from_utf8_lossy(&built.stderr)
+        );
+        done.insert(name.to_owned());
     }
     assert!(exe.exists(), "{} was not built", exe.display());
     exe
@@ -115,9 +152,97 @@ impl Drop for PanicOnDrop {
     }
 }
 
-/// Re-runs this test binary on `child`, with `env` set; returns (stdout, stderr).
+/// How long a `cargo build` of an example or a fixture crate may take: a cold build on a
+/// loaded 2-core machine takes minutes, a hang takes forever.
+pub const BUILD_LIMIT: Duration = Duration::from_secs(900);
+
+/// The watchdog bound of a test that builds a fixture crate or an example (one or two
+/// cargo commands, each bounded by `BUILD_LIMIT`).
+pub const FIXTURE_TEST_LIMIT: Duration = Duration::from_secs(1200);
+
+/// How long a child re-run of this test binary may take (none takes more than seconds).
+/// Below `TEST_LIMIT`, so that a hung child fails its parent test before the watchdog ends
+/// the whole binary.
+pub const CHILD_LIMIT: Duration = Duration::from_secs(45);
+
+/// Runs `cmd` to completion with piped stdout and stderr, as `Command::output`, but fails
+/// (naming `what`) if it has not exited within `limit`: the child's whole process group
+/// (`cargo run` and the program it runs, say) is killed first.
+pub fn output_within(cmd: &mut Command, limit: Duration, what: &str) -> Output {
+    use std::io::Read;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+        child::die_with_parent(cmd);
+    }
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    let read = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = read(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = read(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            #[cfg(unix)]
+            // SAFETY: kill(2) of the process group we made the child lead.
+            unsafe {
+                libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            let stdout = stdout.join().unwrap_or_default();
+            let stderr = stderr.join().unwrap_or_default();
+            panic!(
+                "{what}: still running after {limit:?}; killed\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                String::from_utf8_lossy(&stdout),
+                String::from_utf8_lossy(&stderr)
+            );
+        }
+        // Polling for the exit (there is no wait with a timeout in std): not an ordering sleep.
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
+}
+
+/// Re-runs this test binary on `child`, with `env` set; returns (stdout, stderr). The child
+/// must pass within [`CHILD_LIMIT`].
 pub fn run_child(child: &str, env: &[(&str, &str)]) -> (String, String) {
-    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    run_child_within(child, env, CHILD_LIMIT)
+}
+
+/// [`run_child`], with a bound of its own.
+pub fn run_child_within(child: &str, env: &[(&str, &str)], limit: Duration) -> (String, String) {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
         "--exact",
         child,
@@ -129,7 +254,7 @@ pub fn run_child(child: &str, env: &[(&str, &str)]) -> (String, String) {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().unwrap();
+    let out = output_within(&mut cmd, limit, &format!("child test {child}"));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
@@ -166,8 +291,8 @@ impl Rng {
     }
 
     /// Uniform in `[0, max]`.
-    pub fn duration(&mut self, max: std::time::Duration) -> std::time::Duration {
+    pub fn duration(&mut self, max: Duration) -> Duration {
         let nanos = max.as_nanos() as u64;
-        std::time::Duration::from_nanos(self.next() % (nanos + 1))
+        Duration::from_nanos(self.next() % (nanos + 1))
     }
 }

@@ -1,5 +1,7 @@
 // A closure loop factory, the crate reached through a re-export, inner attributes in the
-// body, and a `()` body that never returns (a server loop).
+// body, and a `()` body that never returns (a server loop). `#[runner::test]` cases live in
+// tests/macros.rs and tests/attribute_fixtures.rs: in a bin, a `#[test]` fn is compiled out
+// before type checking, so here it would prove nothing.
 #![deny(warnings, unused_qualifications, clippy::all)]
 
 mod m {
@@ -23,10 +25,4 @@ async fn main() {
     loop {
         std::process::exit(0);
     }
-}
-
-#[m::r::test(crate = "m::r", loop_factory = || tokio::runtime::Runtime::new())]
-async fn closure_factory_in_a_test() {
-    #![allow(unused_variables)]
-    let unused = 1;
 }

@@ -1,5 +1,5 @@
-// Every key of #[runner::main] at once, with #[runner::test] keys alongside (a test fn is
-// removed from a bin after expansion, so only its expansion is checked here).
+// Every key of #[runner::main] at once. (`#[runner::test]` with every key is in
+// tests/macros.rs: in a bin, a `#[test]` fn is compiled out before type checking.)
 #![deny(warnings, unused_qualifications, clippy::all)]
 
 use runner::Runner;
@@ -31,17 +31,3 @@ async fn main() {
     // qualification.
     assert!(!Runner::new().is_closed());
 }
-
-#[runner::test(
-    debug = false,
-    flavor = "current_thread",
-    shutdown_timeout = "500ms",
-    timeout = "2.5m",
-    slow_callback_duration = "0.5s",
-    exception_handler = |report: &runner::Report| eprintln!("{report}"),
-    crate = "runner"
-)]
-async fn every_test_key() {}
-
-#[runner::test(flavor = "multi_thread")]
-async fn multi_thread_without_worker_count() {}

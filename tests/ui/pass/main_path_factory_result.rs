@@ -25,8 +25,3 @@ async fn main() -> Result<(), Box<dyn Error>> {
     }
     Err("unreachable".into())
 }
-
-#[runner::test(loop_factory = two_workers, timeout = "1s")]
-async fn path_factory_in_a_test() -> Result<(), io::Error> {
-    Ok(())
-}
