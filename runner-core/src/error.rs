@@ -25,8 +25,9 @@ pub enum RunError {
     Interrupted,
     /// The main task was cancelled by SIGTERM (only with `Builder::handle_sigterm(true)`).
     Terminated,
-    /// The main task was cancelled by something other than a signal (asyncio's
-    /// `CancelledError`).
+    /// The main task was cancelled by something other than a signal, through its
+    /// [`TaskHandle`](crate::TaskHandle) ([`current_task`](crate::current_task)), also when
+    /// a signal cancelled it as well (asyncio's `CancelledError`).
     Cancelled,
     /// The loop factory could not build a runtime.
     LoopFactory(std::io::Error),

@@ -37,4 +37,7 @@ pub use crate::runner::{
     DEFAULT_SLOW_CALLBACK_DURATION,
 };
 pub use crate::signal::{die_by_sigint, die_by_sigterm};
-pub use crate::task::{at_close, cancelled, spawn, spawn_blocking, spawn_local, Cancelled, Task};
+pub use crate::task::{
+    at_close, cancelled, current_task, spawn, spawn_blocking, spawn_local, Cancelled, Task,
+    TaskHandle,
+};

@@ -555,8 +555,12 @@ fn drive<F: IntoFuture>(
     // A signal that reached the run decides what it returns, even when the main task ended
     // before the cancel reached it (asyncio raises KeyboardInterrupt from the handler then).
     let signal = record.as_ref().and_then(|m| m.stop_signal());
+    let otherwise = record.as_ref().is_some_and(|m| m.cancelled_otherwise());
     inner.main = record;
     match outcome {
+        // Cancelled by something else too (a `TaskHandle`): asyncio lets that
+        // `CancelledError` through rather than turn it into `KeyboardInterrupt`.
+        Outcome::Cancelled if otherwise => Err(RunError::Cancelled),
         Outcome::Done(_) | Outcome::Cancelled if signal == Some(StopSignal::Interrupt) => {
             Err(RunError::Interrupted)
         }

@@ -91,6 +91,97 @@ impl<T> Task<T> {
     pub fn location(&self) -> &'static Location<'static> {
         self.state.location
     }
+
+    /// A handle that cancels this task without owning its output (tokio's `AbortHandle`).
+    ///
+    /// ```
+    /// # use runner_core as runner;
+    /// runner::run(async {
+    ///     let task = runner::spawn(std::future::pending::<()>());
+    ///     let handle = task.handle();
+    ///     std::thread::spawn(move || handle.cancel()).join().unwrap();
+    ///     assert!(task.await.unwrap_err().is_cancelled());
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn handle(&self) -> TaskHandle {
+        TaskHandle {
+            state: self.state.clone(),
+            abort: self.state.is_blocking().then(|| self.handle.abort_handle()),
+        }
+    }
+}
+
+/// Cancels a task from anywhere, without its output: from [`Task::handle`], or
+/// [`current_task`] for the running task (the main task included). `Clone`, `Send`, `Sync`.
+#[derive(Clone)]
+pub struct TaskHandle {
+    state: Arc<TaskState>,
+    /// For a blocking job: the job has not started yet never starts.
+    abort: Option<tokio::task::AbortHandle>,
+}
+
+impl TaskHandle {
+    /// Asks the task to cancel, as [`Task::cancel`] does; `false` if it has already finished.
+    ///
+    /// Cancelling the main task this way (asyncio's `current_task().cancel()`) makes its
+    /// `run` return [`RunError::Cancelled`](crate::RunError::Cancelled), also when a Ctrl-C
+    /// cancelled it as well.
+    ///
+    /// ```
+    /// # use runner_core as runner;
+    /// let mut runner = runner::Runner::new();
+    /// let result = runner.run(async {
+    ///     let main = runner::current_task().unwrap();
+    ///     runner::spawn(async move { main.cancel() });
+    ///     std::future::pending::<()>().await
+    /// });
+    /// assert!(matches!(result, Err(runner::RunError::Cancelled)));
+    /// ```
+    pub fn cancel(&self) -> bool {
+        let requested = self.state.request_cancel(None);
+        if let (true, Some(abort)) = (requested, &self.abort) {
+            abort.abort();
+        }
+        requested
+    }
+
+    /// `true` once the task has ended.
+    pub fn is_finished(&self) -> bool {
+        self.state.is_done()
+    }
+
+    /// Where the task was spawned (for the main task: where `run` was called).
+    pub fn location(&self) -> &'static Location<'static> {
+        self.state.location
+    }
+}
+
+impl fmt::Debug for TaskHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskHandle")
+            .field("task", &format_args!("{}", self.state.describe()))
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+/// The running task of a Runner (asyncio's `current_task()`): the main task, or a task
+/// started with [`spawn`] or [`spawn_local`]; `None` elsewhere (outside a Runner, in a
+/// `spawn_blocking` job, in a plain `tokio::spawn` task).
+///
+/// ```
+/// # use runner_core as runner;
+/// runner::run(async {
+///     let main = runner::current_task().unwrap();
+///     assert!(!main.is_finished());
+/// })
+/// .unwrap();
+/// assert!(runner::current_task().is_none());
+/// ```
+pub fn current_task() -> Option<TaskHandle> {
+    let state = scope::with(|s| s.task.clone()).flatten()?;
+    Some(TaskHandle { state, abort: None })
 }
 
 impl<T> Future for Task<T> {

@@ -45,6 +45,10 @@ pub(crate) const DONE: u8 = 1;
 const PANICKED: u8 = 2;
 const DETACHED: u8 = 4;
 const IN_CLOSE_PASS: u8 = 8;
+/// A cancel request not made on behalf of a signal (`Task::cancel`, `TaskHandle::cancel`,
+/// `close()`): for a main task, what makes its run return `Cancelled` rather than
+/// `Interrupted` (asyncio's `uncancel() != 0`).
+const CANCELLED_OTHERWISE: u8 = 16;
 
 pub(crate) const NO_SLOT: usize = usize::MAX;
 
@@ -310,6 +314,11 @@ impl TaskState {
         StopSignal::from_u8(self.signal.load(Ordering::Acquire))
     }
 
+    /// `true` if a cancel request other than a signal's was made (see `CANCELLED_OTHERWISE`).
+    pub(crate) fn cancelled_otherwise(&self) -> bool {
+        self.flags.load(Ordering::Acquire) & CANCELLED_OTHERWISE != 0
+    }
+
     /// Records the signal that reached this main task's run (the first one counts).
     pub(crate) fn record_signal(&self, signal: StopSignal) {
         let _ = self
@@ -361,8 +370,11 @@ impl TaskState {
         if self.is_done() {
             return false;
         }
-        if let Some(signal) = signal {
-            self.record_signal(signal);
+        match signal {
+            Some(signal) => self.record_signal(signal),
+            None => {
+                self.flags.fetch_or(CANCELLED_OTHERWISE, Ordering::AcqRel);
+            }
         }
         // One RMW: what it returns says whether the waker is there to wake (else the first
         // poll, still to come, sees the request) and whether `cancelled()` futures are alive.

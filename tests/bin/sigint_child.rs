@@ -74,6 +74,7 @@ mod unix {
             "panic_then_between" => panic_then_between(),
             "panic_then_run" => panic_then_run(),
             "term_thread" => term_thread(),
+            "ctrl_c_and_handle_cancel" => ctrl_c_and_handle_cancel(),
             other => {
                 eprintln!("sigint_child: unknown scenario {other:?}");
                 std::process::exit(2);
@@ -403,6 +404,34 @@ mod unix {
             pending::<()>().await;
         });
         finish(runner, result)
+    }
+
+    /// The main task cancelled by a Ctrl-C and through its `TaskHandle` in one run gives
+    /// `Cancelled` (asyncio lets the `CancelledError` through when `uncancel()` leaves a
+    /// count); by Ctrl-C alone, `Interrupted`; through its handle alone, `Cancelled`.
+    fn ctrl_c_and_handle_cancel() {
+        let mut runner = Runner::new();
+        let both = runner.run(async {
+            let me = runner::current_task().expect("the main task");
+            // SAFETY: a plain signal syscall; SIGINT is armed on this (main) thread.
+            unsafe { libc::raise(libc::SIGINT) };
+            me.cancel();
+            std::future::pending::<()>().await
+        });
+        println!("both: {both:?}");
+        let ctrl_c = runner.run(async {
+            // SAFETY: as above.
+            unsafe { libc::raise(libc::SIGINT) };
+            std::future::pending::<()>().await
+        });
+        println!("ctrl_c: {ctrl_c:?}");
+        let handle = runner.run(async {
+            let me = runner::current_task().expect("the main task");
+            runner::spawn(async move { me.cancel() });
+            std::future::pending::<()>().await
+        });
+        println!("handle: {handle:?}");
+        runner.close();
     }
 
     /// Lost signals: 100 runs whose main task sends itself SIGINT and returns at once. Each
