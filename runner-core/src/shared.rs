@@ -23,6 +23,8 @@ pub(crate) struct Shared {
     pub(crate) handle: Handle,
     pub(crate) debug: bool,
     slow: Duration,
+    /// `Builder::shutdown_report_after`: see `progress`.
+    pub(crate) report_after: Duration,
     handler: Handler,
     tasks: Mutex<Registry>,
     /// Tasks of `close()`'s cancellation pass not finished yet (plus a large guard value
@@ -31,8 +33,16 @@ pub(crate) struct Shared {
     closer: Mutex<Option<Waker>>,
     shutdown_panics: Mutex<Vec<ShutdownPanic>>,
     finalizers: Mutex<Vec<(&'static Location<'static>, Finalizer)>>,
-    blocking: Mutex<usize>,
+    blocking: Mutex<Blocking>,
     blocking_done: Condvar,
+}
+
+/// The `spawn_blocking` jobs in flight: how many, and where they were spawned (for the
+/// reports of a shutdown that waits for them).
+#[derive(Default)]
+struct Blocking {
+    count: usize,
+    by_location: Vec<(&'static Location<'static>, usize)>,
 }
 
 /// A task of the close pass that panicked: where it was spawned, its name, the panic.
@@ -46,18 +56,25 @@ struct Registry {
 }
 
 impl Shared {
-    pub(crate) fn new(handle: Handle, debug: bool, slow: Duration, handler: Handler) -> Shared {
+    pub(crate) fn new(
+        handle: Handle,
+        debug: bool,
+        slow: Duration,
+        report_after: Duration,
+        handler: Handler,
+    ) -> Shared {
         Shared {
             handle,
             debug,
             slow,
+            report_after,
             handler,
             tasks: Mutex::default(),
             close_pass: AtomicUsize::new(0),
             closer: Mutex::default(),
             shutdown_panics: Mutex::default(),
             finalizers: Mutex::default(),
-            blocking: Mutex::new(0),
+            blocking: Mutex::default(),
             blocking_done: Condvar::new(),
         }
     }
@@ -158,8 +175,9 @@ impl Shared {
 
     /// Step 1 of `close()`, run inside the runtime (so wake-ups go to the local queue): one
     /// pass over the tasks pending now, each asked to cancel. Tasks spawned later are not
-    /// part of it.
-    pub(crate) fn begin_close_pass(&self) {
+    /// part of it. Returns the tasks that were observing `cancelled()` (the ones that get to
+    /// clean up, so the ones a slow close waits for), for its reports.
+    pub(crate) fn begin_close_pass(&self) -> Vec<Arc<TaskState>> {
         if self.debug {
             // asyncio's debug mode names the tasks still pending when the loop closes.
             for (location, description) in self.pending_tasks() {
@@ -177,6 +195,7 @@ impl Shared {
         const TAKING: usize = usize::MAX / 2;
         self.close_pass.store(TAKING, Ordering::SeqCst);
         let mut joined = 0;
+        let mut observing = Vec::new();
         // The pass takes the whole registry: each record then lives only as long as its
         // task, and is freed as the task ends (while in cache), not swept at the end. Tasks
         // spawned from now on fill a fresh registry.
@@ -185,9 +204,14 @@ impl Shared {
             if task.join_close_pass() {
                 joined += 1;
                 task.request_cancel(None);
+                // Moved, not cloned: no reference count touched for the common case.
+                if task.observers.load(Ordering::Relaxed) > 0 {
+                    observing.push(task);
+                }
             }
         }
         self.close_pass.fetch_sub(TAKING - joined, Ordering::SeqCst);
+        observing
     }
 
     /// How many tasks of the close pass have not finished.
@@ -227,26 +251,42 @@ impl Shared {
         lock(&self.finalizers).push((at, f));
     }
 
-    pub(crate) fn blocking_started(&self) {
-        *lock(&self.blocking) += 1;
+    pub(crate) fn blocking_started(&self, at: &'static Location<'static>) {
+        let mut jobs = lock(&self.blocking);
+        jobs.count += 1;
+        match jobs.by_location.iter_mut().find(|(place, _)| *place == at) {
+            Some((_, n)) => *n += 1,
+            None => jobs.by_location.push((at, 1)),
+        }
     }
 
-    pub(crate) fn blocking_finished(&self) {
-        let mut n = lock(&self.blocking);
-        *n -= 1;
-        if *n == 0 {
+    pub(crate) fn blocking_finished(&self, at: &'static Location<'static>) {
+        let mut jobs = lock(&self.blocking);
+        jobs.count -= 1;
+        if let Some(i) = jobs.by_location.iter().position(|(place, _)| *place == at) {
+            jobs.by_location[i].1 -= 1;
+            if jobs.by_location[i].1 == 0 {
+                jobs.by_location.swap_remove(i);
+            }
+        }
+        if jobs.count == 0 {
             self.blocking_done.notify_all();
         }
     }
 
+    /// The `spawn_blocking` jobs in flight, by spawn location.
+    pub(crate) fn blocking_jobs(&self) -> Vec<(&'static Location<'static>, usize)> {
+        lock(&self.blocking).by_location.clone()
+    }
+
     /// Waits until no `spawn_blocking` job runs, at most `timeout`; how many are left.
     pub(crate) fn wait_blocking(&self, timeout: Duration) -> usize {
-        let n = lock(&self.blocking);
-        let (n, _) = self
+        let jobs = lock(&self.blocking);
+        let (jobs, _) = self
             .blocking_done
-            .wait_timeout_while(n, timeout, |n| *n > 0)
+            .wait_timeout_while(jobs, timeout, |jobs| jobs.count > 0)
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *n
+        jobs.count
     }
 }
 
