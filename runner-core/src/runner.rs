@@ -126,7 +126,9 @@ impl Builder {
     /// replaced. A program with no handler of its own dies by SIGINT, as by default (runner
     /// never leaves SIGINT ignored). So a program that handles Ctrl-C itself builds its
     /// Runner with `handle_sigint(false)`, and Ctrl-C reaches its handler, also after runs
-    /// of default Runners (such as `runner::run`) in the same process.
+    /// of default Runners (such as `runner::run`) in the same process. (The trap this
+    /// removes: runner's handler used to run first and, outside a run, kill the process, so
+    /// a handler registered after runner's first run never saw a single Ctrl-C.)
     ///
     /// During a run with handling on, the first Ctrl-C cancels the main task (and also
     /// reaches a handler of the program's own registered after runner's first run); a
