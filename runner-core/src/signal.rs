@@ -455,7 +455,10 @@ mod imp {
     }
 
     /// `main` must be the record inside an `Arc<TaskState>` that stays alive until the
-    /// returned `Armed` disarms (the listener takes a `Weak` of it).
+    /// returned `Armed` disarms (the listener takes a `Weak` of it). Inlined into the
+    /// caller as before the state word moved into `SignalState`: on a run's path, the call
+    /// was 2 of the 1382 instructions of a warm run (callgrind).
+    #[inline]
     pub(crate) fn arm(main: &TaskState, wanted: Wanted) -> Option<Armed> {
         if !is_main_thread() {
             return None;
