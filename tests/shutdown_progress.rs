@@ -297,13 +297,14 @@ fn ctrl_c_then_a_slow_cleanup_reports_the_main_task_the_task_and_the_blocking_jo
         "{first}"
     );
     assert!(first.contains("a second Ctrl-C forces the exit"), "{first}");
-    // Again, no sooner than the threshold.
+    // Again, no sooner than the threshold (lines are timed as the test reads them, which
+    // may lag the first one more than the second: 300 ms of slack, far from "too often").
     let (second_at, _) =
         p.expect_stderr_line_where("a second report", Duration::from_secs(5), |l| {
             l.contains(WAITING)
         });
     assert!(
-        second_at - first_at >= Duration::from_millis(950),
+        second_at - first_at >= Duration::from_millis(700),
         "reports {:?} apart",
         second_at - first_at
     );
