@@ -66,10 +66,15 @@
 //! - a second Ctrl-C, during the same run or during `close()`, kills the process by SIGINT at
 //!   once, even if the main thread is stuck.
 //!
-//! Outside a run, SIGINT does exactly what the default does. A process started with SIGINT
-//! ignored, or one that installed its own handler first, keeps that. `#[runner::main]`
-//! closes the Runner after an interrupt, then dies by SIGINT ([`die_by_sigint`]), so the
-//! shell sees status 130, as with Python.
+//! Outside such a run (between runs, after `close()`, during a run of a Runner built with
+//! `handle_sigint = false`) runner steps aside: SIGINT does what it would do without runner.
+//! A handler of the program's own (`tokio::signal::ctrl_c`, `tokio::signal::unix::signal`,
+//! `signal-hook`), registered before or after runner's first run, gets every SIGINT; a
+//! program without one dies by it, as by default. A process started with SIGINT ignored, or
+//! one that installed its own handler before runner's first run, keeps that for good.
+//! `#[runner::main]` closes the Runner after an interrupt, then dies by SIGINT
+//! ([`die_by_sigint`]), so the shell sees status 130, as with Python; as PID 1 of a PID
+//! namespace, where the kernel drops that signal, it exits with status 130 instead.
 //!
 //! No Ctrl-C is lost: a SIGINT that reaches an active run makes that run return
 //! `Interrupted`, even if the main task finished before the cancel reached it, and any later
@@ -80,10 +85,15 @@
 //! # SIGTERM
 //!
 //! Opt in with [`Builder::handle_sigterm`] or `#[runner::main(handle_sigterm = true)]` (off by
-//! default, as in asyncio) for containers, systemd and `kill`: SIGTERM then follows the same
-//! rules, `run` returns [`RunError::Terminated`], a second SIGTERM or a SIGINT kills, and
-//! `#[runner::main]` closes the Runner (its `at_close` finalizers run) and dies by SIGTERM
-//! (status 143, [`die_by_sigterm`]).
+//! default, as in asyncio, except as PID 1 of a PID namespace: a container without an init,
+//! where the kernel would drop an unhandled SIGTERM) for containers, systemd and `kill`:
+//! SIGTERM then follows the same rules, `run` returns [`RunError::Terminated`], a second
+//! SIGTERM or a SIGINT kills, and `#[runner::main]` closes the Runner (its `at_close`
+//! finalizers run) and dies by SIGTERM (status 143, [`die_by_sigterm`]; as PID 1, exit
+//! status 143).
+//!
+//! A shutdown that takes long says what it waits for: a
+//! [`ReportKind::ShutdownWaiting`] report after [`Builder::shutdown_report_after`] (5 s).
 //!
 //! ```no_run
 //! #[runner::main(handle_sigterm = true)]

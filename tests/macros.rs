@@ -286,6 +286,7 @@ static EVERY_KEY_REPORTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
     debug = false,
     flavor = "current_thread",
     shutdown_timeout = "500ms",
+    shutdown_report_after = "250ms",
     timeout = "2.5m",
     slow_callback_duration = "0.5s",
     exception_handler = |report: &runner::Report| EVERY_KEY_REPORTS.lock().unwrap().push(report.to_string()),

@@ -40,8 +40,8 @@ fn main_body<T>(builder: Builder, main: Body<'_, T>) -> T {
     }
 }
 
-/// The body of a `#[runner::test]` fn. Ctrl-C belongs to the test harness, so SIGINT is not
-/// handled. With `timeout`, a test still running at the deadline is cancelled and fails with
+/// The body of a `#[runner::test]` fn. Ctrl-C belongs to the test harness, so SIGINT (and
+/// SIGTERM) are not handled. With `timeout`, a test still running at the deadline is cancelled and fails with
 /// a panic naming the timeout and the tasks still pending.
 #[track_caller]
 pub fn block_test<F: IntoFuture>(
@@ -54,7 +54,9 @@ pub fn block_test<F: IntoFuture>(
 
 #[track_caller]
 fn test_body<T>(builder: Builder, timeout: Option<Duration>, main: Body<'_, T>) -> T {
-    let mut runner: Runner = builder.handle_sigint(false).build();
+    // Signals belong to the test harness, also in a container where the test binary is
+    // PID 1 (where `handle_sigterm` would default to on).
+    let mut runner: Runner = builder.handle_sigint(false).handle_sigterm(false).build();
     let result = match timeout {
         None => runner.run(main).map(Ok),
         Some(limit) => {

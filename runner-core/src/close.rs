@@ -13,6 +13,7 @@ use crate::deadline::{block_until, CatchUnwind};
 use crate::debug::{Report, ReportKind};
 use crate::error::{dispose, panic_message};
 use crate::local::ElsewhereHome;
+use crate::progress::{self, Stage};
 use crate::scope::{self, Scope};
 use crate::shared::Shared;
 use crate::util::lock;
@@ -164,7 +165,21 @@ fn wait_and_shut_down(rt: Runtime, shared: Arc<Shared>, ctx: CtxState, timeout: 
     // Steps 3 and 4 share one deadline: the blocking pool is waited for (tokio's own Drop
     // would wait forever), then the runtime gets what is left of it.
     let started = Instant::now();
-    let abandoned = shared.wait_blocking(timeout);
+    let drained = progress::wait_reporting(
+        started.checked_add(timeout),
+        shared.report_after,
+        |until| {
+            let wait = until.map_or(timeout, |until| {
+                until.saturating_duration_since(Instant::now())
+            });
+            (shared.wait_blocking(wait) == 0).then_some(())
+        },
+        |waited| progress::report_waiting(&shared, Stage::CloseBlocking { timeout }, waited),
+    );
+    let abandoned = match drained {
+        Some(()) => 0,
+        None => shared.wait_blocking(Duration::ZERO),
+    };
     if abandoned > 0 {
         shared.report(Report::new(
             ReportKind::BlockingAbandoned,
@@ -202,14 +217,29 @@ fn wait_and_shut_down(rt: Runtime, shared: Arc<Shared>, ctx: CtxState, timeout: 
 
 /// Step 1: one pass of cancellation over the tasks pending now, then wait for them.
 fn cancel_pending(rt: &Runtime, shared: &Shared, deadline: Option<Instant>, timeout: Duration) {
-    let finished = block_until(rt, deadline, async {
-        shared.begin_close_pass();
+    // Cut into slices at each report of a slow close (see `progress`).
+    let observing = std::cell::RefCell::new(Vec::new());
+    let mut pass = std::pin::pin!(async {
+        *observing.borrow_mut() = shared.begin_close_pass();
         std::future::poll_fn(|cx| {
             shared.local.drive(cx);
             shared.poll_close_pass(cx)
         })
         .await
     });
+    let finished = progress::wait_reporting(
+        deadline,
+        shared.report_after,
+        |until| block_until(rt, until, pass.as_mut()),
+        |waited| {
+            let stage = Stage::CloseTasks {
+                observing: &observing.borrow(),
+                left: shared.close_pass_left(),
+                timeout,
+            };
+            progress::report_waiting(shared, stage, waited);
+        },
+    );
     if finished.is_none() {
         let left = shared.close_pass_left();
         shared.report(Report::new(

@@ -26,6 +26,11 @@ pub enum ReportKind {
     /// Debug mode: a signal (Ctrl-C, or SIGTERM when handled) dropped a main task that was
     /// not observing `runner::cancelled()`.
     MainTaskDropped,
+    /// A shutdown has waited longer than `Builder::shutdown_report_after` (the main task
+    /// after a signal cancelled it, or `close()` for its cancelled tasks or blocking work):
+    /// how long, for what, and that a second Ctrl-C forces the exit. Repeated at most once
+    /// per that duration while the wait goes on.
+    ShutdownWaiting,
     /// The Runner could not shut down cleanly for another reason.
     Other,
 }

@@ -16,11 +16,13 @@ mod debug;
 mod error;
 mod guarded;
 mod local;
+mod progress;
 mod registry;
 mod runner;
 mod scope;
 mod shared;
 mod signal;
+mod signal_state;
 mod sync;
 mod task;
 mod task_state;
@@ -33,8 +35,8 @@ pub use crate::context::{Context, ContextVar, Token};
 pub use crate::debug::{default_exception_handler, Report, ReportKind};
 pub use crate::error::{ContextError, RunError, TaskError};
 pub use crate::runner::{
-    debug_enabled, run, Builder, IntoRuntime, Runner, DEFAULT_SHUTDOWN_TIMEOUT,
-    DEFAULT_SLOW_CALLBACK_DURATION,
+    debug_enabled, run, Builder, IntoRuntime, Runner, DEFAULT_SHUTDOWN_REPORT_AFTER,
+    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SLOW_CALLBACK_DURATION,
 };
 pub use crate::signal::{die_by_sigint, die_by_sigterm};
 pub use crate::task::{

@@ -105,11 +105,14 @@ impl Registry {
 
     /// Takes every task pending now into the close pass and asks each to cancel. Tasks
     /// spawned later are not part of it, and neither are `spawn_local` tasks when
-    /// `with_local` is false (nothing can run them: they live on another thread).
-    pub(crate) fn begin_pass(&self, with_local: bool) {
+    /// `with_local` is false (nothing can run them: they live on another thread). Returns
+    /// the tasks that were observing `cancelled()` (the ones that get to clean up, so the
+    /// ones a slow close waits for), for its reports.
+    pub(crate) fn begin_pass(&self, with_local: bool) -> Vec<Arc<TaskState>> {
         self.pass_left.store(TAKING, Ordering::Release);
         let pass = std::mem::take(&mut *lock(&self.tasks));
         let mut joined = 0;
+        let mut observing = Vec::new();
         for task in pass.slots.into_iter().flatten() {
             if !with_local && task.is_local() {
                 continue;
@@ -117,9 +120,14 @@ impl Registry {
             if task.join_close_pass() {
                 joined += 1;
                 task.request_cancel(None);
+                // Moved, not cloned: no reference count touched for the common case.
+                if task.is_observed() {
+                    observing.push(task);
+                }
             }
         }
         self.pass_left.fetch_sub(TAKING - joined, Ordering::AcqRel);
+        observing
     }
 
     /// Ready once every task of the pass has ended.
@@ -187,7 +195,7 @@ mod loom_models {
 
     /// What `close()`'s step 1 does: take the pass, then wait until its tasks have ended.
     fn close_pass(registry: &Registry) {
-        registry.begin_pass(true);
+        drop(registry.begin_pass(true));
         let wakes = Arc::new(Counter::default());
         let waker = Waker::from(wakes.clone());
         let mut cx = Context::from_waker(&waker);

@@ -26,6 +26,14 @@ use crate::task_state::{Origin, StopSignal, TaskState};
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(300);
 /// asyncio's `slow_callback_duration` default.
 pub const DEFAULT_SLOW_CALLBACK_DURATION: Duration = Duration::from_millis(100);
+/// How long a shutdown may wait before it reports what it waits for, by default (see
+/// [`Builder::shutdown_report_after`]).
+///
+/// ```
+/// # use runner_core as runner;
+/// assert_eq!(runner::DEFAULT_SHUTDOWN_REPORT_AFTER, std::time::Duration::from_secs(5));
+/// ```
+pub const DEFAULT_SHUTDOWN_REPORT_AFTER: Duration = Duration::from_secs(5);
 
 type LoopFactory = Box<dyn FnOnce() -> io::Result<Runtime> + Send>;
 
@@ -83,7 +91,9 @@ pub struct Builder {
     debug: Option<bool>,
     shutdown_timeout: Duration,
     handle_sigint: bool,
-    handle_sigterm: bool,
+    /// `None`: the default, on only when the process is PID 1.
+    handle_sigterm: Option<bool>,
+    shutdown_report_after: Duration,
     slow_callback_duration: Duration,
     loop_factory: Option<LoopFactory>,
     handler: Option<Handler>,
@@ -106,17 +116,98 @@ impl Builder {
 
     /// Whether `run` handles Ctrl-C (default `true`; only ever on the main thread, and only
     /// while SIGINT still has its default disposition).
+    ///
+    /// Runner's handling is armed only while a run of a Runner with it on is going on. At
+    /// any other moment (between runs, after `close()`, during a run of a
+    /// `handle_sigint(false)` Runner), runner steps aside: SIGINT does what it would do if
+    /// runner were not there. A handler of the program's own gets every SIGINT, whether it
+    /// was registered before or after runner's first run: `tokio::signal::ctrl_c`,
+    /// `tokio::signal::unix::signal`, `signal-hook`, or any handler that calls the one it
+    /// replaced. A program with no handler of its own dies by SIGINT, as by default (runner
+    /// never leaves SIGINT ignored). So a program that handles Ctrl-C itself builds its
+    /// Runner with `handle_sigint(false)`, and Ctrl-C reaches its handler, also after runs
+    /// of default Runners (such as `runner::run`) in the same process. (The trap this
+    /// removes: runner's handler used to run first and, outside a run, kill the process, so
+    /// a handler registered after runner's first run never saw a single Ctrl-C.)
+    ///
+    /// During a run with handling on, the first Ctrl-C cancels the main task (and also
+    /// reaches a handler of the program's own registered after runner's first run); a
+    /// second one ends the process. A handler installed before runner's first run keeps
+    /// SIGINT to itself for good (runner then never handles it).
+    ///
+    /// ```no_run
+    /// # use runner_core as runner;
+    /// runner::run(async { /* setup, with runner's Ctrl-C handling */ }).unwrap();
+    /// let mut server = runner::Runner::builder().handle_sigint(false).build();
+    /// server.run(async {
+    ///     // Every Ctrl-C comes here; runner steps aside.
+    ///     tokio::signal::ctrl_c().await.unwrap();
+    ///     println!("got Ctrl-C");
+    /// })
+    /// .unwrap();
+    /// ```
     pub fn handle_sigint(mut self, on: bool) -> Builder {
         self.handle_sigint = on;
         self
     }
 
-    /// Whether `run` handles SIGTERM like Ctrl-C (default `false`, as asyncio): the first
-    /// SIGTERM cancels the main task and `run` returns [`RunError::Terminated`]; a second
-    /// SIGTERM or SIGINT kills. Only on the main thread, and only while SIGTERM still has
-    /// its default disposition. For containers, systemd and `kill`.
+    /// Whether `run` handles SIGTERM like Ctrl-C: the first SIGTERM cancels the main task
+    /// and `run` returns [`RunError::Terminated`]; a second SIGTERM or SIGINT ends the
+    /// process. Only on the main thread, and only while SIGTERM still has its default
+    /// disposition. For containers, systemd and `kill`.
+    ///
+    /// The default is off (as asyncio), except when the process is PID 1 of its PID
+    /// namespace (a container without an init: `docker run` of a scratch or distroless
+    /// image, most Kubernetes pods). There the kernel drops a SIGTERM nobody handles, so
+    /// `docker stop` would wait and then SIGKILL: handling it is the only way to a clean
+    /// shutdown. `handle_sigterm(false)` turns it off there too.
+    ///
+    /// As with [`handle_sigint`](Builder::handle_sigint), runner steps aside for SIGTERM
+    /// outside a run that handles it: a handler of the program's own gets it, and without
+    /// one SIGTERM has its default action.
+    ///
+    /// ```no_run
+    /// # use runner_core as runner;
+    /// let mut runner = runner::Runner::builder().handle_sigterm(true).build();
+    /// match runner.run(async {
+    ///     runner::cancelled().await; // `docker stop`: clean up here
+    /// }) {
+    ///     Err(runner::RunError::Terminated) => {
+    ///         runner.close();
+    ///         runner::die_by_sigterm(); // status 143
+    ///     }
+    ///     other => println!("{other:?}"),
+    /// }
+    /// ```
     pub fn handle_sigterm(mut self, on: bool) -> Builder {
-        self.handle_sigterm = on;
+        self.handle_sigterm = Some(on);
+        self
+    }
+
+    /// How long a shutdown may wait before it reports what it waits for (default 5 s,
+    /// [`DEFAULT_SHUTDOWN_REPORT_AFTER`]; `Duration::MAX` turns the reports off).
+    ///
+    /// The report ([`ReportKind::ShutdownWaiting`](crate::ReportKind::ShutdownWaiting), to
+    /// the exception handler) comes when the main task is still running this long after a
+    /// signal cancelled it, and when `close()` has waited this long for its cancelled tasks
+    /// (step 1) or for blocking work (step 3). It names how long the shutdown has waited,
+    /// the tasks still pending (by spawn location, the main task included), the
+    /// `spawn_blocking` jobs still running, and that a second Ctrl-C forces the exit. While
+    /// the wait goes on it comes again at most once per this duration (never more often
+    /// than every 10 ms). A shutdown that ends sooner reports nothing, and a run that no
+    /// signal reached pays nothing for it.
+    ///
+    /// ```
+    /// # use runner_core as runner;
+    /// use std::time::Duration;
+    /// let mut runner = runner::Runner::builder()
+    ///     .shutdown_report_after(Duration::from_secs(2))
+    ///     .build();
+    /// runner.run(async {}).unwrap();
+    /// runner.close(); // nothing to wait for: no report
+    /// ```
+    pub fn shutdown_report_after(mut self, threshold: Duration) -> Builder {
+        self.shutdown_report_after = threshold;
         self
     }
 
@@ -166,6 +257,7 @@ impl Builder {
             shutdown_timeout,
             handle_sigint,
             handle_sigterm,
+            shutdown_report_after,
             slow_callback_duration,
             loop_factory,
             handler,
@@ -176,7 +268,8 @@ impl Builder {
                 debug,
                 shutdown_timeout,
                 handle_sigint,
-                handle_sigterm,
+                handle_sigterm: handle_sigterm.unwrap_or_else(crate::signal::is_pid1),
+                shutdown_report_after,
                 slow_callback_duration,
                 handler: match handler {
                     Some(user) => contained(user),
@@ -205,7 +298,8 @@ impl Default for Builder {
             debug: None,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             handle_sigint: true,
-            handle_sigterm: false,
+            handle_sigterm: None,
+            shutdown_report_after: DEFAULT_SHUTDOWN_REPORT_AFTER,
             slow_callback_duration: DEFAULT_SLOW_CALLBACK_DURATION,
             loop_factory: None,
             handler: None,
@@ -220,6 +314,7 @@ impl fmt::Debug for Builder {
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("handle_sigint", &self.handle_sigint)
             .field("handle_sigterm", &self.handle_sigterm)
+            .field("shutdown_report_after", &self.shutdown_report_after)
             .field("slow_callback_duration", &self.slow_callback_duration)
             .field("loop_factory", &self.loop_factory.is_some())
             .field("exception_handler", &self.handler.is_some())
@@ -231,7 +326,9 @@ struct Config {
     debug: Option<bool>,
     shutdown_timeout: Duration,
     handle_sigint: bool,
+    /// Resolved at `build()` (the PID 1 default), so a run reads a plain `bool`.
     handle_sigterm: bool,
+    shutdown_report_after: Duration,
     slow_callback_duration: Duration,
     handler: Handler,
 }
@@ -471,6 +568,7 @@ impl Runner {
                 rt.handle().clone(),
                 config.debug.unwrap_or_else(debug::env_debug),
                 config.slow_callback_duration,
+                config.shutdown_report_after,
                 config.handler.clone(),
             ));
             scope::remember_runtime(&shared);
@@ -531,7 +629,11 @@ fn drive<F: IntoFuture>(
             record
         }
         // A `cancelled()` future of an earlier run outlived it: leave that record alone.
-        _ => Arc::new(TaskState::new(location, Origin::Main)),
+        _ => {
+            let record = Arc::new(TaskState::new(location, Origin::Main));
+            crate::progress::remember_main_task(&record, &inner.shared);
+            record
+        }
     };
     let entry_ctx = match ctx {
         Some(ctx) => ctx.state(),

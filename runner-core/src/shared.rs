@@ -25,6 +25,8 @@ pub(crate) struct Shared {
     pub(crate) handle: Handle,
     pub(crate) debug: bool,
     slow: Duration,
+    /// `Builder::shutdown_report_after`: see `progress`.
+    pub(crate) report_after: Duration,
     handler: Handler,
     /// The pending tasks, and `close()`'s cancellation pass over them.
     tasks: Registry,
@@ -32,21 +34,36 @@ pub(crate) struct Shared {
     pub(crate) local: LocalTasks,
     finalizers: Mutex<Vec<(&'static Location<'static>, Finalizer)>>,
     /// std's, for its `Condvar` (loom's has no timed wait; no model covers it).
-    blocking: std::sync::Mutex<usize>,
+    blocking: std::sync::Mutex<Blocking>,
     blocking_done: Condvar,
 }
 
+/// The `spawn_blocking` jobs in flight: how many, and where they were spawned (for the
+/// reports of a shutdown that waits for them).
+#[derive(Default)]
+struct Blocking {
+    count: usize,
+    by_location: Vec<(&'static Location<'static>, usize)>,
+}
+
 impl Shared {
-    pub(crate) fn new(handle: Handle, debug: bool, slow: Duration, handler: Handler) -> Shared {
+    pub(crate) fn new(
+        handle: Handle,
+        debug: bool,
+        slow: Duration,
+        report_after: Duration,
+        handler: Handler,
+    ) -> Shared {
         Shared {
             handle,
             debug,
             slow,
+            report_after,
             handler,
             tasks: Registry::new(),
             local: LocalTasks::new(),
             finalizers: Mutex::new(Vec::new()),
-            blocking: std::sync::Mutex::new(0),
+            blocking: std::sync::Mutex::default(),
             blocking_done: Condvar::new(),
         }
     }
@@ -109,8 +126,9 @@ impl Shared {
 
     /// Step 1 of `close()`, run inside the runtime (so wake-ups go to the local queue): one
     /// pass over the tasks pending now, each asked to cancel. Tasks spawned later are not
-    /// part of it.
-    pub(crate) fn begin_close_pass(&self) {
+    /// part of it. Returns the tasks that were observing `cancelled()` (the ones that get to
+    /// clean up, so the ones a slow close waits for), for its reports.
+    pub(crate) fn begin_close_pass(&self) -> Vec<Arc<TaskState>> {
         if self.debug {
             // asyncio's debug mode names the tasks still pending when the loop closes.
             for (location, description) in self.pending_tasks() {
@@ -122,7 +140,7 @@ impl Shared {
                 ));
             }
         }
-        self.tasks.begin_pass(self.local.runs_here());
+        self.tasks.begin_pass(self.local.runs_here())
     }
 
     /// How many tasks of the close pass have not finished.
@@ -153,26 +171,42 @@ impl Shared {
         lock(&self.finalizers).push((at, f));
     }
 
-    pub(crate) fn blocking_started(&self) {
-        *lock_std(&self.blocking) += 1;
+    pub(crate) fn blocking_started(&self, at: &'static Location<'static>) {
+        let mut jobs = lock_std(&self.blocking);
+        jobs.count += 1;
+        match jobs.by_location.iter_mut().find(|(place, _)| *place == at) {
+            Some((_, n)) => *n += 1,
+            None => jobs.by_location.push((at, 1)),
+        }
     }
 
-    pub(crate) fn blocking_finished(&self) {
-        let mut n = lock_std(&self.blocking);
-        *n -= 1;
-        if *n == 0 {
+    pub(crate) fn blocking_finished(&self, at: &'static Location<'static>) {
+        let mut jobs = lock_std(&self.blocking);
+        jobs.count -= 1;
+        if let Some(i) = jobs.by_location.iter().position(|(place, _)| *place == at) {
+            jobs.by_location[i].1 -= 1;
+            if jobs.by_location[i].1 == 0 {
+                jobs.by_location.swap_remove(i);
+            }
+        }
+        if jobs.count == 0 {
             self.blocking_done.notify_all();
         }
     }
 
+    /// The `spawn_blocking` jobs in flight, by spawn location.
+    pub(crate) fn blocking_jobs(&self) -> Vec<(&'static Location<'static>, usize)> {
+        lock_std(&self.blocking).by_location.clone()
+    }
+
     /// Waits until no `spawn_blocking` job runs, at most `timeout`; how many are left.
     pub(crate) fn wait_blocking(&self, timeout: Duration) -> usize {
-        let n = lock_std(&self.blocking);
-        let (n, _) = self
+        let jobs = lock_std(&self.blocking);
+        let (jobs, _) = self
             .blocking_done
-            .wait_timeout_while(n, timeout, |n| *n > 0)
+            .wait_timeout_while(jobs, timeout, |jobs| jobs.count > 0)
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *n
+        jobs.count
     }
 }
 

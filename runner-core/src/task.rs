@@ -376,7 +376,7 @@ where
     let location = Location::caller();
     let shared = running_runner("runner::spawn_blocking");
     let state = Arc::new(TaskState::new(location, Origin::Blocking));
-    let job = BlockingJob::start(shared.clone());
+    let job = BlockingJob::start(shared.clone(), location);
     let mut scope = Scope {
         ctx: CtxState::copy_current(),
         runner: Some(shared.clone()),
@@ -409,18 +409,18 @@ where
 
 /// Counts a `spawn_blocking` job as in flight from spawn until its closure returns (or the
 /// pool drops it unstarted), for the bounded wait in `close()`.
-struct BlockingJob(Arc<Shared>);
+struct BlockingJob(Arc<Shared>, &'static Location<'static>);
 
 impl BlockingJob {
-    fn start(shared: Arc<Shared>) -> BlockingJob {
-        shared.blocking_started();
-        BlockingJob(shared)
+    fn start(shared: Arc<Shared>, at: &'static Location<'static>) -> BlockingJob {
+        shared.blocking_started(at);
+        BlockingJob(shared, at)
     }
 }
 
 impl Drop for BlockingJob {
     fn drop(&mut self) {
-        self.0.blocking_finished();
+        self.0.blocking_finished(self.1);
     }
 }
 

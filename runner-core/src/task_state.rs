@@ -246,6 +246,11 @@ impl TaskState {
         self.cancel.fetch_add(OBSERVER, Ordering::AcqRel);
     }
 
+    /// `true` while a `cancelled()` future of this task is alive (for reports).
+    pub(crate) fn is_observed(&self) -> bool {
+        observers(self.cancel.load(Ordering::Relaxed)) > 0
+    }
+
     /// A `cancelled()` future went away. The last one leaving a request pending wakes the
     /// task: nobody can observe that request any more, so the task's next poll drops it.
     pub(crate) fn unobserve(&self) {

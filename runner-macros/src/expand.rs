@@ -185,6 +185,10 @@ fn builder(kind: Macro, config: &Config, krate: &TokenStream) -> TokenStream {
         let timeout = duration(timeout);
         builder = quote!(#builder.shutdown_timeout(#timeout));
     }
+    if let Some(threshold) = config.shutdown_report_after {
+        let threshold = duration(threshold);
+        builder = quote!(#builder.shutdown_report_after(#threshold));
+    }
     if let (Macro::Main, Some(on)) = (kind, &config.handle_sigint) {
         builder = quote!(#builder.handle_sigint(#on));
     }

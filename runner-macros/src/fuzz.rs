@@ -41,6 +41,7 @@ const KEYS: &[&str] = &[
     "flavor",
     "worker_threads",
     "shutdown_timeout",
+    "shutdown_report_after",
     "handle_sigint",
     "handle_sigterm",
     "slow_callback_duration",
@@ -193,6 +194,13 @@ fn valid_args(rng: &mut Rng, kind: Macro) -> String {
         entries.push(format!(
             "shutdown_timeout = \"{}{}\"",
             rng.below(1000),
+            rng.pick(&["ms", "s", "m"])
+        ));
+    }
+    if rng.chance(2) {
+        entries.push(format!(
+            "shutdown_report_after = \"{}{}\"",
+            1 + rng.below(1000),
             rng.pick(&["ms", "s", "m"])
         ));
     }

@@ -39,6 +39,7 @@ pub(crate) enum Key {
     Flavor,
     WorkerThreads,
     ShutdownTimeout,
+    ShutdownReportAfter,
     HandleSigint,
     HandleSigterm,
     SlowCallbackDuration,
@@ -129,6 +130,13 @@ pub(crate) const KEYS: &[KeySpec] = &[
         scope: Scope::Both,
         kind: Kind::Duration,
         example: "shutdown_timeout = \"30s\"",
+    },
+    KeySpec {
+        key: Key::ShutdownReportAfter,
+        name: "shutdown_report_after",
+        scope: Scope::Both,
+        kind: Kind::Duration,
+        example: "shutdown_report_after = \"5s\"",
     },
     KeySpec {
         key: Key::HandleSigint,
@@ -245,13 +253,14 @@ mod tests {
     fn valid_keys_lists_each_macros_keys_in_table_order() {
         assert_eq!(
             valid_keys(Macro::Main),
-            "debug, loop_factory, flavor, worker_threads, shutdown_timeout, handle_sigint, \
-             handle_sigterm, slow_callback_duration, exception_handler, crate"
+            "debug, loop_factory, flavor, worker_threads, shutdown_timeout, \
+             shutdown_report_after, handle_sigint, handle_sigterm, slow_callback_duration, \
+             exception_handler, crate"
         );
         assert_eq!(
             valid_keys(Macro::Test),
             "debug, loop_factory, flavor, worker_threads, shutdown_timeout, \
-             slow_callback_duration, exception_handler, timeout, crate"
+             shutdown_report_after, slow_callback_duration, exception_handler, timeout, crate"
         );
     }
 

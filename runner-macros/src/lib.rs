@@ -44,6 +44,9 @@ use keys::Macro;
 ///
 /// - On the first Ctrl-C the body is cancelled, the Runner is closed (tasks cancelled,
 ///   cleanup run), and the process dies by SIGINT, as Python does: exit status 130 in a shell.
+///   SIGTERM, when handled, likewise (143). As PID 1 of a PID namespace (a container
+///   without an init), where the kernel drops such a signal, the process exits with status
+///   130 or 143 instead.
 /// - If the runtime cannot be built (a `loop_factory` error), it prints
 ///   `error: #[runner::main]: ...` and exits with status 1, instead of panicking.
 ///
@@ -58,8 +61,9 @@ use keys::Macro;
 /// | `worker_threads` | integer literal ≥ 1; needs `flavor = "multi_thread"` | one per core |
 /// | `loop_factory` | a path or closure: `FnOnce() -> R`, `R` a tokio `Runtime`, `io::Result<Runtime>` or `runtime::Builder`; excludes `flavor` and `worker_threads` | |
 /// | `shutdown_timeout` | a duration string: how long `close()` waits for tasks | `"300s"` |
+/// | `shutdown_report_after` | a duration string, more than zero: a shutdown that waits this long (the body after a signal cancelled it, `close()` for tasks or blocking work) reports what it waits for, then again at most this often | `"5s"` |
 /// | `handle_sigint` | `true` or `false`: whether Ctrl-C cancels the body (main only) | `true` |
-/// | `handle_sigterm` | `true` or `false`: whether SIGTERM cancels the body like Ctrl-C; the process then dies by SIGTERM (main only) | `false` |
+/// | `handle_sigterm` | `true` or `false`: whether SIGTERM cancels the body like Ctrl-C; the process then dies by SIGTERM, or exits with status 143 as PID 1 (main only) | `false`, except as PID 1 of a PID namespace (a container without an init): `true` |
 /// | `slow_callback_duration` | a duration string: in debug mode, polls at least this long are reported | `"100ms"` |
 /// | `exception_handler` | a path or closure, `Fn(&runner::Report) + Send + Sync + 'static`: receives every report instead of the default handler (stderr, or `tracing` with that feature) | |
 /// | `crate` | the path of the `runner` crate, in a string: `"my::runner"` | `"::runner"` |
@@ -127,7 +131,7 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 /// `#[should_panic]`, `#[ignore]`, doc comments, lints. A test may return
 /// `Result<(), E>`.
 ///
-/// Ctrl-C belongs to the test harness, so a test never handles SIGINT.
+/// Signals belong to the test harness, so a test never handles SIGINT or SIGTERM.
 ///
 /// # Keys
 ///
@@ -140,6 +144,7 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 /// | `worker_threads` | integer literal ≥ 1; needs `flavor = "multi_thread"` | one per core |
 /// | `loop_factory` | a path or closure: `FnOnce() -> R`, `R` a tokio `Runtime`, `io::Result<Runtime>` or `runtime::Builder`; excludes `flavor` and `worker_threads` | |
 /// | `shutdown_timeout` | a duration string: how long `close()` waits for tasks | `"300s"` |
+/// | `shutdown_report_after` | a duration string, more than zero: a shutdown that waits this long (the body after a signal cancelled it, `close()` for tasks or blocking work) reports what it waits for, then again at most this often | `"5s"` |
 /// | `slow_callback_duration` | a duration string: in debug mode, polls at least this long are reported | `"100ms"` |
 /// | `exception_handler` | a path or closure, `Fn(&runner::Report) + Send + Sync + 'static`: receives every report instead of the default handler (stderr, or `tracing` with that feature) | |
 /// | `timeout` | a duration string, more than zero (test only) | none |

@@ -218,6 +218,14 @@ fn duration(spec: &KeySpec, expr: &Expr) -> syn::Result<Value> {
                     spec.example
                 ),
             )),
+            Ok((0, 0)) if spec.key == Key::ShutdownReportAfter => Err(error(
+                s,
+                format!(
+                    "a `{name}` of zero would report at every moment of every shutdown: write \
+                     `{}` (the default), or a longer duration",
+                    spec.example
+                ),
+            )),
             Ok((secs, nanos)) => Ok(Value::Duration(DurationLit {
                 secs,
                 nanos,

@@ -2,7 +2,7 @@
 //! default disposition (or ignored, on request), its stdout read line by line, signals sent
 //! with real `kill(2)`, and its exit status checked for death by a given signal.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -121,6 +121,8 @@ pub struct Proc {
     pub seen: Vec<String>,
     stderr: Option<JoinHandle<String>>,
     stderr_text: Option<String>,
+    /// Each stderr line as it arrives, with the moment it was read.
+    stderr_lines: Receiver<(Instant, String)>,
     status: Option<ExitStatus>,
     signalled: bool,
 }
@@ -151,15 +153,31 @@ impl Proc {
         env: &[(&str, &str)],
     ) -> Proc {
         let mut cmd = Command::new(path);
-        cmd.args(args)
-            .env_remove("RUNNER_DEBUG")
-            .envs(env.iter().copied())
-            .stdin(Stdio::piped())
+        cmd.args(args).envs(env.iter().copied());
+        reset_signals(&mut cmd, start);
+        let mut label = name.to_owned();
+        for arg in args {
+            label.push(' ');
+            label.push_str(arg);
+        }
+        Proc::start(cmd, label)
+    }
+
+    /// Starts `cmd` (set up by the caller, e.g. with [`reset_signals`]) with piped stdio,
+    /// dying with the test process, and without `RUNNER_DEBUG` unless `cmd` sets it; `label`
+    /// names it in failure messages.
+    pub fn start(mut cmd: Command, label: String) -> Proc {
+        let debug_set = cmd
+            .get_envs()
+            .any(|(k, v)| k == "RUNNER_DEBUG" && v.is_some());
+        if !debug_set {
+            cmd.env_remove("RUNNER_DEBUG");
+        }
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        reset_signals(&mut cmd, start);
         die_with_parent(&mut cmd);
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {label}: {e}"));
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -170,17 +188,18 @@ impl Proc {
                 }
             }
         });
-        let mut stderr = child.stderr.take().expect("piped stderr");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, stderr_lines) = mpsc::channel();
         let stderr = std::thread::spawn(move || {
             let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                text.push_str(&line);
+                text.push('\n');
+                let _ = tx.send((Instant::now(), line));
+            }
             text
         });
-        let mut label = name.to_owned();
-        for arg in args {
-            label.push(' ');
-            label.push_str(arg);
-        }
         Proc {
             name: label,
             stdin: child.stdin.take(),
@@ -189,6 +208,7 @@ impl Proc {
             seen: Vec::new(),
             stderr: Some(stderr),
             stderr_text: None,
+            stderr_lines,
             status: None,
             signalled: false,
         }
@@ -247,9 +267,16 @@ impl Proc {
     /// while an earlier one of the same kind is still pending would merge with it, so the
     /// next step (a second signal, a go line) waits for this handshake, not for a sleep.
     pub fn signal(&mut self, signal: libc::c_int) {
+        let pid = self.pid();
+        self.signal_pid(pid, signal);
+    }
+
+    /// Sends `signal` with kill(2) to `pid`, a process of this child's (e.g. the program
+    /// that `unshare --fork` started).
+    pub fn signal_pid(&mut self, pid: libc::pid_t, signal: libc::c_int) {
         self.signalled = true;
-        // SAFETY: plain kill(2) on our own, not yet reaped, child.
-        let rc = unsafe { libc::kill(self.pid(), signal) };
+        // SAFETY: plain kill(2) on a process of our child's, alive until our child is reaped.
+        let rc = unsafe { libc::kill(pid, signal) };
         assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
         #[cfg(target_os = "linux")]
         {
@@ -263,6 +290,34 @@ impl Proc {
                 }
                 // Polling /proc for the delivery (no event to wait on): not an ordering sleep.
                 std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    }
+
+    /// Reads stderr lines as they come until one satisfies `want`, at most `timeout`;
+    /// returns it and when it was read. Panics (with the output) on timeout or EOF.
+    pub fn expect_stderr_line_where(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        want: impl Fn(&str) -> bool,
+    ) -> (Instant, String) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr_lines.recv_timeout(left) {
+                Ok((at, line)) if want(&line) => return (at, line),
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "{}: no {what} line on stderr within {timeout:?}",
+                        self.describe()
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let _ = self.wait_for_exit(Duration::from_secs(5));
+                    panic!("{}: stderr closed before {what} line", self.describe())
+                }
             }
         }
     }

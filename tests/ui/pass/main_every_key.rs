@@ -14,6 +14,7 @@ fn log_report(report: &runner::Report) {
     flavor = "multi_thread",
     worker_threads = 2,
     shutdown_timeout = "30s",
+    shutdown_report_after = "2.5s",
     handle_sigint = false,
     handle_sigterm = true,
     slow_callback_duration = "50ms",

@@ -1,0 +1,320 @@
+//! A shutdown that shows its progress: when the main task is still running some time after
+//! a signal cancelled it, or `close()` has waited that long for cancelled tasks (step 1) or
+//! blocking work (step 3), a [`ReportKind::ShutdownWaiting`] report names how long it has
+//! waited, what it waits for, and the way out; then again at most every threshold
+//! (`Builder::shutdown_report_after`).
+//!
+//! None of it is on a run's path. The main task's watch runs on the signal listener thread,
+//! from the moment a signal cancelled the main task; `close()` cuts its waits into slices
+//! that end at the next report, and starts no thread for that (each slice's deadline is the
+//! one thread `close()` already starts when it has something to wait for).
+
+use std::panic::Location;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use crate::debug::{Report, ReportKind};
+use crate::shared::Shared;
+use crate::task_state::{StopSignal, TaskState};
+use crate::util::lock_std;
+
+/// Reports come at most this often, whatever the threshold.
+const MIN_INTERVAL: Duration = Duration::from_millis(10);
+
+/// The interval between reports for `threshold`; `None`: reports are off.
+fn interval(threshold: Duration) -> Option<Duration> {
+    (threshold != Duration::MAX).then(|| threshold.max(MIN_INTERVAL))
+}
+
+/// Waits with `wait(until)` (which gives up with `None` once `until` has passed) until it
+/// yields a value or `deadline` passes (then `None`). Each time the wait has gone on for
+/// another interval of `threshold`, `due(waited)` reports it.
+pub(crate) fn wait_reporting<T>(
+    deadline: Option<Instant>,
+    threshold: Duration,
+    mut wait: impl FnMut(Option<Instant>) -> Option<T>,
+    mut due: impl FnMut(Duration),
+) -> Option<T> {
+    let started = Instant::now();
+    let every = interval(threshold);
+    let mut next = every.and_then(|every| started.checked_add(every));
+    loop {
+        let until = match (deadline, next) {
+            (Some(deadline), Some(next)) => Some(deadline.min(next)),
+            (deadline, None) => deadline,
+            (None, next) => next,
+        };
+        if let Some(out) = wait(until) {
+            return Some(out);
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|deadline| now >= deadline) {
+            return None;
+        }
+        if next.is_some_and(|next| now >= next) {
+            due(now.duration_since(started));
+            next = every.and_then(|every| Instant::now().checked_add(every));
+        }
+    }
+}
+
+/// What a shutdown waits for, and where, for [`report_waiting`].
+pub(crate) enum Stage<'a> {
+    /// The main task, after `signal` cancelled it.
+    #[cfg_attr(runner_loom, allow(dead_code))]
+    MainTask(StopSignal, &'a TaskState),
+    /// `close()` step 1: the tasks of its cancellation pass; the ones observing
+    /// `cancelled()` when the pass cancelled them (by name), and how many are left in all.
+    CloseTasks {
+        observing: &'a [Arc<TaskState>],
+        left: usize,
+        timeout: Duration,
+    },
+    /// `close()` step 3: blocking work.
+    CloseBlocking { timeout: Duration },
+}
+
+/// Sends one `ShutdownWaiting` report: how long the shutdown has waited at `stage`, the tasks
+/// still pending there and in the Runner, the blocking work, and that a second Ctrl-C ends
+/// the process.
+pub(crate) fn report_waiting(runner: &Shared, stage: Stage<'_>, waited: Duration) {
+    let mut pending: Vec<(&'static Location<'static>, String)> = Vec::new();
+    let mut unnamed = 0;
+    let headline = match stage {
+        Stage::MainTask(signal, main) => {
+            if !main.is_done() {
+                pending.push((main.location, main.describe()));
+            }
+            format!(
+                "after {} for the main task to finish (it holds runner::cancelled(), or has \
+                 not reached an await point since)",
+                signal.name()
+            )
+        }
+        Stage::CloseTasks {
+            observing,
+            left,
+            timeout,
+        } => {
+            let named = observing.iter().filter(|task| !task.is_done());
+            pending.extend(named.map(|task| (task.location, task.describe())));
+            unnamed = left.saturating_sub(pending.len());
+            format!(
+                "in Runner::close for {left} cancelled task(s) to finish (shutdown timeout \
+                 {timeout:?})"
+            )
+        }
+        Stage::CloseBlocking { timeout } => {
+            format!("in Runner::close for blocking work (shutdown timeout {timeout:?})")
+        }
+    };
+    pending.extend(runner.pending_tasks());
+    let location = pending.first().map(|(location, _)| *location);
+    let mut tasks: Vec<String> = pending.into_iter().map(|(_, name)| name).collect();
+    if unnamed > 0 {
+        tasks.push(format!(
+            "{unnamed} more not observing runner::cancelled() (a poll that blocks its thread, \
+             or a slow Drop)"
+        ));
+    }
+    let tasks = if tasks.is_empty() {
+        "none".to_owned()
+    } else {
+        tasks.join(", ")
+    };
+    let blocking = describe_blocking(&runner.blocking_jobs());
+    runner.report(Report::new(
+        ReportKind::ShutdownWaiting,
+        format!(
+            "Shutdown waiting {:.1} s {headline}; pending tasks: {tasks}; blocking work: \
+             {blocking}; a second Ctrl-C forces the exit",
+            waited.as_secs_f64()
+        ),
+        location,
+        None,
+    ));
+}
+
+/// `2 spawn_blocking job(s) (spawned at src/a.rs:3:5, src/b.rs:9:1 ×2)`, or `none`.
+fn describe_blocking(jobs: &[(&'static Location<'static>, usize)]) -> String {
+    let total: usize = jobs.iter().map(|(_, n)| n).sum();
+    if total == 0 {
+        return "none".to_owned();
+    }
+    let places: Vec<String> = jobs
+        .iter()
+        .map(|(at, n)| {
+            if *n == 1 {
+                at.to_string()
+            } else {
+                format!("{at} ×{n}")
+            }
+        })
+        .collect();
+    format!(
+        "{total} spawn_blocking job(s) (spawned at {})",
+        places.join(", ")
+    )
+}
+
+/// The Runner of each main task's record. The listener thread knows only the record of the
+/// run a signal hit; its report needs that Runner (its tasks, its exception handler, its
+/// threshold). A Runner enters its record here when it makes one (its first run, or a run
+/// after one whose record is still referenced), never on a warm run's path.
+static MAIN_RECORDS: Mutex<Vec<(usize, Weak<Shared>)>> = Mutex::new(Vec::new());
+
+/// `record` is the main task's record of `runner` from now on.
+pub(crate) fn remember_main_task(record: &Arc<TaskState>, runner: &Arc<Shared>) {
+    let key = Arc::as_ptr(record) as usize;
+    let mut table = lock_std(&MAIN_RECORDS);
+    // A record's address is reused once it is freed, and a Runner's older record is done
+    // with: keep one live entry per record and per Runner.
+    table.retain(|(known, owner)| {
+        *known != key && owner.strong_count() > 0 && !std::ptr::eq(owner.as_ptr(), &**runner)
+    });
+    table.push((key, Arc::downgrade(runner)));
+}
+
+#[cfg_attr(runner_loom, allow(dead_code))]
+fn runner_of(record: &Weak<TaskState>) -> Option<Arc<Shared>> {
+    let key = record.as_ptr() as usize;
+    let table = lock_std(&MAIN_RECORDS);
+    let (_, owner) = table.iter().find(|(known, _)| *known == key)?;
+    owner.upgrade()
+}
+
+/// The listener's watch over a main task that a signal cancelled: while its run stays armed,
+/// a report at each interval. (The listener is not built under loom.)
+#[cfg_attr(runner_loom, allow(dead_code))]
+pub(crate) struct MainTaskWatch {
+    generation: u64,
+    signal: StopSignal,
+    started: Instant,
+    due: Instant,
+    every: Duration,
+    record: Weak<TaskState>,
+    runner: Weak<Shared>,
+}
+
+#[cfg_attr(runner_loom, allow(dead_code))]
+impl MainTaskWatch {
+    /// Starts watching the run of `generation`, whose main task `record` `signal` has just
+    /// cancelled; `None` if its Runner's reports are off (or it is gone).
+    pub(crate) fn start(
+        generation: u64,
+        signal: StopSignal,
+        record: Weak<TaskState>,
+    ) -> Option<MainTaskWatch> {
+        let runner = runner_of(&record)?;
+        let every = interval(runner.report_after)?;
+        let started = Instant::now();
+        Some(MainTaskWatch {
+            generation,
+            signal,
+            started,
+            due: started.checked_add(every)?,
+            every,
+            record,
+            runner: Arc::downgrade(&runner),
+        })
+    }
+
+    /// How long until the next report is due.
+    pub(crate) fn until_due(&self) -> Duration {
+        self.due.saturating_duration_since(Instant::now())
+    }
+
+    /// Reports if one is due and the run is still the armed one (`armed_generation`);
+    /// `false` once there is nothing left to watch.
+    pub(crate) fn report_if_due(&mut self, armed_generation: u64) -> bool {
+        if armed_generation != self.generation {
+            return false;
+        }
+        if Instant::now() < self.due {
+            return true;
+        }
+        let (Some(runner), Some(main)) = (self.runner.upgrade(), self.record.upgrade()) else {
+            return false;
+        };
+        if main.is_done() {
+            return false;
+        }
+        report_waiting(
+            &runner,
+            Stage::MainTask(self.signal, &main),
+            self.started.elapsed(),
+        );
+        match Instant::now().checked_add(self.every) {
+            Some(due) => {
+                self.due = due;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_that_ends_in_time_reports_nothing() {
+        let mut reports = 0;
+        let out = wait_reporting(None, Duration::from_secs(5), |_| Some(7), |_| reports += 1);
+        assert_eq!((out, reports), (Some(7), 0));
+    }
+
+    #[test]
+    fn a_long_wait_reports_at_each_interval_until_its_deadline() {
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(400);
+        let mut at = Vec::new();
+        let out: Option<()> = wait_reporting(
+            Some(deadline),
+            Duration::from_millis(60),
+            |until| {
+                std::thread::sleep(until.unwrap().saturating_duration_since(Instant::now()));
+                None
+            },
+            |waited| at.push(waited),
+        );
+        assert_eq!(out, None);
+        assert!(Instant::now() >= deadline);
+        // 60, 120, ..., 360 ms: at most one per interval, and none before the first.
+        assert!((1..=6).contains(&at.len()), "{at:?}");
+        assert!(at[0] >= Duration::from_millis(60), "{at:?}");
+        for pair in at.windows(2) {
+            assert!(pair[1] - pair[0] >= Duration::from_millis(60), "{at:?}");
+        }
+    }
+
+    #[test]
+    fn reports_off_means_one_wait_to_the_deadline() {
+        let mut waits = 0;
+        let mut reports = 0;
+        let deadline = Instant::now() + Duration::from_millis(30);
+        let out: Option<()> = wait_reporting(
+            Some(deadline),
+            Duration::MAX,
+            |until| {
+                waits += 1;
+                assert_eq!(until, Some(deadline));
+                std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+                None
+            },
+            |_| reports += 1,
+        );
+        assert_eq!((out, waits, reports), (None, 1, 0));
+    }
+
+    #[test]
+    fn blocking_work_is_named_by_spawn_location() {
+        let here = Location::caller();
+        assert_eq!(describe_blocking(&[]), "none");
+        assert_eq!(
+            describe_blocking(&[(here, 2)]),
+            format!("2 spawn_blocking job(s) (spawned at {here} ×2)")
+        );
+    }
+}

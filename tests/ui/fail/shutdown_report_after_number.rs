@@ -1,0 +1,4 @@
+#[runner::test(shutdown_report_after = 5)]
+async fn reports() {}
+
+fn main() {}

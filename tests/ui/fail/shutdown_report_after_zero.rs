@@ -1,0 +1,2 @@
+#[runner::main(shutdown_report_after = "0s")]
+async fn main() {}
