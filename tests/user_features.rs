@@ -1,6 +1,7 @@
 //! runner-core turns on only the tokio features its own code uses; the default loop enables
-//! every driver, so timers and sockets come from the features of the user's own tokio.
-//! These build small user crates against this checkout (each its own workspace, so
+//! every driver, so timers and sockets come from the features of the user's own tokio, and
+//! so do `flavor = "multi_thread"` (tokio's `rt-multi-thread`) and `start_paused` (tokio's
+//! `test-util`). These build small user crates against this checkout (each its own workspace, so
 //! Cargo does not unify their tokio features; one shared target dir under `target/tmp`),
 //! then run them.
 
@@ -40,7 +41,7 @@ async fn main() {
 }
 "#;
 
-const RT_ONLY_MULTI_THREAD: &str = r#"
+const MULTI_THREAD: &str = r#"
 #[runner::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let flavor = tokio::runtime::Handle::current().runtime_flavor();
@@ -95,9 +96,14 @@ fn write_if_changed(path: &Path, text: &str) {
 
 /// `cargo <command> --quiet --bin <bin>` in `dir`, into the shared target dir.
 fn cargo(dir: &Path, command: &str, bin: &str) -> std::process::Output {
+    cargo_with(dir, &[command, "--quiet", "--bin", bin])
+}
+
+/// `cargo <args>` in `dir`, into the shared target dir.
+fn cargo_with(dir: &Path, args: &[&str]) -> std::process::Output {
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("user_features_target");
     Command::new(env!("CARGO"))
-        .args([command, "--quiet", "--bin", bin])
+        .args(args)
         .current_dir(dir)
         .env("CARGO_TARGET_DIR", &target)
         .output()
@@ -174,10 +180,7 @@ fn rt_only_crate() -> PathBuf {
         "user_rt_only",
         &[],
         &["rt"],
-        &[
-            ("rt_only", RT_ONLY),
-            ("rt_only_multi", RT_ONLY_MULTI_THREAD),
-        ],
+        &[("rt_only", RT_ONLY), ("rt_only_multi", MULTI_THREAD)],
     )
 }
 
@@ -186,18 +189,64 @@ fn a_user_crate_with_only_tokio_rt_builds_and_runs_runner_main() {
     assert_eq!(build_and_run(&rt_only_crate(), "rt_only"), "answer 42\n");
 }
 
-#[test]
-fn multi_thread_flavor_without_the_rt_multi_thread_feature_is_an_error_naming_it() {
-    let build = cargo(&rt_only_crate(), "build", "rt_only_multi");
+/// The user-facing part of the error (the note after it points into runner's source).
+const MULTI_THREAD_WITHOUT_TOKIO_FEATURE: &str = r#"
+error[E0277]: `flavor = "multi_thread"` needs tokio's `rt-multi-thread` feature, which this build's tokio does not have
+ --> src/bin/rt_only_multi.rs:2:16
+  |
+2 | #[runner::main(flavor = "multi_thread", worker_threads = 2)]
+  |                ^^^^^^ the multi-thread runtime is not compiled in
+  |
+  = help: the trait `runner::__private::TokioRtMultiThread` is not implemented for `tokio::runtime::Builder`
+  = note: turn it on where you depend on tokio: `tokio = { version = "1", features = ["rt-multi-thread"] }` (`features = ["full"]` has it too)
+  = note: or with runner's shortcut for it: `tokio-runner = { version = "0.1", features = ["rt-multi-thread"] }`
+  = note: or keep the default current-thread runtime: remove `flavor` and `worker_threads`
+"#;
+
+/// rustc's output with each line's indentation removed: the width of its margin depends on
+/// the longest line number it quotes, here one in runner's own source.
+fn unindented(text: &str) -> String {
+    text.lines()
+        .map(str::trim_start)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `cargo <args>` in `dir` must fail with exactly one error: `expected` (compared without
+/// indentation).
+fn assert_one_error(dir: &Path, args: &[&str], expected: &str) {
+    let build = cargo_with(dir, args);
     let stderr = String::from_utf8_lossy(&build.stderr);
     assert!(!build.status.success(), "{stderr}");
     assert!(
-        stderr.contains("`flavor = \"multi_thread\"` needs runner's `rt-multi-thread` feature"),
-        "{stderr}"
+        unindented(&stderr).contains(unindented(expected).trim()),
+        "expected:{expected}\ngot:\n{stderr}"
     );
-    assert!(
-        stderr.contains("features = [\"rt-multi-thread\"]"),
-        "{stderr}"
+    // Nothing else: no rustc error about generated code.
+    assert_eq!(stderr.matches("error[").count(), 1, "{stderr}");
+}
+
+#[test]
+fn multi_thread_flavor_without_tokio_rt_multi_thread_is_an_error_at_the_key_naming_it() {
+    assert_one_error(
+        &rt_only_crate(),
+        &["build", "--quiet", "--bin", "rt_only_multi"],
+        MULTI_THREAD_WITHOUT_TOKIO_FEATURE,
+    );
+}
+
+#[test]
+fn multi_thread_flavor_runs_with_tokio_full_and_runner_default_features() {
+    let dir = user_crate(
+        &root(),
+        "user_full",
+        &[],
+        &["full"],
+        &[("full_multi", MULTI_THREAD)],
+    );
+    assert_eq!(
+        build_and_run(&dir, "full_multi"),
+        "multi-thread answer 42\n"
     );
 }
 
@@ -208,7 +257,7 @@ fn multi_thread_flavor_runs_with_the_rt_multi_thread_feature_and_tokio_rt_only()
         "user_rt_multi",
         &["rt-multi-thread"],
         &["rt"],
-        &[("rt_multi", RT_ONLY_MULTI_THREAD)],
+        &[("rt_multi", MULTI_THREAD)],
     );
     assert_eq!(build_and_run(&dir, "rt_multi"), "multi-thread answer 42\n");
 }

@@ -212,17 +212,19 @@ fn builder(kind: Macro, config: &Config, krate: &TokenStream) -> TokenStream {
                 n.set_span(count.span);
                 n.into_token_stream()
             }));
-            // Without runner's `rt-multi-thread` feature, `MultiThreadFlavor` lacks the
-            // trait `multi_thread` asks for; located at `flavor`, that error is the user's.
-            let at = Span::call_site().located_at(*at);
-            let flavor: TokenStream = quote!(#krate::__private::MultiThreadFlavor)
-                .into_iter()
-                .map(|mut token| {
-                    token.set_span(at);
-                    token
-                })
-                .collect();
-            quote!(#builder.loop_factory(|| #krate::__private::multi_thread(#flavor, #workers)))
+            // Built here, in the user's crate, through runner's re-export of tokio's builder: it
+            // compiles exactly when the build's tokio has `rt-multi-thread`, whoever turned
+            // it on. Without it, the call resolves to runner's stand-in, whose error names
+            // the feature; located at `flavor`, that error points at the key.
+            let new_multi_thread = located(
+                quote!(#krate::__private::RuntimeBuilder::new_multi_thread),
+                *at,
+            );
+            let features = builder_features(krate);
+            quote!(#builder.loop_factory(|| {
+                #features
+                #krate::__private::build(&mut #new_multi_thread(), #workers)
+            }))
         }
         Runtime::Factory(expr) => {
             // The user's tokens, spans and all. The call gets the expression's span too:
@@ -232,6 +234,29 @@ fn builder(kind: Macro, config: &Config, krate: &TokenStream) -> TokenStream {
             quote_spanned!(span=> #builder.loop_factory(#expr))
         }
     }
+}
+
+/// Brings runner's stand-ins for tokio's feature-gated `Builder` methods into scope (see
+/// `runner::__private::BuilderFeatures`). With the feature on, tokio's own method is chosen
+/// and the import is unused.
+fn builder_features(krate: &TokenStream) -> TokenStream {
+    quote! {
+        #[allow(unused_imports)]
+        use #krate::__private::BuilderFeatures as _;
+    }
+}
+
+/// `tokens` with every span located at `at` (resolved as the attribute's own tokens), so
+/// that a type error in them is reported at the key the user wrote.
+fn located(tokens: TokenStream, at: Span) -> TokenStream {
+    let at = Span::call_site().located_at(at);
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            token.set_span(at);
+            token
+        })
+        .collect()
 }
 
 fn option(value: Option<TokenStream>) -> TokenStream {

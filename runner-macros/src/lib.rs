@@ -54,7 +54,7 @@ use keys::Macro;
 /// | key | value | default |
 /// |-----|-------|---------|
 /// | `debug` | `true` or `false` | unset: the `RUNNER_DEBUG` environment variable decides |
-/// | `flavor` | `"current_thread"` or `"multi_thread"` (needs feature `rt-multi-thread`) | `"current_thread"` |
+/// | `flavor` | `"current_thread"` or `"multi_thread"` (needs tokio's `rt-multi-thread`, which tokio's `full` has) | `"current_thread"` |
 /// | `worker_threads` | integer literal ≥ 1; needs `flavor = "multi_thread"` | one per core |
 /// | `loop_factory` | a path or closure: `FnOnce() -> R`, `R` a tokio `Runtime`, `io::Result<Runtime>` or `runtime::Builder`; excludes `flavor` and `worker_threads` | |
 /// | `shutdown_timeout` | a duration string: how long `close()` waits for tasks | `"300s"` |
@@ -70,9 +70,12 @@ use keys::Macro;
 /// `worker_threads` alone is an error rather than a silent switch to a multi-thread
 /// runtime: write `flavor = "multi_thread", worker_threads = 4`.
 ///
-/// `flavor = "multi_thread"` needs runner's `rt-multi-thread` feature (off by default, as
-/// tokio's feature of that name is: the multi-thread scheduler adds about 1.4 s of CPU time to
-/// a cold build). Without it, the flavor is a compile error that names the feature.
+/// `flavor = "multi_thread"` needs tokio's `rt-multi-thread` feature, as `#[tokio::main]`
+/// does: the runtime is built in your crate, so your own tokio dependency with
+/// `features = ["full"]` (or `["rt-multi-thread"]`) is enough. runner's `rt-multi-thread`
+/// feature turns it on too. runner does not turn it on by default, as tokio does not: the
+/// multi-thread scheduler adds about 1.4 s of CPU time to a cold build. Without it, the
+/// flavor is a compile error at `flavor` that names the feature.
 ///
 /// ```
 /// #[runner::main(flavor = "multi_thread", worker_threads = 4, shutdown_timeout = "30s")]
@@ -136,7 +139,7 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 /// | key | value | default |
 /// |-----|-------|---------|
 /// | `debug` | `true` or `false` | unset: the `RUNNER_DEBUG` environment variable decides |
-/// | `flavor` | `"current_thread"` or `"multi_thread"` (needs feature `rt-multi-thread`) | `"current_thread"` |
+/// | `flavor` | `"current_thread"` or `"multi_thread"` (needs tokio's `rt-multi-thread`, which tokio's `full` has) | `"current_thread"` |
 /// | `worker_threads` | integer literal ≥ 1; needs `flavor = "multi_thread"` | one per core |
 /// | `loop_factory` | a path or closure: `FnOnce() -> R`, `R` a tokio `Runtime`, `io::Result<Runtime>` or `runtime::Builder`; excludes `flavor` and `worker_threads` | |
 /// | `shutdown_timeout` | a duration string: how long `close()` waits for tasks | `"300s"` |

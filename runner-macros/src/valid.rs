@@ -34,7 +34,7 @@ pub(crate) enum Runtime {
     /// `flavor = "current_thread"`, written out.
     CurrentThread,
     /// `flavor = "multi_thread"`, with `worker_threads` if given, and where the flavor was
-    /// written (a build without runner's `rt-multi-thread` feature reports it there).
+    /// written (a build whose tokio lacks `rt-multi-thread` reports it there).
     MultiThread(Option<Count>, Span),
     /// `loop_factory = expr`.
     Factory(Expr),
