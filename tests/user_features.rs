@@ -50,6 +50,79 @@ async fn main() {
 }
 "#;
 
+const PAUSED_MAIN: &str = r#"
+#[runner::main(start_paused = true)]
+async fn main() {
+    let real = std::time::Instant::now();
+    tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+    let took = real.elapsed();
+    assert!(took < std::time::Duration::from_millis(500), "{took:?}");
+    println!("an hour passed on the paused clock");
+}
+"#;
+
+const PAUSED_TESTS: &str = r#"
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+#[runner::test(start_paused = true)]
+async fn an_hour_of_tokio_sleep_takes_no_real_time() {
+    let real = Instant::now();
+    let on_the_clock = tokio::time::Instant::now();
+    tokio::time::sleep(HOUR).await;
+    assert!(on_the_clock.elapsed() >= HOUR);
+    assert!(real.elapsed() < Duration::from_millis(500), "{:?}", real.elapsed());
+}
+
+#[runner::test]
+async fn without_start_paused_the_clock_is_real() {
+    let real = Instant::now();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(real.elapsed() >= Duration::from_millis(50));
+}
+
+#[runner::test(start_paused = true, timeout = "2s")]
+async fn an_hour_on_the_paused_clock_does_not_spend_a_2s_timeout() {
+    let real = Instant::now();
+    tokio::time::sleep(HOUR).await;
+    assert!(real.elapsed() < Duration::from_millis(500), "{:?}", real.elapsed());
+}
+
+static HOURS_SLEPT: AtomicU64 = AtomicU64::new(0);
+
+#[runner::test(start_paused = true, timeout = "2s")]
+#[ignore = "run by the_timeout_counts_real_time_while_the_paused_clock_races_ahead"]
+async fn sleeps_an_hour_at_a_time_forever() {
+    loop {
+        tokio::time::sleep(HOUR).await;
+        HOURS_SLEPT.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn the_timeout_counts_real_time_while_the_paused_clock_races_ahead() {
+    let real = Instant::now();
+    let panic = std::panic::catch_unwind(sleeps_an_hour_at_a_time_forever)
+        .expect_err("the timeout fails the test");
+    let took = real.elapsed();
+    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(message.contains("test timed out after 2s (timeout = \"2s\")"), "{message}");
+    assert!(took >= Duration::from_secs(2), "fired after {took:?}");
+    assert!(took < Duration::from_secs(10), "fired after {took:?}");
+    // Hours went by on the paused clock before the 2 real seconds were up.
+    let hours = HOURS_SLEPT.load(Ordering::Relaxed);
+    assert!(hours >= 2, "{hours} hours");
+}
+"#;
+
+const PAUSED_WITHOUT_TEST_UTIL: &str = r#"#[runner::test(start_paused = true)]
+async fn paused() {
+    tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+}
+"#;
+
 /// Writes a one-package workspace `name` depending on this checkout's `runner` with
 /// `runner_features` and on tokio with `features`, with `bins` as its binaries.
 fn user_crate(
@@ -91,6 +164,14 @@ fn user_crate(
 fn write_if_changed(path: &Path, text: &str) {
     if std::fs::read_to_string(path).ok().as_deref() != Some(text) {
         std::fs::write(path, text).unwrap();
+    }
+}
+
+/// Adds integration tests (`tests/<name>.rs`) to the user crate at `dir`.
+fn add_tests(dir: &Path, tests: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir.join("tests")).unwrap();
+    for (name, source) in tests {
+        write_if_changed(&dir.join("tests").join(format!("{name}.rs")), source);
     }
 }
 
@@ -260,4 +341,81 @@ fn multi_thread_flavor_runs_with_the_rt_multi_thread_feature_and_tokio_rt_only()
         &[("rt_multi", MULTI_THREAD)],
     );
     assert_eq!(build_and_run(&dir, "rt_multi"), "multi-thread answer 42\n");
+}
+
+fn paused_crate() -> PathBuf {
+    let dir = user_crate(
+        &root(),
+        "user_paused",
+        &[],
+        &["rt", "time", "test-util"],
+        &[("paused_main", PAUSED_MAIN)],
+    );
+    add_tests(&dir, &[("paused", PAUSED_TESTS)]);
+    dir
+}
+
+#[test]
+fn start_paused_main_with_tokio_test_util_sleeps_an_hour_at_once() {
+    assert_eq!(
+        build_and_run(&paused_crate(), "paused_main"),
+        "an hour passed on the paused clock\n"
+    );
+}
+
+#[test]
+fn start_paused_tests_with_tokio_test_util_skip_clock_time_but_not_their_timeout() {
+    let run = cargo_with(&paused_crate(), &["test", "--test", "paused"]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stdout}\n{stderr}");
+    for test in [
+        "an_hour_of_tokio_sleep_takes_no_real_time",
+        "without_start_paused_the_clock_is_real",
+        "an_hour_on_the_paused_clock_does_not_spend_a_2s_timeout",
+        "the_timeout_counts_real_time_while_the_paused_clock_races_ahead",
+    ] {
+        assert!(
+            stdout.contains(&format!("test {test} ... ok")),
+            "{test}: {stdout}"
+        );
+    }
+}
+
+const START_PAUSED_WITHOUT_TEST_UTIL: &str = r#"
+error[E0277]: `start_paused = true` needs tokio's `test-util` feature, which this build's tokio does not have
+ --> tests/paused_without_test_util.rs:1:16
+  |
+1 | #[runner::test(start_paused = true)]
+  |                ^^^^^^^^^^^^ tokio's clock cannot be paused in this build
+  |
+  = help: the trait `runner::__private::TokioTestUtil` is not implemented for `tokio::runtime::Builder`
+  = note: turn it on where you depend on tokio (for tests: under `[dev-dependencies]`), as tokio's own `start_paused` needs: `tokio = { version = "1", features = ["test-util"] }`
+"#;
+
+#[test]
+fn start_paused_without_tokio_test_util_is_an_error_at_the_key_naming_it() {
+    // tokio `full` does not include `test-util`.
+    let dir = user_crate(
+        &root(),
+        "user_full",
+        &[],
+        &["full"],
+        &[("full_multi", MULTI_THREAD)],
+    );
+    add_tests(
+        &dir,
+        &[("paused_without_test_util", PAUSED_WITHOUT_TEST_UTIL)],
+    );
+    assert_one_error(
+        &dir,
+        &[
+            "test",
+            "--quiet",
+            "--no-run",
+            "--test",
+            "paused_without_test_util",
+        ],
+        START_PAUSED_WITHOUT_TEST_UTIL,
+    );
 }

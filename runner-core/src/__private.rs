@@ -187,7 +187,7 @@ pub trait TokioRtMultiThread {
 #[diagnostic::on_unimplemented(
     message = "`start_paused = true` needs tokio's `test-util` feature, which this build's tokio does not have",
     label = "tokio's clock cannot be paused in this build",
-    note = "turn it on for your tests, as `#[tokio::test(start_paused = true)]` needs: `[dev-dependencies] tokio = {{ version = \"1\", features = [\"test-util\"] }}`"
+    note = "turn it on where you depend on tokio (for tests: under `[dev-dependencies]`), as tokio's own `start_paused` needs: `tokio = {{ version = \"1\", features = [\"test-util\"] }}`"
 )]
 pub trait TokioTestUtil {
     /// Never called: there is no implementation.

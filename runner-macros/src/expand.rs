@@ -206,6 +206,19 @@ fn builder(kind: Macro, config: &Config, krate: &TokenStream) -> TokenStream {
         Runtime::CurrentThread => {
             quote!(#builder.loop_factory(#krate::__private::current_thread))
         }
+        Runtime::Paused(at) => {
+            // As for the multi-thread builder below: tokio's `start_paused` exists only with
+            // its `test-util` feature, which comes from the user's tokio (as for
+            // `#[tokio::test(start_paused = true)]`); without it, runner's stand-in reports
+            // the feature at the `start_paused` key.
+            let new_current_thread = quote!(#krate::__private::RuntimeBuilder::new_current_thread);
+            let start_paused = located(quote!(start_paused), *at);
+            let features = builder_features(krate);
+            quote!(#builder.loop_factory(|| {
+                #features
+                #krate::__private::build(#new_current_thread().#start_paused(true), ::core::option::Option::None)
+            }))
+        }
         Runtime::MultiThread(workers, at) => {
             let workers = option(workers.map(|count| {
                 let mut n = Literal::usize_suffixed(count.value);

@@ -33,6 +33,9 @@ pub(crate) enum Runtime {
     Default,
     /// `flavor = "current_thread"`, written out.
     CurrentThread,
+    /// `start_paused = true` on a current-thread runtime (the default one or written out),
+    /// and where the key was written (a build whose tokio lacks `test-util` reports it there).
+    Paused(Span),
     /// `flavor = "multi_thread"`, with `worker_threads` if given, and where the flavor was
     /// written (a build whose tokio lacks `rt-multi-thread` reports it there).
     MultiThread(Option<Count>, Span),
@@ -71,6 +74,11 @@ fn runtime(raw: &Configuration, errors: &mut Errors) -> Runtime {
         _ => None,
     });
 
+    let start_paused = raw.get(Key::StartPaused).and_then(|s| match &s.value {
+        Value::Bool(on) => Some((on.value, s)),
+        _ => None,
+    });
+
     if let Some(factory) = raw.get(Key::LoopFactory) {
         // The factory decides everything about the runtime; a flavor next to it would be
         // silently ignored, so it is an error instead.
@@ -87,18 +95,34 @@ fn runtime(raw: &Configuration, errors: &mut Errors) -> Runtime {
                 ),
             ));
         }
+        if let Some((_, setting)) = start_paused {
+            errors.push(error(
+                setting,
+                "`start_paused` cannot be combined with `loop_factory` (the factory builds the \
+                 runtime): call `.start_paused(true)` on the factory's current-thread \
+                 `tokio::runtime::Builder`, or remove `loop_factory`",
+            ));
+        }
         if let Value::Callable(expr) = &factory.value {
             return Runtime::Factory(expr.clone());
         }
     }
 
-    match (flavor, workers) {
+    let runtime = match (flavor, workers) {
         (None, None) => Runtime::Default,
         (Some(Flavor::MultiThread), workers) => {
+            if let Some((_, setting)) = start_paused {
+                // As in tokio: only a current-thread runtime's clock can be paused.
+                errors.push(error(
+                    setting,
+                    "`start_paused` needs the current-thread runtime (tokio pauses the clock \
+                     only there): remove `start_paused`, or remove `flavor = \"multi_thread\"`",
+                ));
+            }
             let at = raw
                 .get(Key::Flavor)
                 .map_or_else(Span::call_site, |s| s.key.span());
-            Runtime::MultiThread(workers.map(|(n, _)| n), at)
+            return Runtime::MultiThread(workers.map(|(n, _)| n), at);
         }
         (Some(Flavor::CurrentThread), None) => Runtime::CurrentThread,
         (Some(Flavor::CurrentThread), Some((_, setting))) => {
@@ -119,6 +143,11 @@ fn runtime(raw: &Configuration, errors: &mut Errors) -> Runtime {
             ));
             Runtime::Default
         }
+    };
+    match start_paused {
+        // `false` is the default: nothing to build differently, and no tokio feature needed.
+        Some((true, setting)) => Runtime::Paused(setting.key.span()),
+        _ => runtime,
     }
 }
 
