@@ -63,16 +63,27 @@ pub(crate) fn expand(kind: Macro, args: TokenStream, item: TokenStream) -> Token
     }
 
     let function = if callable {
-        function(kind, &config, &func)
+        function(kind, &config, &func, Role::EntryPoint)
     } else {
-        shell(kind, &func)
+        shell(kind, &config, &func)
     };
     let errors = errors.to_compile_errors();
     quote!(#function #errors)
 }
 
+/// What the generated fn is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The real thing: a test (with `#[runner::test]`) or an entry point.
+    EntryPoint,
+    /// A fn whose signature was rejected: the same sync fn, so that its body and its
+    /// callers are checked as they will be once the error is fixed, but neither a test nor
+    /// an unused-fn warning.
+    Rejected,
+}
+
 /// The sync fn that runs the body on a Runner.
-fn function(kind: Macro, config: &Config, func: &AsyncFn) -> TokenStream {
+fn function(kind: Macro, config: &Config, func: &AsyncFn, role: Role) -> TokenStream {
     let krate = config.krate.clone().unwrap_or_else(|| quote!(::runner));
     let builder = builder(kind, config, &krate);
     let (helpers, future) = future(func);
@@ -96,7 +107,12 @@ fn function(kind: Macro, config: &Config, func: &AsyncFn) -> TokenStream {
     } = func;
     let mut sig = sig.clone();
     sig.asyncness = None;
-    let test_attr = test_attr(kind);
+    // Rejected (see `valid`); a `const fn` around a runtime would add rustc's errors.
+    sig.constness = None;
+    let test_attr = match role {
+        Role::EntryPoint => test_attr(kind),
+        Role::Rejected => quote!(#[allow(dead_code)]),
+    };
     // The user's braces, not generated ones: rustc takes the fn's span from its first and
     // last tokens, and a fn whose span ends in macro-generated tokens is exempt from
     // `dead_code`. With these, an unused annotated fn warns as it would without the attribute.
@@ -115,21 +131,17 @@ fn function(kind: Macro, config: &Config, func: &AsyncFn) -> TokenStream {
     }
 }
 
-/// For a signature that cannot be run (parameters, a receiver, generics): the fn as the
-/// user wrote it, so its body is still checked (and IDEs still see it), but not made a test
-/// or an entry point, so rustc adds no error of its own about its shape. A free `main` keeps
-/// a plain `fn main()` around it, since an `async fn main` with parameters would be rustc's
-/// "main function is not allowed to be async" on top of ours.
-fn shell(kind: Macro, func: &AsyncFn) -> TokenStream {
+/// For a signature that cannot be run (parameters, a receiver, generics): the sync fn the
+/// attribute makes, not made a test, so its body is still checked (and IDEs still see it)
+/// and its callers, or the trait it implements, see the signature they will see once the
+/// error is fixed: rustc adds no error of its own (an `async fn` left as written would be
+/// "incompatible type for trait" in a trait impl, and a future at every call). A free `main`
+/// is the exception: rustc checks an entry point's shape, so a plain `fn main()` wraps the
+/// fn as written instead.
+fn shell(kind: Macro, config: &Config, func: &AsyncFn) -> TokenStream {
     let AsyncFn {
         attrs, vis, sig, ..
     } = func;
-    let body = func.block_as_written();
-    let as_written = quote! {
-        #[allow(dead_code)]
-        #(#attrs)*
-        #vis #sig #body
-    };
     let has_receiver = sig
         .inputs
         .iter()
@@ -139,9 +151,18 @@ fn shell(kind: Macro, func: &AsyncFn) -> TokenStream {
         && !has_receiver
         && !mentions_self_type(sig.to_token_stream());
     if !entry_point {
-        return as_written;
+        return function(kind, config, func, Role::Rejected);
     }
-    let mut outer = sig.clone();
+    let body = func.block_as_written();
+    // `const` is rejected, and `const async fn` would be rustc's error on top of runner's.
+    let mut inner = sig.clone();
+    inner.constness = None;
+    let as_written = quote! {
+        #[allow(dead_code)]
+        #(#attrs)*
+        #vis #inner #body
+    };
+    let mut outer = inner.clone();
     outer.asyncness = None;
     outer.generics = syn::Generics::default();
     outer.inputs = syn::punctuated::Punctuated::new();

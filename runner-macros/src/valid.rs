@@ -169,8 +169,9 @@ fn error(setting: &Setting, message: impl std::fmt::Display) -> syn::Error {
     syn::Error::new_spanned(&setting.tokens, message)
 }
 
-/// The rules on the function: `async`, no parameters, not generic. Returns whether it can
-/// still be called with no arguments (a missing `async` is reported but does not stop that).
+/// The rules on the function: `async`, not `const`, no parameters, not generic. Returns
+/// whether it can still be expanded into the fn that runs it (a missing `async` is reported
+/// but does not stop that).
 pub(crate) fn check_signature(kind: Macro, func: &AsyncFn, errors: &mut Errors) -> bool {
     let mut callable = true;
     let sig = &func.sig;
@@ -179,6 +180,15 @@ pub(crate) fn check_signature(kind: Macro, func: &AsyncFn, errors: &mut Errors) 
         errors.push(syn::Error::new_spanned(
             sig.fn_token,
             format!("{kind} needs an `async fn`: write `async fn {name}`"),
+        ));
+    }
+    if let Some(constness) = sig.constness {
+        // The fn builds a runtime: it can never be `const`, and `const async fn` does not
+        // exist either.
+        callable = false;
+        errors.push(syn::Error::new_spanned(
+            constness,
+            format!("a {kind} fn cannot be `const`: remove `const`"),
         ));
     }
     let receiver = sig.inputs.iter().find_map(|input| match input {
