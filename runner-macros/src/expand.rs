@@ -246,7 +246,7 @@ fn builder(kind: Macro, config: &Config, krate: &TokenStream) -> TokenStream {
                 n.set_span(count.span);
                 n.into_token_stream()
             }));
-            // Built here, in the user's crate, through runner's re-export of tokio's builder: it
+            // Built here, in the user's crate, through runner's alias of tokio's builder: it
             // compiles exactly when the build's tokio has `rt-multi-thread`, whoever turned
             // it on. Without it, the call resolves to runner's stand-in, whose error names
             // the feature; located at `flavor`, that error points at the key.
