@@ -129,8 +129,10 @@
 //! # Coming from `#[tokio::main]`
 //!
 //! The default runtime is current-thread (asyncio's loop is one thread). Use
-//! `flavor = "multi_thread"` (feature `rt-multi-thread`) or `loop_factory = ...` for more. Ctrl-C and shutdown
-//! behave as described above. tokio's own behaviour: Ctrl-C kills without cleanup,
+//! `flavor = "multi_thread"` (with tokio's `rt-multi-thread`, which tokio's `full` has, as
+//! for `#[tokio::main]`) or `loop_factory = ...` for more. `#[runner::test(start_paused =
+//! true)]` pauses tokio's clock as `#[tokio::test(start_paused = true)]` does (tokio's
+//! `test-util`). Ctrl-C and shutdown behave as described above. tokio's own behaviour: Ctrl-C kills without cleanup,
 //! dropping the runtime drops tasks in no particular order, and it waits forever for
 //! blocking work.
 #![deny(missing_docs)]

@@ -1,11 +1,13 @@
 //! The package is `tokio-runner` and the crate in code is `runner`: a user crate that
 //! depends on it the way the README says builds and runs `#[runner::main]` and
 //! `#[runner::test]`, and so does one that renames the dependency and passes the new name
-//! with `crate = "…"`. Each fixture is its own workspace under `target/tmp`, sharing the
-//! target dir of `tests/user_features.rs` (the same dependencies, built once).
+//! with `crate = "…"` (fixture crates: `tests/common/fixture.rs`).
+
+mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use common::fixture;
 
 /// `main.rs` of the README's quick start, plus tests, in a crate that names runner `$krate`.
 fn program(krate: &str, crate_key: &str) -> String {
@@ -39,47 +41,19 @@ mod tests {{
     )
 }
 
-/// A one-package workspace `name` whose `[dependencies]` line for this checkout is
-/// `dependency` (with `{path}` for the checkout's path), tokio with the README's features.
+/// A user crate `name` whose `[dependencies]` line for this checkout is `dependency`
+/// (`{path}`: the checkout's path), tokio with the README's features, and `main.rs`.
 fn user_crate(name: &str, dependency: &str, main: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("package")
-        .join(name);
-    std::fs::create_dir_all(dir.join("src")).unwrap();
-    let path = env!("CARGO_MANIFEST_DIR").replace('\\', "/");
-    let manifest = format!(
-        "[package]\nname = \"{name}\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\
-         [workspace]\n[dependencies]\n{}\n\
-         tokio = {{ version = \"1.54\", features = [\"time\", \"net\"] }}\n",
-        dependency.replace("{path}", &path)
+    let dependencies = format!(
+        "{}\ntokio = {{ version = \"1.54\", features = [\"time\", \"net\"] }}",
+        dependency.replace("{path}", &fixture::checkout())
     );
-    write_if_changed(&dir.join("Cargo.toml"), &manifest);
-    write_if_changed(&dir.join("src/main.rs"), main);
-    // This checkout's lock file: the same dependency versions, and nothing to resolve.
-    if !dir.join("Cargo.lock").exists() {
-        let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock");
-        std::fs::copy(lock, dir.join("Cargo.lock")).unwrap();
-    }
-    dir
-}
-
-/// Leaves an unchanged file alone, so Cargo sees nothing to rebuild.
-fn write_if_changed(path: &Path, text: &str) {
-    if std::fs::read_to_string(path).ok().as_deref() != Some(text) {
-        std::fs::write(path, text).unwrap();
-    }
+    fixture::write_crate(name, &dependencies, &[("src/main.rs", main)])
 }
 
 /// `cargo <args>` in `dir`; its stdout, after asserting it succeeded.
 fn cargo(dir: &Path, args: &[&str]) -> String {
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("user_features_target");
-    let out = Command::new(env!("CARGO"))
-        .args(args)
-        .current_dir(dir)
-        .env("CARGO_TARGET_DIR", &target)
-        .env_remove("RUNNER_DEBUG")
-        .output()
-        .expect("cargo runs");
+    let out = fixture::cargo(dir, args);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -132,52 +132,82 @@ fn attribute_duration(d: Duration) -> String {
     text
 }
 
-/// What `flavor = "multi_thread"` passes to [`multi_thread`]: it implements
-/// [`MultiThreadEnabled`] only when runner is built with feature `rt-multi-thread`, so the
-/// flavor without the feature is a compile error that says which feature to turn on.
-#[derive(Clone, Copy, Debug)]
-pub struct MultiThreadFlavor;
+/// tokio's runtime builder, for the expansion to name. Cargo builds one tokio per build,
+/// with the union of the features every crate asks for, so this is the user's tokio too: a
+/// method called through this path in the user's crate exists exactly when the build's tokio
+/// has its feature, whichever crate turned it on. That is how `flavor = "multi_thread"`
+/// needs no runner feature. (An alias, not a `pub use` of the type or of the tokio crate:
+/// a re-export would become the path rustc names tokio's types by in a user's error
+/// messages, `runner::__private::...`.)
+pub type RuntimeBuilder = tokio::runtime::Builder;
 
-/// Implemented by [`MultiThreadFlavor`] when feature `rt-multi-thread` is on.
+/// Stand-ins for the methods of tokio's runtime `Builder` that exist only with one of
+/// tokio's features. The expansion brings this trait into scope and calls the methods by
+/// their tokio names: an inherent method is chosen over a trait's, so with the feature on
+/// tokio's own method runs and this trait is not used. With the feature off, the stand-in's
+/// bound fails, and the error names the feature at the attribute key that needs it instead
+/// of rustc's "no function or associated item named `new_multi_thread`" deep in generated
+/// code. (runner-core cannot ask `cfg(feature)` of tokio's features; this asks the
+/// compiler, in the user's crate.)
+pub trait BuilderFeatures: Sized {
+    /// Stands in for `Builder::new_multi_thread` (tokio feature `rt-multi-thread`).
+    fn new_multi_thread() -> Self
+    where
+        Self: TokioRtMultiThread,
+    {
+        <Self as TokioRtMultiThread>::new_multi_thread()
+    }
+
+    /// Stands in for `Builder::start_paused` (tokio feature `test-util`).
+    fn start_paused(&mut self, paused: bool) -> &mut Self
+    where
+        Self: TokioTestUtil,
+    {
+        <Self as TokioTestUtil>::start_paused(self, paused)
+    }
+}
+
+impl BuilderFeatures for RuntimeBuilder {}
+
+/// Never implemented: the unmet bound of [`BuilderFeatures::new_multi_thread`], whose
+/// message is the compile error of `flavor = "multi_thread"` without tokio's
+/// `rt-multi-thread`.
 #[diagnostic::on_unimplemented(
-    message = "`flavor = \"multi_thread\"` needs runner's `rt-multi-thread` feature",
+    message = "`flavor = \"multi_thread\"` needs tokio's `rt-multi-thread` feature, which this build's tokio does not have",
     label = "the multi-thread runtime is not compiled in",
-    note = "turn it on in Cargo.toml: `tokio-runner = {{ version = \"0.1\", features = [\"rt-multi-thread\"] }}`",
+    note = "turn it on where you depend on tokio: `tokio = {{ version = \"1\", features = [\"rt-multi-thread\"] }}` (`features = [\"full\"]` has it too)",
+    note = "or with runner's shortcut for it: `tokio-runner = {{ version = \"0.1\", features = [\"rt-multi-thread\"] }}`",
     note = "or keep the default current-thread runtime: remove `flavor` and `worker_threads`"
 )]
-pub trait MultiThreadEnabled {}
+pub trait TokioRtMultiThread {
+    /// Never called: there is no implementation.
+    fn new_multi_thread() -> Self;
+}
 
-#[cfg(feature = "rt-multi-thread")]
-impl MultiThreadEnabled for MultiThreadFlavor {}
+/// Never implemented: the unmet bound of [`BuilderFeatures::start_paused`], whose message
+/// is the compile error of `start_paused = true` without tokio's `test-util`.
+#[diagnostic::on_unimplemented(
+    message = "`start_paused = true` needs tokio's `test-util` feature, which this build's tokio does not have",
+    label = "tokio's clock cannot be paused in this build",
+    note = "turn it on where you depend on tokio (for tests: under `[dev-dependencies]`), as tokio's own `start_paused` needs: `tokio = {{ version = \"1\", features = [\"test-util\"] }}`"
+)]
+pub trait TokioTestUtil {
+    /// Never called: there is no implementation.
+    fn start_paused(&mut self, paused: bool) -> &mut Self;
+}
 
-/// The loop factory behind `flavor = "multi_thread"` / `worker_threads = N`.
-pub fn multi_thread<M: MultiThreadEnabled>(
-    _flavor: M,
-    worker_threads: Option<usize>,
-) -> io::Result<Runtime> {
-    #[cfg(feature = "rt-multi-thread")]
-    {
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        if let Some(n) = worker_threads {
-            builder.worker_threads(n);
-        }
-        builder.enable_all().build()
+/// Builds the runtime of `flavor = "multi_thread"` (with `worker_threads`, if given) or of
+/// `start_paused = true` from the builder the expansion made in the user's crate.
+pub fn build(builder: &mut RuntimeBuilder, worker_threads: Option<usize>) -> io::Result<Runtime> {
+    if let Some(n) = worker_threads {
+        builder.worker_threads(n);
     }
-    #[cfg(not(feature = "rt-multi-thread"))]
-    {
-        // Only reachable through a hand-written `MultiThreadEnabled` impl.
-        let _ = worker_threads;
-        Err(io::Error::other(
-            "the multi-thread runtime needs runner's `rt-multi-thread` feature",
-        ))
-    }
+    builder.enable_all().build()
 }
 
 /// The loop factory behind `flavor = "current_thread"` (also the default).
 pub fn current_thread() -> io::Result<Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
+    RuntimeBuilder::new_current_thread().enable_all().build()
 }
 
 #[cfg(test)]

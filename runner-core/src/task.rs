@@ -256,7 +256,10 @@ fn running_runner(what: &str) -> Arc<Shared> {
 #[track_caller]
 pub fn spawn<F>(fut: F) -> Task<F::Output>
 where
-    F: Future + Send + 'static,
+    // rustc quotes the next line, comment and all, under its "future cannot be sent between
+    // threads safely": the hint a user coming from asyncio needs. (An `on_unimplemented`
+    // trait does not reach that error: rustc words it after `Send` for an async block.)
+    F: Future + Send + 'static, // not `Send`? use `runner::spawn_local` (the Runner's thread)
     F::Output: Send + 'static,
 {
     let location = Location::caller();

@@ -63,16 +63,27 @@ pub(crate) fn expand(kind: Macro, args: TokenStream, item: TokenStream) -> Token
     }
 
     let function = if callable {
-        function(kind, &config, &func)
+        function(kind, &config, &func, Role::EntryPoint)
     } else {
-        shell(kind, &func)
+        shell(kind, &config, &func)
     };
     let errors = errors.to_compile_errors();
     quote!(#function #errors)
 }
 
+/// What the generated fn is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The real thing: a test (with `#[runner::test]`) or an entry point.
+    EntryPoint,
+    /// A fn whose signature was rejected: the same sync fn, so that its body and its
+    /// callers are checked as they will be once the error is fixed, but neither a test nor
+    /// an unused-fn warning.
+    Rejected,
+}
+
 /// The sync fn that runs the body on a Runner.
-fn function(kind: Macro, config: &Config, func: &AsyncFn) -> TokenStream {
+fn function(kind: Macro, config: &Config, func: &AsyncFn, role: Role) -> TokenStream {
     let krate = config.krate.clone().unwrap_or_else(|| quote!(::runner));
     let builder = builder(kind, config, &krate);
     let (helpers, future) = future(func);
@@ -96,7 +107,12 @@ fn function(kind: Macro, config: &Config, func: &AsyncFn) -> TokenStream {
     } = func;
     let mut sig = sig.clone();
     sig.asyncness = None;
-    let test_attr = test_attr(kind);
+    // Rejected (see `valid`); a `const fn` around a runtime would add rustc's errors.
+    sig.constness = None;
+    let test_attr = match role {
+        Role::EntryPoint => test_attr(kind),
+        Role::Rejected => quote!(#[allow(dead_code)]),
+    };
     // The user's braces, not generated ones: rustc takes the fn's span from its first and
     // last tokens, and a fn whose span ends in macro-generated tokens is exempt from
     // `dead_code`. With these, an unused annotated fn warns as it would without the attribute.
@@ -115,21 +131,17 @@ fn function(kind: Macro, config: &Config, func: &AsyncFn) -> TokenStream {
     }
 }
 
-/// For a signature that cannot be run (parameters, a receiver, generics): the fn as the
-/// user wrote it, so its body is still checked (and IDEs still see it), but not made a test
-/// or an entry point, so rustc adds no error of its own about its shape. A free `main` keeps
-/// a plain `fn main()` around it, since an `async fn main` with parameters would be rustc's
-/// "main function is not allowed to be async" on top of ours.
-fn shell(kind: Macro, func: &AsyncFn) -> TokenStream {
+/// For a signature that cannot be run (parameters, a receiver, generics): the sync fn the
+/// attribute makes, not made a test, so its body is still checked (and IDEs still see it)
+/// and its callers, or the trait it implements, see the signature they will see once the
+/// error is fixed: rustc adds no error of its own (an `async fn` left as written would be
+/// "incompatible type for trait" in a trait impl, and a future at every call). A free `main`
+/// is the exception: rustc checks an entry point's shape, so a plain `fn main()` wraps the
+/// fn as written instead.
+fn shell(kind: Macro, config: &Config, func: &AsyncFn) -> TokenStream {
     let AsyncFn {
         attrs, vis, sig, ..
     } = func;
-    let body = func.block_as_written();
-    let as_written = quote! {
-        #[allow(dead_code)]
-        #(#attrs)*
-        #vis #sig #body
-    };
     let has_receiver = sig
         .inputs
         .iter()
@@ -139,9 +151,18 @@ fn shell(kind: Macro, func: &AsyncFn) -> TokenStream {
         && !has_receiver
         && !mentions_self_type(sig.to_token_stream());
     if !entry_point {
-        return as_written;
+        return function(kind, config, func, Role::Rejected);
     }
-    let mut outer = sig.clone();
+    let body = func.block_as_written();
+    // `const` is rejected, and `const async fn` would be rustc's error on top of runner's.
+    let mut inner = sig.clone();
+    inner.constness = None;
+    let as_written = quote! {
+        #[allow(dead_code)]
+        #(#attrs)*
+        #vis #inner #body
+    };
+    let mut outer = inner.clone();
     outer.asyncness = None;
     outer.generics = syn::Generics::default();
     outer.inputs = syn::punctuated::Punctuated::new();
@@ -210,23 +231,38 @@ fn builder(kind: Macro, config: &Config, krate: &TokenStream) -> TokenStream {
         Runtime::CurrentThread => {
             quote!(#builder.loop_factory(#krate::__private::current_thread))
         }
+        Runtime::Paused(at) => {
+            // As for the multi-thread builder below: tokio's `start_paused` exists only with
+            // its `test-util` feature, which comes from the user's tokio (as for
+            // `#[tokio::test(start_paused = true)]`); without it, runner's stand-in reports
+            // the feature at the `start_paused` key.
+            let new_current_thread = quote!(#krate::__private::RuntimeBuilder::new_current_thread);
+            let start_paused = located(quote!(start_paused), *at);
+            let features = builder_features(krate);
+            quote!(#builder.loop_factory(|| {
+                #features
+                #krate::__private::build(#new_current_thread().#start_paused(true), ::core::option::Option::None)
+            }))
+        }
         Runtime::MultiThread(workers, at) => {
             let workers = option(workers.map(|count| {
                 let mut n = Literal::usize_suffixed(count.value);
                 n.set_span(count.span);
                 n.into_token_stream()
             }));
-            // Without runner's `rt-multi-thread` feature, `MultiThreadFlavor` lacks the
-            // trait `multi_thread` asks for; located at `flavor`, that error is the user's.
-            let at = Span::call_site().located_at(*at);
-            let flavor: TokenStream = quote!(#krate::__private::MultiThreadFlavor)
-                .into_iter()
-                .map(|mut token| {
-                    token.set_span(at);
-                    token
-                })
-                .collect();
-            quote!(#builder.loop_factory(|| #krate::__private::multi_thread(#flavor, #workers)))
+            // Built here, in the user's crate, through runner's alias of tokio's builder: it
+            // compiles exactly when the build's tokio has `rt-multi-thread`, whoever turned
+            // it on. Without it, the call resolves to runner's stand-in, whose error names
+            // the feature; located at `flavor`, that error points at the key.
+            let new_multi_thread = located(
+                quote!(#krate::__private::RuntimeBuilder::new_multi_thread),
+                *at,
+            );
+            let features = builder_features(krate);
+            quote!(#builder.loop_factory(|| {
+                #features
+                #krate::__private::build(&mut #new_multi_thread(), #workers)
+            }))
         }
         Runtime::Factory(expr) => {
             // The user's tokens, spans and all. The call gets the expression's span too:
@@ -236,6 +272,29 @@ fn builder(kind: Macro, config: &Config, krate: &TokenStream) -> TokenStream {
             quote_spanned!(span=> #builder.loop_factory(#expr))
         }
     }
+}
+
+/// Brings runner's stand-ins for tokio's feature-gated `Builder` methods into scope (see
+/// `runner::__private::BuilderFeatures`). With the feature on, tokio's own method is chosen
+/// and the import is unused.
+fn builder_features(krate: &TokenStream) -> TokenStream {
+    quote! {
+        #[allow(unused_imports)]
+        use #krate::__private::BuilderFeatures as _;
+    }
+}
+
+/// `tokens` with every span located at `at` (resolved as the attribute's own tokens), so
+/// that a type error in them is reported at the key the user wrote.
+fn located(tokens: TokenStream, at: Span) -> TokenStream {
+    let at = Span::call_site().located_at(at);
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            token.set_span(at);
+            token
+        })
+        .collect()
 }
 
 fn option(value: Option<TokenStream>) -> TokenStream {

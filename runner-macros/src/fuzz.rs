@@ -40,6 +40,7 @@ const KEYS: &[&str] = &[
     "loop_factory",
     "flavor",
     "worker_threads",
+    "start_paused",
     "shutdown_timeout",
     "shutdown_report_after",
     "handle_sigint",
@@ -181,12 +182,20 @@ fn valid_args(rng: &mut Rng, kind: Macro) -> String {
                 "make(4)"
             ])
         )),
-        1 => entries.push("flavor = \"current_thread\"".into()),
+        1 => {
+            entries.push("flavor = \"current_thread\"".into());
+            if rng.chance(2) {
+                entries.push(format!("start_paused = {}", rng.pick(&["true", "false"])));
+            }
+        }
         2 => {
             entries.push("flavor = \"multi_thread\"".into());
             if rng.chance(2) {
                 entries.push(format!("worker_threads = {}", 1 + rng.below(64)));
             }
+        }
+        _ if rng.chance(2) => {
+            entries.push(format!("start_paused = {}", rng.pick(&["true", "false"])));
         }
         _ => {}
     }
@@ -436,6 +445,17 @@ fn inputs_known_to_be_wrong_are_rejected() {
             "flavor = \"current_thread\", worker_threads = 2",
         ),
         (Macro::Test, "loop_factory = f, flavor = \"multi_thread\""),
+        (
+            Macro::Test,
+            "start_paused = true, flavor = \"multi_thread\"",
+        ),
+        (
+            Macro::Main,
+            "flavor = \"multi_thread\", start_paused = false",
+        ),
+        (Macro::Test, "loop_factory = f, start_paused = true"),
+        (Macro::Test, "start_paused = \"true\""),
+        (Macro::Test, "start_paused"),
         (Macro::Main, "shutdown_timeout = \"99999999999999999999s\""),
         (Macro::Test, "timeout = \"0s\""),
         (Macro::Main, "crate = \"\""),

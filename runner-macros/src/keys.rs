@@ -38,6 +38,7 @@ pub(crate) enum Key {
     LoopFactory,
     Flavor,
     WorkerThreads,
+    StartPaused,
     ShutdownTimeout,
     ShutdownReportAfter,
     HandleSigint,
@@ -123,6 +124,13 @@ pub(crate) const KEYS: &[KeySpec] = &[
         scope: Scope::Both,
         kind: Kind::Count,
         example: "worker_threads = 4",
+    },
+    KeySpec {
+        key: Key::StartPaused,
+        name: "start_paused",
+        scope: Scope::Both,
+        kind: Kind::Bool,
+        example: "start_paused = true",
     },
     KeySpec {
         key: Key::ShutdownTimeout,
@@ -253,13 +261,13 @@ mod tests {
     fn valid_keys_lists_each_macros_keys_in_table_order() {
         assert_eq!(
             valid_keys(Macro::Main),
-            "debug, loop_factory, flavor, worker_threads, shutdown_timeout, \
+            "debug, loop_factory, flavor, worker_threads, start_paused, shutdown_timeout, \
              shutdown_report_after, handle_sigint, handle_sigterm, slow_callback_duration, \
              exception_handler, crate"
         );
         assert_eq!(
             valid_keys(Macro::Test),
-            "debug, loop_factory, flavor, worker_threads, shutdown_timeout, \
+            "debug, loop_factory, flavor, worker_threads, start_paused, shutdown_timeout, \
              shutdown_report_after, slow_callback_duration, exception_handler, timeout, crate"
         );
     }

@@ -57,8 +57,9 @@ use keys::Macro;
 /// | key | value | default |
 /// |-----|-------|---------|
 /// | `debug` | `true` or `false` | unset: the `RUNNER_DEBUG` environment variable decides |
-/// | `flavor` | `"current_thread"` or `"multi_thread"` (needs feature `rt-multi-thread`) | `"current_thread"` |
+/// | `flavor` | `"current_thread"` or `"multi_thread"` (needs tokio's `rt-multi-thread`, which tokio's `full` has) | `"current_thread"` |
 /// | `worker_threads` | integer literal ≥ 1; needs `flavor = "multi_thread"` | one per core |
+/// | `start_paused` | `true` or `false`: start tokio's clock paused, as with tokio's attribute; current-thread only, and needs tokio's `test-util` feature | `false` |
 /// | `loop_factory` | a path or closure: `FnOnce() -> R`, `R` a tokio `Runtime`, `io::Result<Runtime>` or `runtime::Builder`; excludes `flavor` and `worker_threads` | |
 /// | `shutdown_timeout` | a duration string: how long `close()` waits for tasks | `"300s"` |
 /// | `shutdown_report_after` | a duration string, more than zero: a shutdown that waits this long (the body after a signal cancelled it, `close()` for tasks or blocking work) reports what it waits for, then again at most this often | `"5s"` |
@@ -74,9 +75,12 @@ use keys::Macro;
 /// `worker_threads` alone is an error rather than a silent switch to a multi-thread
 /// runtime: write `flavor = "multi_thread", worker_threads = 4`.
 ///
-/// `flavor = "multi_thread"` needs runner's `rt-multi-thread` feature (off by default, as
-/// tokio's feature of that name is: the multi-thread scheduler adds about 1.4 s of CPU time to
-/// a cold build). Without it, the flavor is a compile error that names the feature.
+/// `flavor = "multi_thread"` needs tokio's `rt-multi-thread` feature, as `#[tokio::main]`
+/// does: the runtime is built in your crate, so your own tokio dependency with
+/// `features = ["full"]` (or `["rt-multi-thread"]`) is enough. runner's `rt-multi-thread`
+/// feature turns it on too. runner does not turn it on by default, as tokio does not: the
+/// multi-thread scheduler adds about 1.4 s of CPU time to a cold build. Without it, the
+/// flavor is a compile error at `flavor` that names the feature.
 ///
 /// ```
 /// #[runner::main(flavor = "multi_thread", worker_threads = 4, shutdown_timeout = "30s")]
@@ -140,8 +144,9 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 /// | key | value | default |
 /// |-----|-------|---------|
 /// | `debug` | `true` or `false` | unset: the `RUNNER_DEBUG` environment variable decides |
-/// | `flavor` | `"current_thread"` or `"multi_thread"` (needs feature `rt-multi-thread`) | `"current_thread"` |
+/// | `flavor` | `"current_thread"` or `"multi_thread"` (needs tokio's `rt-multi-thread`, which tokio's `full` has) | `"current_thread"` |
 /// | `worker_threads` | integer literal ≥ 1; needs `flavor = "multi_thread"` | one per core |
+/// | `start_paused` | `true` or `false`: start tokio's clock paused (`tokio::time::pause`), as `#[tokio::test(start_paused = true)]`; current-thread only, and needs tokio's `test-util` feature | `false` |
 /// | `loop_factory` | a path or closure: `FnOnce() -> R`, `R` a tokio `Runtime`, `io::Result<Runtime>` or `runtime::Builder`; excludes `flavor` and `worker_threads` | |
 /// | `shutdown_timeout` | a duration string: how long `close()` waits for tasks | `"300s"` |
 /// | `shutdown_report_after` | a duration string, more than zero: a shutdown that waits this long (the body after a signal cancelled it, `close()` for tasks or blocking work) reports what it waits for, then again at most this often | `"5s"` |
@@ -158,6 +163,13 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 /// locations of the tasks still pending. A body that blocks the thread cannot be cancelled
 /// at the deadline; if it finishes late, the test still fails, naming how long it took.
 ///
+/// With `start_paused = true`, tokio's clock starts paused and jumps ahead whenever the
+/// runtime has nothing else to do, so a test of timeouts and retries runs at once. tokio's
+/// `test-util` feature comes from your own tokio, as for `#[tokio::test]`:
+/// `[dev-dependencies] tokio = { version = "1", features = ["test-util"] }`; without it,
+/// the key is a compile error that names the feature. `timeout` still counts real time:
+/// time the paused clock skips is not counted against it.
+///
 /// ```no_run
 /// #[runner::test(timeout = "0.2s")]
 /// #[should_panic(expected = "timed out after 200ms (timeout = \"200ms\")")]
@@ -171,6 +183,13 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 ///     let n: u8 = "2".parse()?;
 ///     assert_eq!(n, 2);
 ///     Ok(())
+/// }
+///
+/// #[runner::test(start_paused = true, timeout = "5s")]
+/// async fn an_hour_on_the_paused_clock_takes_no_time() {
+///     let real = std::time::Instant::now();
+///     tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+///     assert!(real.elapsed() < std::time::Duration::from_secs(1));
 /// }
 /// ```
 #[proc_macro_attribute]

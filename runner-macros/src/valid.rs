@@ -34,8 +34,11 @@ pub(crate) enum Runtime {
     Default,
     /// `flavor = "current_thread"`, written out.
     CurrentThread,
+    /// `start_paused = true` on a current-thread runtime (the default one or written out),
+    /// and where the key was written (a build whose tokio lacks `test-util` reports it there).
+    Paused(Span),
     /// `flavor = "multi_thread"`, with `worker_threads` if given, and where the flavor was
-    /// written (a build without runner's `rt-multi-thread` feature reports it there).
+    /// written (a build whose tokio lacks `rt-multi-thread` reports it there).
     MultiThread(Option<Count>, Span),
     /// `loop_factory = expr`.
     Factory(Expr),
@@ -73,6 +76,11 @@ fn runtime(raw: &Configuration, errors: &mut Errors) -> Runtime {
         _ => None,
     });
 
+    let start_paused = raw.get(Key::StartPaused).and_then(|s| match &s.value {
+        Value::Bool(on) => Some((on.value, s)),
+        _ => None,
+    });
+
     if let Some(factory) = raw.get(Key::LoopFactory) {
         // The factory decides everything about the runtime; a flavor next to it would be
         // silently ignored, so it is an error instead.
@@ -89,18 +97,34 @@ fn runtime(raw: &Configuration, errors: &mut Errors) -> Runtime {
                 ),
             ));
         }
+        if let Some((_, setting)) = start_paused {
+            errors.push(error(
+                setting,
+                "`start_paused` cannot be combined with `loop_factory` (the factory builds the \
+                 runtime): call `.start_paused(true)` on the factory's current-thread \
+                 `tokio::runtime::Builder`, or remove `loop_factory`",
+            ));
+        }
         if let Value::Callable(expr) = &factory.value {
             return Runtime::Factory(expr.clone());
         }
     }
 
-    match (flavor, workers) {
+    let runtime = match (flavor, workers) {
         (None, None) => Runtime::Default,
         (Some(Flavor::MultiThread), workers) => {
+            if let Some((_, setting)) = start_paused {
+                // As in tokio: only a current-thread runtime's clock can be paused.
+                errors.push(error(
+                    setting,
+                    "`start_paused` needs the current-thread runtime (tokio pauses the clock \
+                     only there): remove `start_paused`, or remove `flavor = \"multi_thread\"`",
+                ));
+            }
             let at = raw
                 .get(Key::Flavor)
                 .map_or_else(Span::call_site, |s| s.key.span());
-            Runtime::MultiThread(workers.map(|(n, _)| n), at)
+            return Runtime::MultiThread(workers.map(|(n, _)| n), at);
         }
         (Some(Flavor::CurrentThread), None) => Runtime::CurrentThread,
         (Some(Flavor::CurrentThread), Some((_, setting))) => {
@@ -121,6 +145,11 @@ fn runtime(raw: &Configuration, errors: &mut Errors) -> Runtime {
             ));
             Runtime::Default
         }
+    };
+    match start_paused {
+        // `false` is the default: nothing to build differently, and no tokio feature needed.
+        Some((true, setting)) => Runtime::Paused(setting.key.span()),
+        _ => runtime,
     }
 }
 
@@ -142,8 +171,9 @@ fn error(setting: &Setting, message: impl std::fmt::Display) -> syn::Error {
     syn::Error::new_spanned(&setting.tokens, message)
 }
 
-/// The rules on the function: `async`, no parameters, not generic. Returns whether it can
-/// still be called with no arguments (a missing `async` is reported but does not stop that).
+/// The rules on the function: `async`, not `const`, no parameters, not generic. Returns
+/// whether it can still be expanded into the fn that runs it (a missing `async` is reported
+/// but does not stop that).
 pub(crate) fn check_signature(kind: Macro, func: &AsyncFn, errors: &mut Errors) -> bool {
     let mut callable = true;
     let sig = &func.sig;
@@ -152,6 +182,15 @@ pub(crate) fn check_signature(kind: Macro, func: &AsyncFn, errors: &mut Errors) 
         errors.push(syn::Error::new_spanned(
             sig.fn_token,
             format!("{kind} needs an `async fn`: write `async fn {name}`"),
+        ));
+    }
+    if let Some(constness) = sig.constness {
+        // The fn builds a runtime: it can never be `const`, and `const async fn` does not
+        // exist either.
+        callable = false;
+        errors.push(syn::Error::new_spanned(
+            constness,
+            format!("a {kind} fn cannot be `const`: remove `const`"),
         ));
     }
     let receiver = sig.inputs.iter().find_map(|input| match input {

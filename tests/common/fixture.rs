@@ -42,7 +42,8 @@ pub fn write_crate(name: &str, dependencies: &str, files: &[(&str, &str)]) -> Pa
     dir
 }
 
-fn write_if_changed(path: &Path, text: &str) {
+/// Writes `text` to `path` unless it is there already (so Cargo sees nothing to rebuild).
+pub fn write_if_changed(path: &Path, text: &str) {
     if std::fs::read_to_string(path).ok().as_deref() != Some(text) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, text).unwrap();
