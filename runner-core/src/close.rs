@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use tokio::runtime::{Handle, Runtime};
 
-use crate::context::CtxState;
 use crate::deadline::{block_until, CatchUnwind};
 use crate::debug::{Report, ReportKind};
 use crate::error::{dispose, panic_message};
@@ -17,6 +16,7 @@ use crate::progress::{self, Stage};
 use crate::scope::{self, Scope};
 use crate::shared::Shared;
 use crate::util::lock;
+use crate::vars::CtxState;
 
 /// Where `close()` can wait for the runtime.
 enum Waiting {
@@ -140,18 +140,18 @@ fn wait_and_shut_down(rt: Runtime, shared: Arc<Shared>, ctx: CtxState, timeout: 
             task: None,
             in_run: true,
         };
-        let entered = scope::Entered::new(&mut scope);
-        // The thread that runs the loop now runs the `spawn_local` tasks too.
-        shared.local.claim_home();
-        let deadline = Instant::now().checked_add(timeout);
-        cancel_pending(&rt, &shared, deadline, timeout);
-        run_finalizers(&rt, &shared, deadline, timeout);
-        // What is left of them (a task ignoring its cancel past the timeout) is dropped with
-        // the set, as step 4 drops the runtime's.
-        drop_local_tasks(&rt, &shared, "close() ran on another thread");
-        // A task of the pass that outlived step 1's wait may have panicked meanwhile.
-        report_shutdown_panics(&shared);
-        drop(entered);
+        scope::poll_in(&mut scope, || {
+            // The thread that runs the loop now runs the `spawn_local` tasks too.
+            shared.local.claim_home();
+            let deadline = Instant::now().checked_add(timeout);
+            cancel_pending(&rt, &shared, deadline, timeout);
+            run_finalizers(&rt, &shared, deadline, timeout);
+            // What is left of them (a task ignoring its cancel past the timeout) is dropped
+            // with the set, as step 4 drops the runtime's.
+            drop_local_tasks(&rt, &shared, "close() ran on another thread");
+            // A task of the pass that outlived step 1's wait may have panicked meanwhile.
+            report_shutdown_panics(&shared);
+        });
     }));
     if let Err(payload) = result {
         shared.report(Report::new(

@@ -4,121 +4,17 @@
 //! (one `Arc` increment), and the first `set` in the copy clones the map's *pointers*, never
 //! the values. The running code reads the map straight from the thread's scope record.
 
-use std::any::Any;
 use std::borrow::Borrow;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::ContextError;
 use crate::scope;
-
-type Value = Arc<dyn Any + Send + Sync>;
-
-/// One variable's value in a context. `data` points at the value inside `value`, found once
-/// at `set` so that `get` needs no vtable lookup.
-#[derive(Clone)]
-pub(crate) struct Entry {
-    id: usize,
-    data: *const (),
-    value: Value,
-}
-
-// SAFETY: `data` only ever points into `value`, which is `Send + Sync` and kept alive (and
-// never mutated) for as long as the entry exists.
-unsafe impl Send for Entry {}
-// SAFETY: as above.
-unsafe impl Sync for Entry {}
-
-/// The values of one context, sorted by variable id: immutable, shared by every copy of the
-/// context, replaced (not mutated) by `set`. A handful of variables is the common case, and
-/// a flat slice beats hashing there.
-pub(crate) type VarMap = Arc<[Entry]>;
-
-#[inline]
-fn find(map: &[Entry], id: usize) -> Option<&Entry> {
-    if map.len() <= 8 {
-        return map.iter().find(|e| e.id == id);
-    }
-    map.binary_search_by_key(&id, |e| e.id)
-        .ok()
-        .map(|i| &map[i])
-}
-
-/// `map` with `id` set to `value`, and the value it replaced.
-fn inserted(map: Option<&[Entry]>, id: usize, value: Value) -> (VarMap, Option<Value>) {
-    let mut entries = map.map(<[Entry]>::to_vec).unwrap_or_default();
-    let entry = Entry {
-        id,
-        data: Arc::as_ptr(&value).cast::<()>(),
-        value,
-    };
-    let old = match entries.binary_search_by_key(&id, |e| e.id) {
-        Ok(i) => Some(std::mem::replace(&mut entries[i], entry).value),
-        Err(i) => {
-            entries.insert(i, entry);
-            None
-        }
-    };
-    (entries.into(), old)
-}
-
-/// `map` without `id`, and the value it had.
-fn removed(map: Option<&[Entry]>, id: usize) -> (Option<VarMap>, Option<Value>) {
-    let Some(map) = map else { return (None, None) };
-    let mut entries = map.to_vec();
-    match entries.binary_search_by_key(&id, |e| e.id) {
-        Ok(i) => {
-            let old = entries.remove(i).value;
-            ((!entries.is_empty()).then(|| entries.into()), Some(old))
-        }
-        Err(_) => (Some(map.into()), None),
-    }
-}
-
-static NEXT_CONTEXT_ID: AtomicU64 = AtomicU64::new(1);
-static NEXT_VAR_ID: AtomicUsize = AtomicUsize::new(1);
-
-fn next_context_id() -> u64 {
-    NEXT_CONTEXT_ID.fetch_add(1, Ordering::Relaxed)
-}
-
-/// The context a piece of running code is in: its identity (tokens are tied to it) and
-/// its values. Id 0 is a thread's own context before anything needed its identity, and no
-/// map is an empty one: both keep the thread-local `const`-initializable and copies free.
-#[derive(Clone)]
-pub(crate) struct CtxState {
-    pub(crate) id: u64,
-    pub(crate) map: Option<VarMap>,
-}
-
-impl CtxState {
-    pub(crate) const EMPTY: CtxState = CtxState { id: 0, map: None };
-
-    pub(crate) fn fresh() -> CtxState {
-        CtxState {
-            id: next_context_id(),
-            map: None,
-        }
-    }
-
-    /// A copy of the running code's context: same values, new identity (`copy_context()`).
-    pub(crate) fn copy_current() -> CtxState {
-        let map = scope::read(|s| s.ctx.map.clone()).flatten();
-        CtxState {
-            id: next_context_id(),
-            map,
-        }
-    }
-
-    fn id(&mut self) -> u64 {
-        if self.id == 0 {
-            self.id = next_context_id();
-        }
-        self.id
-    }
-}
+use crate::vars::{
+    find, inserted, next_context_id, removed, CtxState, Entry, Value, VarMap, NEXT_VAR_ID,
+};
 
 struct ContextInner {
     id: u64,
@@ -164,7 +60,7 @@ impl Context {
     /// assert_eq!(snapshot.get(&N), Some(1));
     /// ```
     pub fn current() -> Context {
-        Context::from_state(CtxState::copy_current())
+        Context::from_state(scope::copy_ctx())
     }
 
     /// A copy of this context (asyncio's `Context.copy()`).
@@ -186,10 +82,12 @@ impl Context {
         })
     }
 
-    pub(crate) fn from_state(state: CtxState) -> Context {
+    pub(crate) fn from_state(mut state: CtxState) -> Context {
         Context {
             inner: Arc::new(ContextInner {
-                id: state.id,
+                // A `Context` has its identity from the start: every `run` enters it with
+                // this one, so tokens made in one `run` work in the next.
+                id: state.id(),
                 map: Mutex::new(state.map),
             }),
         }
@@ -406,12 +304,14 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// ```
     pub fn set(&self, value: T) -> Token<T> {
         let id = self.id();
-        let (ctx, old) = scope::with(|s| {
+        // The replaced map leaves the closure to be dropped after it: nothing may reach the
+        // scope while it is being changed (see `scope::with`), and a drop can run user code.
+        let (ctx, old, _replaced) = scope::with(|s| {
             let (map, old) = inserted(s.ctx.map.as_deref(), id, Arc::new(value));
-            s.ctx.map = Some(map);
-            (s.ctx.id(), old)
+            let replaced = std::mem::replace(&mut s.ctx.map, Some(map));
+            (s.ctx.id(), old, replaced)
         })
-        .unwrap_or((0, None));
+        .unwrap_or((0, None, None));
         Token {
             var: id,
             ctx,
@@ -443,20 +343,26 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         if token.var != self.id() {
             return Err(ContextError::WrongVar);
         }
-        scope::with(|s| {
+        // What the reset replaces is dropped after the closure (see `set`).
+        let replaced = scope::with(|s| {
             if s.ctx.id() != token.ctx {
                 return Err(ContextError::WrongContext);
             }
             if token.used.swap(true, Ordering::AcqRel) {
                 return Err(ContextError::TokenUsed);
             }
-            s.ctx.map = match &token.old {
-                Some(old) => Some(inserted(s.ctx.map.as_deref(), token.var, old.clone()).0),
-                None => removed(s.ctx.map.as_deref(), token.var).0,
+            let (map, value) = match &token.old {
+                Some(old) => {
+                    let (map, value) = inserted(s.ctx.map.as_deref(), token.var, old.clone());
+                    (Some(map), value)
+                }
+                None => removed(s.ctx.map.as_deref(), token.var),
             };
-            Ok(())
+            Ok((std::mem::replace(&mut s.ctx.map, map), value))
         })
-        .unwrap_or(Err(ContextError::WrongContext))
+        .unwrap_or(Err(ContextError::WrongContext))?;
+        drop(replaced);
+        Ok(())
     }
 }
 

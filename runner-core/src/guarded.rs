@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::task::{Context as TaskCx, Poll};
 use std::time::Instant;
 
-use crate::context::CtxState;
 use crate::debug::{Report, ReportKind};
 use crate::error::{dispose, panic_message};
 use crate::local::LocalTasks;
@@ -19,9 +18,18 @@ use crate::scope::{self, Scope};
 use crate::shared::Shared;
 use crate::signal;
 use crate::task_state::{Decision, TaskState};
+use crate::vars::CtxState;
 
 /// What a wrapped future came to.
 pub(crate) enum Outcome<T> {
+    Done(T),
+    Cancelled,
+    Panicked(Box<dyn Any + Send>),
+}
+
+/// What one poll of the wrapped future came to.
+enum Step<T> {
+    Pending,
     Done(T),
     Cancelled,
     Panicked(Box<dyn Any + Send>),
@@ -121,9 +129,9 @@ impl<F: Future> Future for Guarded<F> {
         } = unsafe { self.get_unchecked_mut() };
         // SAFETY: `scope.task` keeps the record alive while `inner` is `Some`.
         let state: &TaskState = unsafe { state.as_ref() };
-        let Some(fut) = inner.as_mut() else {
+        if inner.is_none() {
             return Poll::Pending;
-        };
+        }
         if !*waker_set {
             // SAFETY: a spawned task's slot is empty until now; the main task is not armed
             // yet, so nothing can be reading its slot.
@@ -131,38 +139,40 @@ impl<F: Future> Future for Guarded<F> {
             *waker_set = true;
             *armed = signal::arm(state, *signals);
         }
-        let entered = scope::Entered::new(scope);
-
-        let cancel = state.decide() == Decision::Drop;
-        let mut took = None;
-        let dropped_by = cancel.then(|| state.stop_signal()).flatten();
-        let outcome = if cancel {
-            // Not observing: the cancel request drops the future where it stands.
-            match Self::drop_inner(inner) {
-                Some(payload) => Err(payload),
-                None => Ok(None),
+        let timed = *debug;
+        // One access of the thread's record for the whole poll (see `scope`).
+        let (step, took, dropped_by) = scope::poll_in(scope, || {
+            if state.decide() == Decision::Drop {
+                // Not observing: the cancel request drops the future where it stands.
+                let step = match Self::drop_inner(inner) {
+                    Some(payload) => Step::Panicked(payload),
+                    None => Step::Cancelled,
+                };
+                return (step, None, state.stop_signal());
             }
-        } else {
+            let Some(fut) = inner.as_mut() else {
+                return (Step::Pending, None, None);
+            };
             // SAFETY: `fut` stays where it is inside the pinned `Guarded`.
             let fut = unsafe { Pin::new_unchecked(fut) };
-            let started = debug.then(Instant::now);
+            let started = timed.then(Instant::now);
             let result = panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx)));
-            took = started.map(|s| s.elapsed());
-            match result {
-                Ok(Poll::Pending) => Ok(Some(Poll::Pending)),
+            let took = started.map(|s| s.elapsed());
+            let step = match result {
+                Ok(Poll::Pending) => Step::Pending,
                 Ok(Poll::Ready(value)) => match Self::drop_inner(inner) {
-                    None => Ok(Some(Poll::Ready(value))),
-                    Some(payload) => Err(payload),
+                    None => Step::Done(value),
+                    Some(payload) => Step::Panicked(payload),
                 },
                 Err(payload) => {
                     if let Some(again) = Self::drop_inner(inner) {
                         dispose(again);
                     }
-                    Err(payload)
+                    Step::Panicked(payload)
                 }
-            }
-        };
-        drop(entered);
+            };
+            (step, took, None)
+        });
         if *debug && (took.is_some() || dropped_by.is_some()) {
             // The main task has no `runner` of its own: it finds it through the run.
             if let Some(shared) = scope.runner.clone().or_else(scope::current_runner) {
@@ -174,17 +184,17 @@ impl<F: Future> Future for Guarded<F> {
                 }
             }
         }
-        let outcome = match outcome {
-            Ok(Some(Poll::Pending)) => {
+        let outcome = match step {
+            Step::Pending => {
                 // SAFETY: non-null only for a main task, while its Runner holds `Shared`.
                 if let Some(local) = unsafe { local.as_ref() } {
                     local.drive(cx);
                 }
                 return Poll::Pending;
             }
-            Ok(Some(Poll::Ready(value))) => Outcome::Done(value),
-            Ok(None) => Outcome::Cancelled,
-            Err(payload) => {
+            Step::Done(value) => Outcome::Done(value),
+            Step::Cancelled => Outcome::Cancelled,
+            Step::Panicked(payload) => {
                 if state.record_panic(payload.as_ref()) {
                     if let Some(shared) = &scope.runner {
                         shared.report_unretrieved(state);
@@ -207,9 +217,8 @@ impl<F> Drop for Guarded<F> {
             // The runtime dropped the task before it ended (shutdown, step 4 of `close()`):
             // run its destructors in its own scope, then leave the registry. A panic there
             // has nobody left to see it but the Runner's report.
-            let entered = scope::Entered::new(&mut self.scope);
-            let panicked = Guarded::<F>::drop_inner(&mut self.inner);
-            drop(entered);
+            let inner = &mut self.inner;
+            let panicked = scope::poll_in(&mut self.scope, || Guarded::<F>::drop_inner(inner));
             if let Some(payload) = panicked {
                 if let Some(shared) = &self.scope.runner {
                     // SAFETY: `scope.task` keeps the record alive.

@@ -27,6 +27,7 @@ mod sync;
 mod task;
 mod task_state;
 mod util;
+mod vars;
 
 #[doc(hidden)]
 pub mod __private;

@@ -14,13 +14,14 @@ use std::time::Duration;
 use tokio::runtime::{Handle, Runtime};
 
 use crate::close;
-use crate::context::{Context, CtxState};
+use crate::context::Context;
 use crate::debug::{self, Handler, Report};
 use crate::error::{dispose, panic_message, RunError};
 use crate::guarded::{Guarded, Outcome};
 use crate::scope::{self};
 use crate::shared::Shared;
 use crate::task_state::{Origin, StopSignal, TaskState};
+use crate::vars::CtxState;
 
 /// asyncio's `THREAD_JOIN_TIMEOUT`: how long `close()` waits for blocking work by default.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(300);
@@ -437,15 +438,19 @@ impl Runner {
         ctx: Option<&Context>,
     ) -> Result<F::Output, RunError> {
         let location = Location::caller();
-        if scope::in_run() || scope::in_tokio_poll() {
+        let Some(run) = scope::begin_run() else {
+            return Err(RunError::NestedRun);
+        };
+        if scope::in_tokio_poll() {
             return Err(RunError::NestedRun);
         }
+        // Signals are armed only on the process's main thread (asyncio: only there).
         let signals = crate::signal::Wanted {
-            sigint: self.config.handle_sigint,
-            sigterm: self.config.handle_sigterm,
+            sigint: self.config.handle_sigint && run.main_thread,
+            sigterm: self.config.handle_sigterm && run.main_thread,
         };
         let inner = self.lazy_init()?;
-        drive(inner, ctx, main, location, signals)
+        drive(inner, ctx, main, location, signals, run)
     }
 
     /// The runtime's handle, building the runtime first if needed (asyncio's `get_loop`).
@@ -575,7 +580,7 @@ impl Runner {
             self.state = State::Initialized(Inner {
                 rt,
                 shared,
-                ctx: CtxState::copy_current(),
+                ctx: scope::copy_ctx(),
                 main: None,
             });
         }
@@ -618,6 +623,7 @@ fn drive<F: IntoFuture>(
     main: F,
     location: &'static Location<'static>,
     signals: crate::signal::Wanted,
+    mut run: scope::RunGuard,
 ) -> Result<F::Output, RunError> {
     let record = match inner.main.take() {
         Some(record) if Arc::strong_count(&record) == 1 && Arc::weak_count(&record) == 0 => {
@@ -645,10 +651,9 @@ fn drive<F: IntoFuture>(
     let guarded = Guarded::new(main.into_future(), entry_ctx, record, None, debug, signals)
         .driving(&inner.shared.local);
     let mut guarded = std::pin::pin!(guarded);
-    let outcome = {
-        let _run = scope::RunGuard::enter(&inner.shared);
-        inner.rt.block_on(guarded.as_mut())
-    };
+    run.enter(&inner.shared);
+    let outcome = inner.rt.block_on(guarded.as_mut());
+    drop(run);
     let (exit_ctx, record) = guarded.as_mut().take_ended();
     match ctx {
         Some(ctx) => ctx.store(exit_ctx),

@@ -1,26 +1,32 @@
-//! The per-thread "where am I" record: current context, Runner, task, and whether a run is
-//! active. Every task wrapper swaps its own record in for the length of one poll, so the
-//! record follows the task from thread to thread (tokio's `task_local!` does not follow
-//! spawned tasks; asyncio's contextvars do).
+//! The per-thread "where am I" record, one thread-local for everything runner needs to know
+//! about the running code: its context, its Runner, its task, whether a run is active here,
+//! and whether this is the process's main thread.
+//!
+//! Every task wrapper swaps its own [`Scope`] in for the length of one poll, so the record
+//! follows the task from thread to thread (tokio's `task_local!` does not follow spawned
+//! tasks; asyncio's contextvars do). A run costs two accesses of the record (`begin_run`
+//! and the guard's end) and a poll one (`poll_in`): each access of a thread-local that
+//! needs a destructor checks its registration, so they are kept few.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, UnsafeCell};
 use std::mem;
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context as TaskCx, Poll, RawWaker, RawWakerVTable, Waker};
+use std::task::{Context as TaskCx, Poll, Waker};
 
 use tokio::runtime::{self, Handle};
 
-use crate::context::CtxState;
 use crate::shared::Shared;
 use crate::task_state::TaskState;
 use crate::util::lock_std;
+use crate::vars::CtxState;
 
+/// What the running code is: the task's context, Runner and record.
 pub(crate) struct Scope {
     pub(crate) ctx: CtxState,
     pub(crate) runner: Option<Arc<Shared>>,
     pub(crate) task: Option<Arc<TaskState>>,
-    /// True on a thread that is inside `Runner::run` (or polling one of its tasks): a nested
-    /// `run` there would make tokio panic, so `run` reports `NestedRun` instead.
+    /// True while a task of a Runner (or a `close()`) runs: a nested `run` there would make
+    /// tokio panic, so `run` reports `NestedRun` instead.
     pub(crate) in_run: bool,
 }
 
@@ -33,133 +39,283 @@ impl Scope {
     };
 }
 
-thread_local! {
-    // `const`-initialized: no lazy-init check on the `ContextVar::get` fast path.
-    static SCOPE: RefCell<Scope> = const { RefCell::new(Scope::EMPTY) };
+/// Whether this is the process's main thread: asked of the OS once per thread.
+const MAIN_UNKNOWN: u8 = 0;
+const MAIN_NO: u8 = 1;
+const MAIN_YES: u8 = 2;
+
+/// `Here::borrow` while something changes the current scope.
+const WRITING: isize = -1;
+
+struct Here {
+    /// The thread's own scope: what plain code (outside any task) runs in.
+    base: UnsafeCell<Scope>,
+    /// The scope of the task being polled here (null: `base`). A pointer, swapped in and out
+    /// around each poll (two stores), to a scope that the task wrapper owns and keeps in place
+    /// for the length of the poll: the scope follows the task, not the thread.
+    current: Cell<*mut Scope>,
+    /// Readers of the current scope (`ContextVar::get` cloning a value), or `WRITING`: a
+    /// `RefCell`'s flag, for whichever scope is current. A change while a value is being
+    /// read could free what is read, so it panics instead.
+    borrow: Cell<isize>,
     /// The Runner whose `run` is active on this thread (null: none). A plain pointer, not an
     /// `Arc`: the Runner holds its `Arc<Shared>` for the whole run, and `Runner::run` sits on
     /// a path measured in nanoseconds. The main task and plain tokio tasks polled on this
     /// thread find their Runner here.
-    static RUN: Cell<*const Shared> = const { Cell::new(std::ptr::null()) };
+    run: Cell<*const Shared>,
+    main: Cell<u8>,
 }
 
-/// Marks this thread as running `shared`'s `run` until dropped.
+thread_local! {
+    // `const`-initialized: no lazy-init check on the `ContextVar::get` fast path.
+    static HERE: Here = const {
+        Here {
+            base: UnsafeCell::new(Scope::EMPTY),
+            current: Cell::new(std::ptr::null_mut()),
+            borrow: Cell::new(0),
+            run: Cell::new(std::ptr::null()),
+            main: Cell::new(MAIN_UNKNOWN),
+        }
+    };
+}
+
+impl Here {
+    fn current(&self) -> *mut Scope {
+        let current = self.current.get();
+        if current.is_null() {
+            self.base.get()
+        } else {
+            current
+        }
+    }
+}
+
+/// Gives back a borrow of the current scope.
+struct Release<'a>(&'a Cell<isize>, isize);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.1);
+    }
+}
+
+/// Runs `f` on this thread's current scope. `None` while the thread is being torn down.
+/// `f` must not run code that reaches the scope again (user code: a `Drop` of a value, a
+/// `Clone`): take such values out and drop them after.
+pub(crate) fn with<R>(f: impl FnOnce(&mut Scope) -> R) -> Option<R> {
+    HERE.try_with(|h| {
+        let before = h.borrow.get();
+        if before != 0 {
+            // Only reachable from a `Clone` impl of a context value that sets a ContextVar
+            // while `ContextVar::get` is cloning it.
+            panic!("runner: a ContextVar was changed from inside Clone::clone of a context value");
+        }
+        h.borrow.set(WRITING);
+        let _release = Release(&h.borrow, before);
+        // SAFETY: the current scope lives at least as long as it is current (its owner keeps
+        // it in place while it is), and the flag above excludes every other borrow of it.
+        f(unsafe { &mut *h.current() })
+    })
+    .ok()
+}
+
+/// Reads this thread's current scope (a shared borrow: cheap, and `f` may read again).
+#[inline]
+pub(crate) fn read<R>(f: impl FnOnce(&Scope) -> R) -> Option<R> {
+    HERE.try_with(|h| {
+        let before = h.borrow.get();
+        if before == WRITING {
+            panic!("runner: a ContextVar was read while the context was being changed");
+        }
+        h.borrow.set(before + 1);
+        let _release = Release(&h.borrow, before);
+        // SAFETY: as in `with`; readers only share.
+        f(unsafe { &*h.current() })
+    })
+    .ok()
+}
+
+/// A copy of the running code's context (asyncio's `copy_context()`).
+pub(crate) fn copy_ctx() -> CtxState {
+    read(|s| s.ctx.copy()).unwrap_or(CtxState::EMPTY)
+}
+
+/// Runs `f` with `scope` as this thread's current scope (one access of the thread-local, and
+/// two pointer stores, for the whole poll). `scope` stays in place meanwhile, and holds what
+/// `f` made of it afterwards. Should `f` unwind, the previous scope is current again.
+#[inline]
+pub(crate) fn poll_in<R>(scope: &mut Scope, f: impl FnOnce() -> R) -> R {
+    struct Back<'a>(&'a Cell<*mut Scope>, *mut Scope);
+    impl Drop for Back<'_> {
+        fn drop(&mut self) {
+            self.0.set(self.1);
+        }
+    }
+    let here = HERE.try_with(|h| {
+        // SAFETY: the thread-local outlives this call on this thread; the reference does not
+        // leave it.
+        unsafe { &*(h as *const Here) }
+    });
+    match here {
+        Ok(here) => {
+            let _back = Back(&here.current, here.current.replace(scope));
+            f()
+        }
+        // The thread is being torn down: run without a record.
+        Err(_) => f(),
+    }
+}
+
+/// Marks this thread as running a Runner's `run` until dropped; made by [`begin_run`].
 pub(crate) struct RunGuard {
+    here: &'static Here,
     previous: *const Shared,
-    /// The record of the code that called `run`, when it belongs to another Runner (a
-    /// `runner::spawn_blocking` job starting a Runner of its own), put back at the end.
-    outer: Option<Scope>,
+    /// The current scope of the code that called `run`, when it belongs to another Runner
+    /// (a `spawn_blocking` job of one Runner running a Runner of its own), and the scope
+    /// put in its place for the length of the run (boxed: the guard moves).
+    set_aside: Option<(*mut Scope, Box<Scope>)>,
+    /// This is the process's main thread (where signals may be armed).
+    pub(crate) main_thread: bool,
+}
+
+/// Starts a run on this thread; `None` if this thread is already inside a run or a task of a
+/// Runner (`Runner::run` must then return `NestedRun`). One access of the record for the
+/// check, the main-thread answer, and the guard; [`RunGuard::enter`] names the Runner once it
+/// is initialized.
+pub(crate) fn begin_run() -> Option<RunGuard> {
+    HERE.try_with(|h| {
+        // SAFETY: a shared look at the current scope (see `with`); nothing runs meanwhile.
+        if !h.run.get().is_null() || unsafe { (*h.current()).in_run } {
+            return None;
+        }
+        // SAFETY: the thread-local outlives the guard, which lives on this thread's stack.
+        let here: &'static Here = unsafe { &*(h as *const Here) };
+        Some(RunGuard {
+            here,
+            previous: std::ptr::null(),
+            set_aside: None,
+            main_thread: is_main(h),
+        })
+    })
+    .ok()
+    .flatten()
 }
 
 impl RunGuard {
-    pub(crate) fn enter(shared: &Arc<Shared>) -> RunGuard {
-        let previous = RUN.with(|run| run.replace(Arc::as_ptr(shared)));
+    /// Makes `shared` the Runner of this thread's run.
+    pub(crate) fn enter(&mut self, shared: &Arc<Shared>) {
+        self.previous = self.here.run.replace(Arc::as_ptr(shared));
         // Plain tokio tasks that this run polls on this thread see the thread's record. A
         // blocking job of another Runner left its Runner and context there: that Runner
         // must not be theirs (its close would not cancel what they spawn), nor that context
         // (they would write into the job's). They get a copy of it and no Runner, so they
         // find this run's.
-        let outer = if read(|s| s.runner.is_some()).unwrap_or(false) {
-            let mut neutral = Scope {
-                ctx: CtxState::copy_current(),
-                ..Scope::EMPTY
-            };
-            swap(&mut neutral);
-            Some(neutral)
-        } else {
-            None
-        };
-        RunGuard { previous, outer }
+        // SAFETY: a shared look at the current scope (see `with`); nothing runs meanwhile.
+        if unsafe { (*self.here.current()).runner.is_some() } {
+            self.set_aside_outer();
+        }
+    }
+
+    #[cold]
+    fn set_aside_outer(&mut self) {
+        // SAFETY: as above.
+        let ctx = unsafe { (*self.here.current()).ctx.copy() };
+        let mut neutral = Box::new(Scope {
+            ctx,
+            ..Scope::EMPTY
+        });
+        let outer = self.here.current.replace(&mut *neutral);
+        self.set_aside = Some((outer, neutral));
     }
 }
 
 impl Drop for RunGuard {
     fn drop(&mut self) {
-        if let Some(outer) = &mut self.outer {
-            swap(outer);
+        if let Some((outer, _neutral)) = self.set_aside.take() {
+            self.here.current.set(outer);
         }
-        let _ = RUN.try_with(|run| run.set(self.previous));
+        self.here.run.set(self.previous);
     }
 }
 
-/// Runs `f` on this thread's record. `None` while the thread is being torn down.
-pub(crate) fn with<R>(f: impl FnOnce(&mut Scope) -> R) -> Option<R> {
-    SCOPE.try_with(|s| f(&mut borrow_mut(s))).ok()
-}
-
-/// Reads this thread's record (a shared borrow: cheap, and `f` may read again).
-#[inline]
-pub(crate) fn read<R>(f: impl FnOnce(&Scope) -> R) -> Option<R> {
-    SCOPE.try_with(|s| f(&s.borrow())).ok()
-}
-
-fn borrow_mut(s: &RefCell<Scope>) -> std::cell::RefMut<'_, Scope> {
-    match s.try_borrow_mut() {
-        Ok(scope) => scope,
-        // Only reachable from a `Clone` impl of a context value that sets a ContextVar
-        // while `ContextVar::get` is cloning it.
-        Err(_) => {
-            panic!("runner: a ContextVar was changed from inside Clone::clone of a context value")
-        }
-    }
-}
-
-/// Exchanges this thread's record with `other`.
-pub(crate) fn swap(other: &mut Scope) {
-    let _ = SCOPE.try_with(|s| mem::swap(&mut *borrow_mut(s), other));
-}
-
-/// While alive, `scope` is this thread's record; dropping it (also while unwinding) swaps
-/// the previous record back and leaves `scope` holding what the guarded code made of it.
-pub(crate) struct Entered<'a> {
-    scope: &'a mut Scope,
-}
-
-impl<'a> Entered<'a> {
-    pub(crate) fn new(scope: &'a mut Scope) -> Entered<'a> {
-        swap(scope);
-        Entered { scope }
-    }
-}
-
-impl Drop for Entered<'_> {
-    fn drop(&mut self) {
-        swap(self.scope);
-    }
+/// `true` if this thread is inside a run or a task of a Runner.
+pub(crate) fn in_run() -> bool {
+    // SAFETY: a shared look at the current scope (see `with`); nothing runs meanwhile.
+    HERE.try_with(|h| !h.run.get().is_null() || unsafe { (*h.current()).in_run })
+        .unwrap_or(false)
 }
 
 /// `true` if `shared`'s `run` is active on this thread (its loop runs here).
 pub(crate) fn runs_here(shared: &Shared) -> bool {
-    RUN.try_with(|run| std::ptr::eq(run.get(), shared))
+    HERE.try_with(|h| std::ptr::eq(h.run.get(), shared))
         .unwrap_or(false)
-}
-
-pub(crate) fn in_run() -> bool {
-    RUN.try_with(|run| !run.get().is_null()).unwrap_or(false) || read(|s| s.in_run).unwrap_or(false)
 }
 
 /// The Runner running the current code: the task's own, else the run on this thread, else
 /// (a plain `tokio::spawn` task on a worker thread of a multi-thread Runner) the one that
 /// owns the current runtime.
 pub(crate) fn current_runner() -> Option<Arc<Shared>> {
-    if let Some(shared) = read(|s| s.runner.clone()).flatten() {
-        return Some(shared);
-    }
-    let run = RUN.try_with(Cell::get).ok()?;
-    if run.is_null() {
-        return runner_of_current_runtime();
-    }
-    // SAFETY: non-null only while a `RunGuard` lives, and the Runner keeps its `Arc<Shared>`
-    // (which `run` points into) alive at least that long; this takes one more reference.
-    unsafe {
-        Arc::increment_strong_count(run);
-        Some(Arc::from_raw(run))
+    let found = HERE.try_with(|h| {
+        // SAFETY: a shared look at the current scope (see `with`); cloning an `Arc` runs no
+        // user code.
+        if let Some(shared) = unsafe { &(*h.current()).runner } {
+            return Some(shared.clone());
+        }
+        let run = h.run.get();
+        if run.is_null() {
+            return None;
+        }
+        // SAFETY: non-null only while a `RunGuard` lives, and the Runner keeps its
+        // `Arc<Shared>` (which `run` points into) alive at least that long; this takes one
+        // more reference.
+        unsafe {
+            Arc::increment_strong_count(run);
+            Some(Arc::from_raw(run))
+        }
+    });
+    match found {
+        Ok(Some(shared)) => Some(shared),
+        _ => runner_of_current_runtime(),
     }
 }
 
+fn is_main(h: &Here) -> bool {
+    match h.main.get() {
+        MAIN_YES => true,
+        MAIN_NO => false,
+        _ => {
+            let main = ask_is_main_thread();
+            h.main.set(if main { MAIN_YES } else { MAIN_NO });
+            main
+        }
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn ask_is_main_thread() -> bool {
+    // SAFETY: plain syscalls without arguments.
+    unsafe { libc::syscall(libc::SYS_gettid) as libc::pid_t == libc::getpid() }
+}
+
+#[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
+fn ask_is_main_thread() -> bool {
+    // SAFETY: no arguments, no preconditions.
+    unsafe { libc::pthread_main_np() == 1 }
+}
+
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd"
+)))]
+fn ask_is_main_thread() -> bool {
+    false
+}
+
 /// The live Runners by runtime, for code that runs on a Runner's runtime but outside its
-/// tasks (plain `tokio::spawn` tasks on worker threads). Weak, and left at close: the table
-/// keeps nothing alive.
+/// tasks (plain `tokio::spawn` tasks on worker threads). Weak: the table keeps nothing alive.
 static RUNTIMES: Mutex<Vec<(runtime::Id, Weak<Shared>)>> = Mutex::new(Vec::new());
 
 /// Makes `shared` findable from its runtime's threads (at lazy init).
@@ -194,12 +350,14 @@ fn runner_of_current_runtime() -> Option<Arc<Shared>> {
 /// only inside a tokio context; the budget is left as it was. A poll wrapped in
 /// `tokio::task::unconstrained` looks unconstrained too (callers that block make sure of it
 /// some other way).
+#[inline]
 pub(crate) fn in_tokio_poll() -> bool {
-    if Handle::try_current().is_err() {
-        return false;
-    }
-    let waker = noop_waker();
-    let mut cx = TaskCx::from_waker(&waker);
+    Handle::try_current().is_ok() && budget_says_polling()
+}
+
+#[cold]
+fn budget_says_polling() -> bool {
+    let mut cx = TaskCx::from_waker(Waker::noop());
     // The first guard remembers the budget as it was; dropping it puts that back.
     let mut first = None;
     for _ in 0..=u8::MAX as usize {
@@ -214,13 +372,4 @@ pub(crate) fn in_tokio_poll() -> bool {
         }
     }
     false
-}
-
-/// A waker that does nothing (`Waker::noop` is newer than this crate's MSRV). The budget
-/// probe above never leaves it anywhere: it stops before the budget runs out.
-fn noop_waker() -> Waker {
-    const VTABLE: RawWakerVTable = RawWakerVTable::new(|_| RAW, |_| {}, |_| {}, |_| {});
-    const RAW: RawWaker = RawWaker::new(std::ptr::null(), &VTABLE);
-    // SAFETY: every vtable function ignores the (null) data pointer.
-    unsafe { Waker::from_raw(RAW) }
 }

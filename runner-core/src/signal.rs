@@ -76,7 +76,6 @@ impl StopSignal {
 
 #[cfg(all(unix, not(runner_loom)))]
 mod imp {
-    use std::cell::Cell;
     // Process-wide statics need `const` constructors: std's, not `crate::sync`'s (see there).
     use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
     use std::sync::{Arc, Mutex};
@@ -96,45 +95,6 @@ mod imp {
     static INSTALL_INT: AtomicU8 = AtomicU8::new(UNKNOWN);
     static INSTALL_TERM: AtomicU8 = AtomicU8::new(UNKNOWN);
     static INSTALL_LOCK: Mutex<()> = Mutex::new(());
-
-    thread_local! {
-        // Whether this is the process's main thread never changes: ask the OS once.
-        static IS_MAIN: Cell<Option<bool>> = const { Cell::new(None) };
-    }
-
-    fn is_main_thread() -> bool {
-        IS_MAIN.with(|cell| match cell.get() {
-            Some(known) => known,
-            None => {
-                let known = ask_is_main_thread();
-                cell.set(Some(known));
-                known
-            }
-        })
-    }
-
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    fn ask_is_main_thread() -> bool {
-        // SAFETY: plain syscalls without arguments.
-        unsafe { libc::syscall(libc::SYS_gettid) as libc::pid_t == libc::getpid() }
-    }
-
-    #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
-    fn ask_is_main_thread() -> bool {
-        // SAFETY: no arguments, no preconditions.
-        unsafe { libc::pthread_main_np() == 1 }
-    }
-
-    #[cfg(not(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "macos",
-        target_os = "ios",
-        target_os = "freebsd"
-    )))]
-    fn ask_is_main_thread() -> bool {
-        false
-    }
 
     const PID1_UNKNOWN: u8 = 0;
     const PID1_YES: u8 = 1;
@@ -460,9 +420,6 @@ mod imp {
     /// was 2 of the 1382 instructions of a warm run (callgrind).
     #[inline]
     pub(crate) fn arm(main: &TaskState, wanted: Wanted) -> Option<Armed> {
-        if !is_main_thread() {
-            return None;
-        }
         let mut signals = Arming::default();
         if wanted.sigint && installed(StopSignal::Interrupt) {
             signals = signals.with(StopSignal::Interrupt);
@@ -508,8 +465,10 @@ mod imp {
 }
 
 /// Arms the `wanted` signals for the run whose main task is `main`, where the rules allow
-/// (main thread, signal still at its default disposition). `None`: nothing was armed.
+/// (signal still at its default disposition). `wanted` asks for nothing off the process's
+/// main thread (the run knows: `scope::RunGuard::main_thread`). `None`: nothing was armed.
 /// `main` is the record inside the main task's `Arc<TaskState>`, alive until disarm.
+#[inline]
 pub(crate) fn arm(main: &TaskState, wanted: Wanted) -> Option<Armed> {
     if !wanted.any() {
         return None;

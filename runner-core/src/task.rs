@@ -8,7 +8,6 @@ use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context as TaskCx, Poll};
 
-use crate::context::CtxState;
 use crate::error::TaskError;
 use crate::guarded::{Guarded, Outcome};
 use crate::scope::{self, Scope};
@@ -343,7 +342,7 @@ fn wrap<F: Future>(
     shared.register(&state);
     let guarded = Guarded::new(
         fut,
-        CtxState::copy_current(),
+        scope::copy_ctx(),
         state.clone(),
         Some(shared.clone()),
         shared.debug,
@@ -381,7 +380,7 @@ where
     let state = Arc::new(TaskState::new(location, Origin::Blocking));
     let job = BlockingJob::start(shared.clone(), location);
     let mut scope = Scope {
-        ctx: CtxState::copy_current(),
+        ctx: scope::copy_ctx(),
         runner: Some(shared.clone()),
         task: None,
         // asyncio lets executor threads start a loop of their own: so do we.
@@ -390,9 +389,7 @@ where
     let job_state = state.clone();
     let handle = shared.handle.spawn_blocking(move || {
         let _job = job;
-        let entered = scope::Entered::new(&mut scope);
-        let result = panic::catch_unwind(AssertUnwindSafe(f));
-        drop(entered);
+        let result = scope::poll_in(&mut scope, || panic::catch_unwind(AssertUnwindSafe(f)));
         let outcome = match result {
             Ok(value) => Outcome::Done(value),
             Err(payload) => {
