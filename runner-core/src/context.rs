@@ -308,7 +308,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         // scope while it is being changed (see `scope::with`), and a drop can run user code.
         let (ctx, old, _replaced) = scope::with(|s| {
             let (map, old) = inserted(s.ctx.map.as_deref(), id, Arc::new(value));
-            let replaced = std::mem::replace(&mut s.ctx.map, Some(map));
+            let replaced = s.ctx.map.replace(map);
             (s.ctx.id(), old, replaced)
         })
         .unwrap_or((0, None, None));
