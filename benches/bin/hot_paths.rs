@@ -6,6 +6,9 @@
 //! on) / `Runtime::block_on` of a ready future.
 //! `hot_paths spawn_join runner|tokio N`: N `runner::spawn(..).await` (10 context variables
 //! set) / `tokio::spawn(..).await`, inside one run.
+//! `hot_paths run_warm|spawn_join ratio N ROUNDS`: ROUNDS rounds of N iterations, runner and
+//! tokio interleaved in one process; prints the median time per iteration of each side and
+//! the median of the per-round ratios (drift on a shared machine hits both sides of a round).
 
 use std::hint::black_box;
 
@@ -15,7 +18,7 @@ static VARS: [ContextVar<u64>; 10] = [const { ContextVar::new("bench") }; 10];
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: hot_paths run_warm|spawn_join runner|tokio N";
+    let usage = "usage: hot_paths run_warm|spawn_join runner|tokio|ratio N [ROUNDS]";
     let (path, side) = (args.next().expect(usage), args.next().expect(usage));
     let n: u64 = args.next().and_then(|n| n.parse().ok()).expect(usage);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -30,7 +33,55 @@ fn main() {
             }
         })
         .unwrap();
-    match (path.as_str(), side.as_str()) {
+    if side == "ratio" {
+        let rounds: usize = args.next().and_then(|n| n.parse().ok()).expect(usage);
+        let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let r = time_side(&path, "runner", n, &rt, &mut runner);
+            let t = time_side(&path, "tokio", n, &rt, &mut runner);
+            ours.push(r);
+            theirs.push(t);
+            ratios.push(r / t);
+        }
+        println!(
+            "{path}: runner {:.1} ns, tokio {:.1} ns, ratio {:.3} (medians of {rounds} \
+             interleaved rounds of {n})",
+            median(&mut ours),
+            median(&mut theirs),
+            median(&mut ratios)
+        );
+        return;
+    }
+    run_side(&path, &side, n, &rt, &mut runner);
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+/// Nanoseconds per iteration of `side` over `n` iterations.
+fn time_side(
+    path: &str,
+    side: &str,
+    n: u64,
+    rt: &tokio::runtime::Runtime,
+    runner: &mut runner::Runner,
+) -> f64 {
+    let start = std::time::Instant::now();
+    run_side(path, side, n, rt, runner);
+    start.elapsed().as_nanos() as f64 / n as f64
+}
+
+fn run_side(
+    path: &str,
+    side: &str,
+    n: u64,
+    rt: &tokio::runtime::Runtime,
+    runner: &mut runner::Runner,
+) {
+    let usage = "usage: hot_paths run_warm|spawn_join runner|tokio|ratio N [ROUNDS]";
+    match (path, side) {
         ("run_warm", "runner") => {
             for _ in 0..n {
                 runner.run(black_box(async {})).unwrap();

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::task::{Context as TaskCx, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::debug::{Report, ReportKind};
 use crate::error::{dispose, panic_message};
@@ -17,7 +17,7 @@ use crate::local::LocalTasks;
 use crate::scope::{self, Scope};
 use crate::shared::Shared;
 use crate::signal;
-use crate::task_state::{Decision, TaskState};
+use crate::task_state::{Decision, StopSignal, TaskState};
 use crate::vars::CtxState;
 
 /// What a wrapped future came to.
@@ -91,6 +91,52 @@ impl<F: Future> Guarded<F> {
         self.local = local;
         self
     }
+
+    /// One poll of the wrapped future in the task's scope: delivers a pending cancel request
+    /// by dropping the future, else polls it, catching its panic. `TIMED` (debug mode) also
+    /// gives how long the poll took and which signal dropped the task; without it the
+    /// compiler drops that bookkeeping from the common path.
+    #[inline(always)]
+    fn step<const TIMED: bool>(
+        inner: &mut Option<F>,
+        scope: &mut Scope,
+        state: &TaskState,
+        cx: &mut TaskCx<'_>,
+    ) -> (Step<F::Output>, Option<Duration>, Option<StopSignal>) {
+        // One access of the thread's record for the whole poll (see `scope`).
+        scope::poll_in(scope, || {
+            if state.decide() == Decision::Drop {
+                // Not observing: the cancel request drops the future where it stands.
+                let step = match Self::drop_inner(inner) {
+                    Some(payload) => Step::Panicked(payload),
+                    None => Step::Cancelled,
+                };
+                return (step, None, TIMED.then(|| state.stop_signal()).flatten());
+            }
+            let Some(fut) = inner.as_mut() else {
+                return (Step::Pending, None, None);
+            };
+            // SAFETY: `fut` stays where it is inside the pinned `Guarded`.
+            let fut = unsafe { Pin::new_unchecked(fut) };
+            let started = TIMED.then(Instant::now);
+            let result = panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx)));
+            let took = started.map(|s| s.elapsed());
+            let step = match result {
+                Ok(Poll::Pending) => Step::Pending,
+                Ok(Poll::Ready(value)) => match Self::drop_inner(inner) {
+                    None => Step::Done(value),
+                    Some(payload) => Step::Panicked(payload),
+                },
+                Err(payload) => {
+                    if let Some(again) = Self::drop_inner(inner) {
+                        dispose(again);
+                    }
+                    Step::Panicked(payload)
+                }
+            };
+            (step, took, None)
+        })
+    }
 }
 
 impl<F> Guarded<F> {
@@ -139,51 +185,23 @@ impl<F: Future> Future for Guarded<F> {
             *waker_set = true;
             *armed = signal::arm(state, *signals);
         }
-        let timed = *debug;
-        // One access of the thread's record for the whole poll (see `scope`).
-        let (step, took, dropped_by) = scope::poll_in(scope, || {
-            if state.decide() == Decision::Drop {
-                // Not observing: the cancel request drops the future where it stands.
-                let step = match Self::drop_inner(inner) {
-                    Some(payload) => Step::Panicked(payload),
-                    None => Step::Cancelled,
-                };
-                return (step, None, state.stop_signal());
-            }
-            let Some(fut) = inner.as_mut() else {
-                return (Step::Pending, None, None);
-            };
-            // SAFETY: `fut` stays where it is inside the pinned `Guarded`.
-            let fut = unsafe { Pin::new_unchecked(fut) };
-            let started = timed.then(Instant::now);
-            let result = panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx)));
-            let took = started.map(|s| s.elapsed());
-            let step = match result {
-                Ok(Poll::Pending) => Step::Pending,
-                Ok(Poll::Ready(value)) => match Self::drop_inner(inner) {
-                    None => Step::Done(value),
-                    Some(payload) => Step::Panicked(payload),
-                },
-                Err(payload) => {
-                    if let Some(again) = Self::drop_inner(inner) {
-                        dispose(again);
-                    }
-                    Step::Panicked(payload)
-                }
-            };
-            (step, took, None)
-        });
-        if *debug && (took.is_some() || dropped_by.is_some()) {
+        let step = if *debug {
+            let (step, took, dropped_by) = Self::step::<true>(inner, scope, state, cx);
             // The main task has no `runner` of its own: it finds it through the run.
-            if let Some(shared) = scope.runner.clone().or_else(scope::current_runner) {
-                if let Some(signal) = dropped_by {
-                    shared.report_main_task_dropped(state, signal);
-                }
-                if let Some(took) = took {
-                    shared.check_slow_poll(state, took);
+            if took.is_some() || dropped_by.is_some() {
+                if let Some(shared) = scope.runner.clone().or_else(scope::current_runner) {
+                    if let Some(signal) = dropped_by {
+                        shared.report_main_task_dropped(state, signal);
+                    }
+                    if let Some(took) = took {
+                        shared.check_slow_poll(state, took);
+                    }
                 }
             }
-        }
+            step
+        } else {
+            Self::step::<false>(inner, scope, state, cx).0
+        };
         let outcome = match step {
             Step::Pending => {
                 // SAFETY: non-null only for a main task, while its Runner holds `Shared`.
@@ -240,7 +258,12 @@ impl<F> Drop for Guarded<F> {
         drop(self.armed.take());
         if self.scope.task.is_some() {
             // SAFETY: `scope.task` keeps the record alive.
-            finish(unsafe { self.state.as_ref() }, &self.scope);
+            let state = unsafe { self.state.as_ref() };
+            // Ended at its last poll already (the common case): a load, not another RMW.
+            // Only this wrapper marks its task done, so the load sees its own mark.
+            if !state.is_done() {
+                finish(state, &self.scope);
+            }
         }
     }
 }

@@ -145,10 +145,13 @@ pub(crate) fn copy_ctx() -> CtxState {
 /// `f` made of it afterwards. Should `f` unwind, the previous scope is current again.
 #[inline]
 pub(crate) fn poll_in<R>(scope: &mut Scope, f: impl FnOnce() -> R) -> R {
-    struct Back<'a>(&'a Cell<*mut Scope>, *mut Scope);
+    /// The previous scope and its borrow flag (the flag belongs to the scope: a scope
+    /// swapped in, e.g. by a task dropped inside `runner::spawn`, starts unborrowed).
+    struct Back<'a>(&'a Here, *mut Scope, isize);
     impl Drop for Back<'_> {
         fn drop(&mut self) {
-            self.0.set(self.1);
+            self.0.current.set(self.1);
+            self.0.borrow.set(self.2);
         }
     }
     let here = HERE.try_with(|h| {
@@ -158,7 +161,7 @@ pub(crate) fn poll_in<R>(scope: &mut Scope, f: impl FnOnce() -> R) -> R {
     });
     match here {
         Ok(here) => {
-            let _back = Back(&here.current, here.current.replace(scope));
+            let _back = Back(here, here.current.replace(scope), here.borrow.replace(0));
             f()
         }
         // The thread is being torn down: run without a record.
@@ -277,6 +280,27 @@ pub(crate) fn current_runner() -> Option<Arc<Shared>> {
         Ok(Some(shared)) => Some(shared),
         _ => runner_of_current_runtime(),
     }
+}
+
+/// Runs `f` with the Runner running the current code (as [`current_runner`] finds it),
+/// borrowed where that costs no reference count: `runner::spawn` clones it once, for the
+/// task. `f` must not change the current scope (it runs under a read of it).
+#[inline]
+pub(crate) fn with_runner<R>(f: impl FnOnce(&Arc<Shared>) -> R) -> Option<R> {
+    let mut f = Some(f);
+    let mut call = |shared: &Arc<Shared>| f.take().map(|f| f(shared));
+    if let Some(done) = read(|s| s.runner.as_ref().and_then(&mut call)).flatten() {
+        return Some(done);
+    }
+    let run = HERE.try_with(|h| h.run.get()).unwrap_or(std::ptr::null());
+    if !run.is_null() {
+        // SAFETY: non-null only while a `RunGuard` lives, and the Runner keeps its
+        // `Arc<Shared>` (which `run` points into) alive at least that long; borrowed, never
+        // dropped here.
+        let shared = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(run) });
+        return call(&shared);
+    }
+    call(&runner_of_current_runtime()?)
 }
 
 fn is_main(h: &Here) -> bool {

@@ -132,6 +132,7 @@ mod imp {
     }
 
     /// `true` once `signal` has our handler; the first call decides, under a lock.
+    #[inline]
     fn installed(signal: StopSignal) -> bool {
         match install_state(signal).load(Ordering::Acquire) {
             INSTALLED => true,
@@ -479,6 +480,7 @@ pub(crate) fn arm(main: &TaskState, wanted: Wanted) -> Option<Armed> {
 impl Armed {
     /// Disarms, and tells which signal reached this run, if one did: from here on that
     /// signal (or any other) is past the run.
+    #[inline]
     pub(crate) fn disarm(self) -> Option<StopSignal> {
         let hit = imp::disarm();
         std::mem::forget(self);

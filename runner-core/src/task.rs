@@ -222,12 +222,18 @@ impl<T> fmt::Debug for Task<T> {
 fn running_runner(what: &str) -> Arc<Shared> {
     match scope::current_runner() {
         Some(shared) => shared,
-        None => panic!(
-            "{what} must be called inside Runner::run: from the main task, a task it \
-             spawned, or a tokio task on the Runner's runtime; no runner is running here \
-             (to start one from plain code, use runner::run or Runner::run)"
-        ),
+        None => no_runner(what),
     }
+}
+
+#[cold]
+#[track_caller]
+fn no_runner(what: &str) -> ! {
+    panic!(
+        "{what} must be called inside Runner::run: from the main task, a task it spawned, \
+         or a tokio task on the Runner's runtime; no runner is running here (to start one \
+         from plain code, use runner::run or Runner::run)"
+    )
 }
 
 /// Starts `fut` as a new task of the running Runner (asyncio's `create_task`).
@@ -262,10 +268,16 @@ where
     F::Output: Send + 'static,
 {
     let location = Location::caller();
-    let shared = running_runner("runner::spawn");
-    let (state, guarded) = wrap(location, Origin::Spawned, &shared, fut);
-    let handle = shared.handle.spawn(guarded);
-    Task::new(handle, state, &shared)
+    // The Runner borrowed, not cloned: the task's wrapper takes the one reference it needs.
+    let spawned = scope::with_runner(|shared| {
+        let (state, guarded) = wrap(location, Origin::Spawned, shared, fut);
+        let handle = shared.handle.spawn(guarded);
+        Task::new(handle, state, shared)
+    });
+    match spawned {
+        Some(task) => task,
+        None => no_runner("runner::spawn"),
+    }
 }
 
 /// Starts the `!Send` future `fut` as a new task of the running Runner, on the Runner's own

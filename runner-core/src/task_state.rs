@@ -186,7 +186,10 @@ impl TaskState {
         self.cancel.store(waker, Ordering::Relaxed);
         self.signal.store(0, Ordering::Relaxed);
         self.flags.store(0, Ordering::Relaxed);
-        *self.rare.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
+        let rare = self.rare.get_mut().unwrap_or_else(|e| e.into_inner());
+        if rare.is_some() {
+            *rare = None;
+        }
     }
 
     /// Stores the task's waker at its first poll, keeping the one already there if it wakes
@@ -197,6 +200,7 @@ impl TaskState {
     /// Nothing may read the slot meanwhile: either it is empty (readers see no `WAKER`), or
     /// its owner cannot be cancelled yet (a reused main-task record, before its run arms
     /// signal handling; nobody else can reach it).
+    #[inline]
     pub(crate) unsafe fn set_waker(&self, waker: &Waker) {
         if self.cancel.load(Ordering::Relaxed) & WAKER != 0 {
             self.waker.with_mut(|slot| {
