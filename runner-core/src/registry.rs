@@ -29,12 +29,22 @@ pub(crate) type ShutdownPanic = (&'static Location<'static>, String, String);
 /// and the real count is set with one subtraction at the end instead of an add per task.
 const TAKING: usize = usize::MAX / 2;
 
-/// A slab: O(1) in and out.
+/// A slab of the pending tasks' records: O(1) in and out.
+///
+/// It holds plain pointers, not `Arc`s: a spawn and its end would otherwise pay an atomic
+/// increment and decrement each. A record is alive while it is here: the task's wrapper
+/// holds an `Arc` to it, and takes it out of here (under the lock, `deregister`) before
+/// letting that go; the close pass takes `Arc`s of its own under the lock before it lets
+/// tasks go on ending (`begin_pass`).
 #[derive(Default)]
 struct Slab {
-    slots: Vec<Option<Arc<TaskState>>>,
+    slots: Vec<*const TaskState>,
     free: Vec<usize>,
 }
+
+// SAFETY: the pointers are only followed under the registry's lock, while their records are
+// alive (see `Slab`); `TaskState` is `Send + Sync`.
+unsafe impl Send for Slab {}
 
 pub(crate) struct Registry {
     tasks: Mutex<Slab>,
@@ -59,11 +69,11 @@ impl Registry {
         let slot = match reg.free.pop() {
             Some(slot) => slot,
             None => {
-                reg.slots.push(None);
+                reg.slots.push(std::ptr::null());
                 reg.slots.len() - 1
             }
         };
-        reg.slots[slot] = Some(task.clone());
+        reg.slots[slot] = Arc::as_ptr(task);
         task.slot.store(slot, Ordering::Release);
     }
 
@@ -81,13 +91,9 @@ impl Registry {
         // The slot is only the task's own if the record there is this one: the pass may
         // have taken the registry the task was in, and another task may hold that index
         // in the fresh one (or the fresh one may be shorter).
-        let ours = reg
-            .slots
-            .get(slot)
-            .and_then(Option::as_deref)
-            .is_some_and(|t| std::ptr::eq(t, task));
+        let ours = reg.slots.get(slot).is_some_and(|t| std::ptr::eq(*t, task));
         if slot != NO_SLOT && ours {
-            reg.slots[slot] = None;
+            reg.slots[slot] = std::ptr::null();
             reg.free.push(slot);
         }
     }
@@ -110,17 +116,34 @@ impl Registry {
     /// ones a slow close waits for), for its reports.
     pub(crate) fn begin_pass(&self, with_local: bool) -> Vec<Arc<TaskState>> {
         self.pass_left.store(TAKING, Ordering::Release);
-        let pass = std::mem::take(&mut *lock(&self.tasks));
+        // Under the lock no task of the slab can leave it (its `deregister` waits), so each
+        // record is alive here: take an `Arc` of it, which keeps it alive while the pass asks
+        // it to cancel and the task, no longer held back, may end at once.
+        let pass: Vec<Arc<TaskState>> = {
+            let mut reg = lock(&self.tasks);
+            let slab = std::mem::take(&mut *reg);
+            slab.slots
+                .into_iter()
+                .filter(|task| !task.is_null())
+                .map(|task| {
+                    // SAFETY: alive (above); one more strong reference, given back by the
+                    // `Arc` made from it.
+                    unsafe {
+                        Arc::increment_strong_count(task);
+                        Arc::from_raw(task)
+                    }
+                })
+                .collect()
+        };
         let mut joined = 0;
         let mut observing = Vec::new();
-        for task in pass.slots.into_iter().flatten() {
+        for task in pass {
             if !with_local && task.is_local() {
                 continue;
             }
             if task.join_close_pass() {
                 joined += 1;
                 task.request_cancel(None);
-                // Moved, not cloned: no reference count touched for the common case.
                 if task.is_observed() {
                     observing.push(task);
                 }
@@ -157,7 +180,9 @@ impl Registry {
     /// Where each pending registered task was spawned, and how reports name it.
     pub(crate) fn pending(&self) -> Vec<(&'static Location<'static>, String)> {
         let reg = lock(&self.tasks);
-        let pending = reg.slots.iter().flatten().filter(|t| !t.is_done());
+        // SAFETY: under the lock, the records of the slab are alive (see `Slab`).
+        let records = reg.slots.iter().filter_map(|t| unsafe { t.as_ref() });
+        let pending = records.filter(|t| !t.is_done());
         pending.map(|t| (t.location, t.describe())).collect()
     }
 }
