@@ -66,6 +66,14 @@ fn observers(word: u64) -> u64 {
     word / OBSERVER
 }
 
+/// `true` if `a` and `b` wake the same task. `Waker::will_wake` compares the vtables' addresses,
+/// and tokio's `block_on` hands out a waker whose clone has a vtable of equal functions at
+/// another address: each run would then clone its waker anew (two atomic RMWs on the run's
+/// path). The vtables' functions are compared instead.
+fn same_waker(a: &Waker, b: &Waker) -> bool {
+    a.data() == b.data() && a.vtable() == b.vtable()
+}
+
 /// What the wrapper does at a poll (see [`TaskState::decide`]).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Decision {
@@ -206,7 +214,7 @@ impl TaskState {
             self.waker.with_mut(|slot| {
                 // SAFETY: initialized (WAKER is set); nobody reads it meanwhile (above).
                 let current = unsafe { (*slot).assume_init_mut() };
-                if !current.will_wake(waker) {
+                if !same_waker(current, waker) {
                     current.clone_from(waker);
                 }
             });
@@ -342,7 +350,7 @@ impl TaskState {
         let rare = rare.get_or_insert_with(Box::default);
         if let Some(id) = *id {
             if let Some((_, slot)) = rare.watchers.iter_mut().find(|(w, _)| *w == id) {
-                if !slot.will_wake(waker) {
+                if !same_waker(slot, waker) {
                     slot.clone_from(waker);
                 }
                 return;
