@@ -55,6 +55,55 @@ impl DroppedOn {
     }
 }
 
+/// `#[runner::main(flavor = "local")]` on a fn the test calls: the body, its plain tokio
+/// task and its runner tasks all use `tokio::task::spawn_local`, with an `Rc`.
+#[runner::main(flavor = "local")]
+async fn local_main() -> (u32, usize) {
+    let shared = Rc::new(std::cell::Cell::new(0));
+    let own = tokio::task::spawn_local({
+        let shared = shared.clone();
+        async move {
+            tokio::task::yield_now().await;
+            shared.set(shared.get() + 1);
+            shared.get()
+        }
+    });
+    let from_plain = tokio::spawn(async {
+        tokio::task::spawn_local(async { *Rc::new(10) })
+            .await
+            .unwrap()
+    });
+    let from_runner = runner::spawn(async {
+        tokio::task::spawn_local(async { *Rc::new(20) })
+            .await
+            .unwrap()
+    });
+    let from_runner_local = runner::spawn_local({
+        let rc = Rc::new(3);
+        async move {
+            tokio::task::spawn_local(async move { 100 + *rc })
+                .await
+                .unwrap()
+        }
+    });
+    let sum = own.await.unwrap()
+        + from_plain.await.unwrap()
+        + from_runner.await.unwrap()
+        + from_runner_local.await.unwrap();
+    (sum, Rc::strong_count(&shared))
+}
+
+#[test]
+fn runner_main_flavor_local_runs_tokio_spawn_local_in_every_task() {
+    common::watchdog(common::TEST_LIMIT);
+    let (sum, holders) = local_main();
+    assert_eq!(sum, 1 + 10 + 20 + 103);
+    assert_eq!(
+        holders, 1,
+        "the finished task's clone of the Rc was dropped"
+    );
+}
+
 #[test]
 fn a_local_loop_reports_the_current_thread_flavor_and_takes_tokio_spawn_local() {
     common::watchdog(common::TEST_LIMIT);
