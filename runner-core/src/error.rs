@@ -35,6 +35,27 @@ pub enum RunError {
     /// that builds one), which runs only on the thread that built it, `home`, and this call
     /// came from another thread, `here`. Call `run`, `run_in_context` and `get_loop` on
     /// `home`; the Runner is left as it was.
+    ///
+    /// ```
+    /// # use runner_core as runner;
+    /// let mut runner = runner::Runner::builder()
+    ///     .loop_factory(|| {
+    ///         tokio::runtime::Builder::new_current_thread()
+    ///             .enable_all()
+    ///             .build_local(Default::default())
+    ///     })
+    ///     .build();
+    /// runner.run(async {}).unwrap(); // builds the loop on this thread
+    /// let home = std::thread::current().id();
+    /// let mut runner = std::thread::spawn(move || {
+    ///     let err = runner.run(async {}).unwrap_err();
+    ///     assert!(matches!(err, runner::RunError::WrongThread { home: h, .. } if h == home));
+    ///     runner // a Runner is Send: take it back home
+    /// })
+    /// .join()
+    /// .unwrap();
+    /// runner.run(async {}).unwrap();
+    /// ```
     WrongThread {
         /// The thread that built the loop, where alone it runs.
         home: std::thread::ThreadId,
