@@ -5,6 +5,7 @@ mod common;
 
 use std::future::pending;
 use std::io;
+use std::rc::Rc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,61 @@ async fn current_thread_flavor_runs_on_a_current_thread_runtime() {
 async fn multi_thread_flavor_runs_on_a_multi_thread_runtime() {
     common::watchdog(common::TEST_LIMIT);
     assert_eq!(flavor(), RuntimeFlavor::MultiThread);
+}
+
+#[runner::test(flavor = "local")]
+async fn local_flavor_runs_tokio_spawn_local_in_the_body_and_in_plain_tasks() {
+    common::watchdog(common::TEST_LIMIT);
+    // tokio's `LocalRuntime` is a current-thread runtime that also takes local tasks.
+    assert_eq!(flavor(), RuntimeFlavor::CurrentThread);
+    let rc = Rc::new(40); // not Send
+    let own = tokio::task::spawn_local({
+        let rc = rc.clone();
+        async move {
+            tokio::task::yield_now().await;
+            *rc + 1
+        }
+    });
+    // A plain tokio task (Send) may start local tasks too: it runs on the same thread.
+    let from_plain = tokio::spawn(async {
+        tokio::task::spawn_local(async { *Rc::new(1) })
+            .await
+            .unwrap()
+    });
+    let from_runner = runner::spawn_local(async move { *rc - 40 });
+    let sum = own.await.unwrap() + from_plain.await.unwrap() + from_runner.await.unwrap();
+    assert_eq!(sum, 42);
+}
+
+#[runner::test]
+async fn a_runtime_has_no_name_by_default() {
+    common::watchdog(common::TEST_LIMIT);
+    assert_eq!(Handle::current().name(), None);
+}
+
+#[runner::test(name = "my-test-runtime")]
+async fn name_names_the_runtime() {
+    common::watchdog(common::TEST_LIMIT);
+    assert_eq!(flavor(), RuntimeFlavor::CurrentThread);
+    assert_eq!(Handle::current().name(), Some("my-test-runtime"));
+}
+
+#[runner::test(flavor = "multi_thread", worker_threads = 2, name = "two workers")]
+async fn name_names_a_multi_thread_runtime() {
+    common::watchdog(common::TEST_LIMIT);
+    assert_eq!(flavor(), RuntimeFlavor::MultiThread);
+    assert_eq!(Handle::current().metrics().num_workers(), 2);
+    assert_eq!(Handle::current().name(), Some("two workers"));
+}
+
+#[runner::test(flavor = "local", name = " local-rt ", timeout = "5s")]
+async fn name_names_a_local_runtime_as_written() {
+    common::watchdog(common::TEST_LIMIT);
+    assert_eq!(Handle::current().name(), Some(" local-rt "));
+    let value = tokio::task::spawn_local(async { *Rc::new(7) })
+        .await
+        .unwrap();
+    assert_eq!(value, 7);
 }
 
 #[runner::test(flavor = "multi_thread", worker_threads = 3)]

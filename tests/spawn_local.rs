@@ -1,5 +1,6 @@
 //! `runner::spawn_local`: `!Send` futures as full tasks of the Runner, on its own thread,
-//! on every loop flavor, with no `LocalSet` to set up.
+//! on every loop flavor, with no `LocalSet` to set up: on a tokio `LocalRuntime` loop too,
+//! where they are tasks of the runtime itself.
 
 mod common;
 
@@ -9,8 +10,30 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{builder, CountOnDrop, Reports, FLAVORS};
-use runner::{ContextVar, ReportKind, TaskError};
+use common::{CountOnDrop, Flavor, Reports};
+use runner::{Builder, ContextVar, ReportKind, TaskError};
+
+/// The loops `spawn_local` is checked on: the two of `common`, and a tokio `LocalRuntime`.
+#[derive(Clone, Copy, Debug)]
+enum Loop {
+    CurrentThread,
+    MultiThread,
+    Local,
+}
+
+const LOOPS: [Loop; 3] = [Loop::CurrentThread, Loop::MultiThread, Loop::Local];
+
+fn builder(kind: Loop) -> Builder {
+    match kind {
+        Loop::CurrentThread => common::builder(Flavor::CurrentThread),
+        Loop::MultiThread => common::builder(Flavor::MultiThread),
+        Loop::Local => common::builder(Flavor::CurrentThread).loop_factory(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build_local(Default::default())
+        }),
+    }
+}
 
 /// Records the thread it is dropped on.
 struct DropsOn(Arc<std::sync::Mutex<Option<std::thread::ThreadId>>>);
@@ -33,7 +56,7 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 
 #[test]
 fn a_non_send_future_runs_as_a_task_and_gives_its_value() {
-    for flavor in FLAVORS {
+    for flavor in LOOPS {
         let mut runner = builder(flavor).debug(Some(false)).build();
         let caller = std::thread::current().id();
         let (value, thread) = runner
@@ -58,7 +81,7 @@ fn a_non_send_future_runs_as_a_task_and_gives_its_value() {
 
 #[test]
 fn a_local_task_may_spawn_local_tasks() {
-    for flavor in FLAVORS {
+    for flavor in LOOPS {
         let mut runner = builder(flavor).debug(Some(false)).build();
         let sum = runner
             .run(async {
@@ -77,7 +100,7 @@ fn a_local_task_may_spawn_local_tasks() {
 #[test]
 fn a_local_task_gets_a_copy_of_the_spawners_context() {
     static ID: ContextVar<u32> = ContextVar::new("id");
-    for flavor in FLAVORS {
+    for flavor in LOOPS {
         let mut runner = builder(flavor).debug(Some(false)).build();
         let (seen, after) = runner
             .run(async {
@@ -99,7 +122,7 @@ fn a_local_task_gets_a_copy_of_the_spawners_context() {
 
 #[test]
 fn cancel_drops_a_local_task_and_cancelled_resolves_in_an_observing_one() {
-    for flavor in FLAVORS {
+    for flavor in LOOPS {
         let dropped = Arc::new(AtomicUsize::new(0));
         let mut runner = builder(flavor).debug(Some(false)).build();
         let d = dropped.clone();
@@ -137,7 +160,7 @@ fn cancel_drops_a_local_task_and_cancelled_resolves_in_an_observing_one() {
 
 #[test]
 fn local_tasks_pause_between_runs_and_resume_in_the_next() {
-    for flavor in FLAVORS {
+    for flavor in LOOPS {
         let mut runner = builder(flavor).debug(Some(false)).build();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let steps = runner
@@ -168,7 +191,7 @@ fn local_tasks_pause_between_runs_and_resume_in_the_next() {
 
 #[test]
 fn close_cancels_pending_local_tasks_on_the_runners_thread() {
-    for flavor in FLAVORS {
+    for flavor in LOOPS {
         let reports = Reports::default();
         let mut runner = reports.install(builder(flavor)).debug(Some(true)).build();
         let dropped_on = Arc::new(std::sync::Mutex::new(None));
@@ -220,7 +243,7 @@ fn close_cancels_pending_local_tasks_on_the_runners_thread() {
 fn close_frees_local_tasks_with_everything_they_hold() {
     // The set lives in the Runner's shared state and its tasks point back to it: close()
     // must break that circle, or each pending task would leak with what it holds.
-    for flavor in FLAVORS {
+    for flavor in LOOPS {
         let held = Arc::new(());
         for _ in 0..200 {
             let mut runner = builder(flavor).debug(Some(false)).build();
@@ -246,7 +269,7 @@ fn close_frees_local_tasks_with_everything_they_hold() {
 
 #[test]
 fn a_slow_poll_in_a_local_task_is_reported_as_that_task() {
-    for flavor in FLAVORS {
+    for flavor in LOOPS {
         let reports = Reports::default();
         let mut runner = reports
             .install(builder(flavor))
@@ -284,9 +307,7 @@ fn a_slow_poll_in_a_local_task_is_reported_as_that_task() {
 
 #[test]
 fn spawn_local_on_a_worker_thread_panics_saying_where_it_may_be_called() {
-    let mut runner = builder(common::Flavor::MultiThread)
-        .debug(Some(false))
-        .build();
+    let mut runner = builder(Loop::MultiThread).debug(Some(false)).build();
     let err = runner
         .run(async {
             // A task of a multi-thread loop runs on a worker thread, not the Runner's.
@@ -321,15 +342,65 @@ fn spawn_local_outside_a_runner_panics_saying_where_it_may_be_called() {
 
 #[test]
 fn on_a_current_thread_loop_any_task_may_spawn_local() {
-    let mut runner = builder(common::Flavor::CurrentThread)
-        .debug(Some(false))
-        .build();
-    let value = runner
+    for flavor in [Loop::CurrentThread, Loop::Local] {
+        let mut runner = builder(flavor).debug(Some(false)).build();
+        let value = runner
+            .run(async {
+                runner::spawn(async { runner::spawn_local(async { *Rc::new(5) }).await.unwrap() })
+                    .await
+                    .unwrap()
+            })
+            .unwrap();
+        assert_eq!(value, 5, "{flavor:?}");
+    }
+}
+
+#[test]
+fn on_a_local_loop_plain_tokio_tasks_may_spawn_local_on_the_runner() {
+    common::watchdog(common::TEST_LIMIT);
+    let mut runner = builder(Loop::Local).debug(Some(false)).build();
+    let caller = std::thread::current().id();
+    let (from_plain, from_tokio_local) = runner
         .run(async {
-            runner::spawn(async { runner::spawn_local(async { *Rc::new(5) }).await.unwrap() })
-                .await
-                .unwrap()
+            // A plain tokio task and a plain tokio local task: both on the Runner's thread.
+            let plain = tokio::spawn(async {
+                runner::spawn_local(async { (*Rc::new(1), std::thread::current().id()) })
+                    .await
+                    .unwrap()
+            });
+            let tokio_local = tokio::task::spawn_local(async {
+                let rc = Rc::new(2);
+                runner::spawn_local(async move { (*rc, std::thread::current().id()) })
+                    .await
+                    .unwrap()
+            });
+            (plain.await.unwrap(), tokio_local.await.unwrap())
         })
         .unwrap();
-    assert_eq!(value, 5);
+    assert_eq!(from_plain, (1, caller));
+    assert_eq!(from_tokio_local, (2, caller));
+}
+
+#[test]
+fn on_a_local_loop_spawn_local_inside_another_runtime_panics_saying_where_it_may_be_called() {
+    common::watchdog(common::TEST_LIMIT);
+    let mut runner = builder(Loop::Local).debug(Some(false)).build();
+    let payload = runner
+        .run(async {
+            let other = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let entered = other.enter();
+            // The Runner's thread, but tokio's current runtime is another one.
+            let spawned = std::panic::catch_unwind(|| drop(runner::spawn_local(async {})));
+            drop(entered);
+            other.shutdown_background();
+            spawned.unwrap_err()
+        })
+        .unwrap();
+    let message = panic_text(payload.as_ref());
+    assert!(
+        message.contains("must be called on the thread that runs the Runner's loop"),
+        "{message}"
+    );
 }

@@ -55,6 +55,19 @@ async fn main() {
 }
 "#;
 
+const LOCAL_MAIN: &str = r#"
+#[runner::main(flavor = "local", name = "rt-only-local")]
+async fn main() {
+    assert_eq!(tokio::runtime::Handle::current().name(), Some("rt-only-local"));
+    let rc = std::rc::Rc::new(6);
+    let local = tokio::task::spawn_local({
+        let rc = rc.clone();
+        async move { *rc * 7 }
+    });
+    println!("local answer {}", local.await.expect("local task"));
+}
+"#;
+
 const PAUSED_MAIN: &str = r#"
 #[runner::main(start_paused = true)]
 async fn main() {
@@ -86,6 +99,18 @@ async fn without_start_paused_the_clock_is_real() {
     let real = Instant::now();
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(real.elapsed() >= Duration::from_millis(50));
+}
+
+#[runner::test(flavor = "local", start_paused = true)]
+async fn a_local_runtime_starts_paused_too() {
+    let real = Instant::now();
+    let hour = tokio::task::spawn_local(async {
+        let on_the_clock = tokio::time::Instant::now();
+        tokio::time::sleep(HOUR).await;
+        on_the_clock.elapsed()
+    });
+    assert!(hour.await.unwrap() >= HOUR);
+    assert!(real.elapsed() < Duration::from_millis(500), "{:?}", real.elapsed());
 }
 
 #[runner::test(start_paused = true, timeout = "2s")]
@@ -232,13 +257,25 @@ fn rt_only_crate() -> PathBuf {
         "user_rt_only",
         &[],
         &["rt"],
-        &[("rt_only", RT_ONLY), ("rt_only_multi", MULTI_THREAD)],
+        &[
+            ("rt_only", RT_ONLY),
+            ("rt_only_multi", MULTI_THREAD),
+            ("rt_only_local", LOCAL_MAIN),
+        ],
     )
 }
 
 #[test]
 fn a_user_crate_with_only_tokio_rt_builds_and_runs_runner_main() {
     assert_eq!(build_and_run(&rt_only_crate(), "rt_only"), "answer 42\n");
+}
+
+#[test]
+fn local_flavor_with_a_name_needs_only_tokio_rt() {
+    assert_eq!(
+        build_and_run(&rt_only_crate(), "rt_only_local"),
+        "local answer 42\n"
+    );
 }
 
 /// The user-facing part of the error (the note after it points into runner's source).
@@ -336,6 +373,7 @@ fn start_paused_tests_with_tokio_test_util_skip_clock_time_but_not_their_timeout
         "an_hour_of_tokio_sleep_takes_no_real_time",
         "without_start_paused_the_clock_is_real",
         "an_hour_on_the_paused_clock_does_not_spend_a_2s_timeout",
+        "a_local_runtime_starts_paused_too",
         "the_timeout_counts_real_time_while_the_paused_clock_races_ahead",
     ] {
         assert!(

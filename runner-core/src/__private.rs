@@ -6,8 +6,9 @@ use std::io;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use tokio::runtime::Runtime;
+use tokio::runtime::{LocalRuntime, Runtime};
 
+pub use crate::event_loop::Loop;
 use crate::runner::{Builder, Runner};
 use crate::{die_by_sigint, die_by_sigterm, RunError};
 
@@ -196,8 +197,8 @@ pub trait TokioTestUtil {
     fn start_paused(&mut self, paused: bool) -> &mut Self;
 }
 
-/// Builds the runtime of `flavor = "multi_thread"` (with `worker_threads`, if given) or of
-/// `start_paused = true` from the builder the expansion made in the user's crate.
+/// Builds the runtime of `flavor = "multi_thread"` (with `worker_threads`, if given), of
+/// `start_paused = true` or of `name` from the builder the expansion made in the user's crate.
 pub fn build(builder: &mut RuntimeBuilder, worker_threads: Option<usize>) -> io::Result<Runtime> {
     if let Some(n) = worker_threads {
         builder.worker_threads(n);
@@ -208,6 +209,17 @@ pub fn build(builder: &mut RuntimeBuilder, worker_threads: Option<usize>) -> io:
 /// The loop factory behind `flavor = "current_thread"` (also the default).
 pub fn current_thread() -> io::Result<Runtime> {
     RuntimeBuilder::new_current_thread().enable_all().build()
+}
+
+/// Builds the `LocalRuntime` of `flavor = "local"` with `start_paused` or `name` from the
+/// builder the expansion made in the user's crate.
+pub fn build_local(builder: &mut RuntimeBuilder) -> io::Result<LocalRuntime> {
+    builder.enable_all().build_local(Default::default())
+}
+
+/// The loop factory behind `flavor = "local"`: tokio's `LocalRuntime`.
+pub fn local() -> io::Result<LocalRuntime> {
+    build_local(&mut RuntimeBuilder::new_current_thread())
 }
 
 #[cfg(test)]

@@ -6,11 +6,12 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::runtime::{Handle, Runtime};
+use tokio::runtime::Handle;
 
 use crate::deadline::{block_until, CatchUnwind};
 use crate::debug::{Report, ReportKind};
 use crate::error::{dispose, panic_message};
+use crate::event_loop::{HomeLoop, Loop, LoopRef};
 use crate::local::ElsewhereHome;
 use crate::progress::{self, Stage};
 use crate::scope::{self, Scope};
@@ -27,6 +28,9 @@ enum Waiting {
     /// makes sure of it: a poll that hides in `tokio::task::unconstrained` would otherwise
     /// make tokio panic.
     Helper,
+    /// On this thread, in a tokio context that is not a poll as far as runner can tell: a
+    /// `LocalRuntime`, which cannot go to a helper thread (see `shutdown`).
+    HereContained,
     /// Nowhere: this thread polls a task or a `block_on` future (ours or a foreign
     /// runtime's), and blocking it would stall that runtime, or make tokio panic.
     Nowhere,
@@ -46,26 +50,72 @@ fn waiting() -> Waiting {
 
 /// The four steps of `close()`. Never panics and never waits past its deadlines (as long as
 /// no poll, `Drop` or finalizer blocks its thread).
-pub(crate) fn shutdown(rt: Runtime, shared: Arc<Shared>, ctx: CtxState, timeout: Duration) {
+pub(crate) fn shutdown(rt: Loop, shared: Arc<Shared>, ctx: CtxState, timeout: Duration) {
     // The runtime stays findable from its threads until it is gone: plain tokio tasks that
     // still run during the close (its step 1 lets them) may `runner::spawn`, `at_close`...
     let forget = ForgetRuntime(shared.clone());
-    let waiting = waiting();
-    if !matches!(waiting, Waiting::Here) {
+    let rt = match rt.into_here() {
+        Ok(rt) => rt,
+        Err(home) => {
+            // A `LocalRuntime` away from its thread: nothing of it may be touched here.
+            shared.report(Report::new(
+                ReportKind::Other,
+                format!(
+                    "Runner closed on thread {:?}, but its loop is a tokio LocalRuntime bound \
+                     to thread {home:?}, the thread that built it: its tasks cannot be \
+                     cancelled or dropped on another thread, so the runtime is leaked with \
+                     them; close a Runner with a local loop on the thread that built it",
+                    std::thread::current().id()
+                ),
+                None,
+                None,
+            ));
+            return;
+        }
+    };
+    let waiting = match (waiting(), &rt) {
+        // A `LocalRuntime` cannot go to a helper thread: it waits on its own, which is
+        // allowed in such a context (a blocking thread, `Handle::enter`). Only a poll hidden
+        // in `tokio::task::unconstrained` would make tokio panic there, and that panic is
+        // contained below.
+        (Waiting::Helper, HomeLoop::Local(_)) => Waiting::HereContained,
+        (waiting, _) => waiting,
+    };
+    if matches!(waiting, Waiting::Helper | Waiting::Nowhere) {
         // The loop's waits run elsewhere, or nowhere: the `spawn_local` tasks, which only
         // this thread may touch, cannot wait for their cleanup.
-        drop_local_tasks(&rt, &shared, "close() could not wait on this thread");
+        drop_local_tasks(
+            rt.as_ref(),
+            &shared,
+            "close() could not wait on this thread",
+        );
     }
-    match waiting {
-        Waiting::Here => wait_and_shut_down(rt, shared, ctx, timeout),
-        Waiting::Helper => {
+    match (waiting, rt) {
+        (Waiting::Here, rt) => wait_and_shut_down(rt, shared, ctx, timeout),
+        (Waiting::HereContained, rt) => {
+            let result = panic::catch_unwind(AssertUnwindSafe(|| {
+                wait_and_shut_down(rt, shared.clone(), ctx, timeout);
+            }));
+            if let Err(payload) = result {
+                shared.report(Report::new(
+                    ReportKind::Other,
+                    "Runner shutdown failed inside a tokio runtime context; its runtime was \
+                     dropped"
+                        .to_owned(),
+                    None,
+                    Some(panic_message(payload.as_ref())),
+                ));
+                dispose(payload);
+            }
+        }
+        (Waiting::Helper, HomeLoop::Runtime(rt)) => {
             let parts = crate::sync::Mutex::new(Some((rt, shared.clone(), ctx)));
             let joined = std::thread::scope(|s| {
                 let helper = std::thread::Builder::new()
                     .name("runner-close".into())
                     .spawn_scoped(s, || {
                         if let Some((rt, shared, ctx)) = lock(&parts).take() {
-                            wait_and_shut_down(rt, shared, ctx, timeout);
+                            wait_and_shut_down(HomeLoop::Runtime(rt), shared, ctx, timeout);
                         }
                     });
                 helper.map(|h| h.join())
@@ -76,12 +126,15 @@ pub(crate) fn shutdown(rt: Runtime, shared: Arc<Shared>, ctx: CtxState, timeout:
                 // No thread to wait on: do what can be done without waiting.
                 Err(_) => {
                     if let Some((rt, shared, _ctx)) = lock(&parts).take() {
-                        shut_down_unwaited(rt, &shared);
+                        shut_down_unwaited(HomeLoop::Runtime(rt), &shared);
                     }
                 }
             }
         }
-        Waiting::Nowhere => shut_down_unwaited(rt, &shared),
+        // Turned into `HereContained` above.
+        (Waiting::Helper, rt @ HomeLoop::Local(_)) | (Waiting::Nowhere, rt) => {
+            shut_down_unwaited(rt, &shared);
+        }
     }
     drop(forget);
 }
@@ -99,7 +152,7 @@ impl Drop for ForgetRuntime {
 /// Takes the `spawn_local` tasks out and drops them where they stand, on their thread, inside
 /// the runtime's context (their destructors may need it). Each task that was still pending
 /// leaves the registry (or counts down the close pass) as it is dropped.
-fn drop_local_tasks(rt: &Runtime, shared: &Shared, why: &str) {
+fn drop_local_tasks(rt: LoopRef<'_>, shared: &Shared, why: &str) {
     match shared.local.take() {
         Ok(None) => {}
         Ok(Some(set)) => {
@@ -120,7 +173,7 @@ fn drop_local_tasks(rt: &Runtime, shared: &Shared, why: &str) {
     }
 }
 
-fn shut_down_unwaited(rt: Runtime, shared: &Shared) {
+fn shut_down_unwaited(rt: HomeLoop, shared: &Shared) {
     shared.report(Report::new(
         ReportKind::Other,
         "Runner closed from inside a running runtime: its tasks were dropped without \
@@ -132,7 +185,7 @@ fn shut_down_unwaited(rt: Runtime, shared: &Shared) {
     rt.shutdown_background();
 }
 
-fn wait_and_shut_down(rt: Runtime, shared: Arc<Shared>, ctx: CtxState, timeout: Duration) {
+fn wait_and_shut_down(rt: HomeLoop, shared: Arc<Shared>, ctx: CtxState, timeout: Duration) {
     let result = panic::catch_unwind(AssertUnwindSafe(|| {
         let mut scope = Scope {
             ctx,
@@ -144,11 +197,11 @@ fn wait_and_shut_down(rt: Runtime, shared: Arc<Shared>, ctx: CtxState, timeout: 
             // The thread that runs the loop now runs the `spawn_local` tasks too.
             shared.local.claim_home();
             let deadline = Instant::now().checked_add(timeout);
-            cancel_pending(&rt, &shared, deadline, timeout);
-            run_finalizers(&rt, &shared, deadline, timeout);
+            cancel_pending(rt.as_ref(), &shared, deadline, timeout);
+            run_finalizers(rt.as_ref(), &shared, deadline, timeout);
             // What is left of them (a task ignoring its cancel past the timeout) is dropped
             // with the set, as step 4 drops the runtime's.
-            drop_local_tasks(&rt, &shared, "close() ran on another thread");
+            drop_local_tasks(rt.as_ref(), &shared, "close() ran on another thread");
             // A task of the pass that outlived step 1's wait may have panicked meanwhile.
             report_shutdown_panics(&shared);
         });
@@ -216,7 +269,7 @@ fn wait_and_shut_down(rt: Runtime, shared: Arc<Shared>, ctx: CtxState, timeout: 
 }
 
 /// Step 1: one pass of cancellation over the tasks pending now, then wait for them.
-fn cancel_pending(rt: &Runtime, shared: &Shared, deadline: Option<Instant>, timeout: Duration) {
+fn cancel_pending(rt: LoopRef<'_>, shared: &Shared, deadline: Option<Instant>, timeout: Duration) {
     // Cut into slices at each report of a slow close (see `progress`).
     let observing = std::cell::RefCell::new(Vec::new());
     let mut pass = std::pin::pin!(async {
@@ -270,7 +323,7 @@ fn report_shutdown_panics(shared: &Shared) {
 }
 
 /// Step 2: `at_close` finalizers, last registered first, each panic reported.
-fn run_finalizers(rt: &Runtime, shared: &Shared, deadline: Option<Instant>, timeout: Duration) {
+fn run_finalizers(rt: LoopRef<'_>, shared: &Shared, deadline: Option<Instant>, timeout: Duration) {
     loop {
         let Some((location, finalizer)) = shared.pop_finalizer() else {
             return;

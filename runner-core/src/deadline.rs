@@ -11,8 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use tokio::runtime::Runtime;
-
+use crate::event_loop::LoopRef;
 use crate::sync::atomic::{AtomicBool, Ordering};
 use crate::sync::Mutex;
 use crate::util::lock;
@@ -67,7 +66,7 @@ impl Drop for Timer {
 
 /// `rt.block_on(fut)`, giving up (`None`) at `deadline`; no deadline waits as long as it takes.
 pub(crate) fn block_until<F: Future>(
-    rt: &Runtime,
+    rt: LoopRef<'_>,
     deadline: Option<Instant>,
     fut: F,
 ) -> Option<F::Output> {

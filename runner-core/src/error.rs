@@ -31,6 +31,37 @@ pub enum RunError {
     Cancelled,
     /// The loop factory could not build a runtime.
     LoopFactory(std::io::Error),
+    /// The Runner's loop is a tokio `LocalRuntime` (`flavor = "local"`, or a loop factory
+    /// that builds one), which runs only on the thread that built it, `home`, and this call
+    /// came from another thread, `here`. Call `run`, `run_in_context` and `get_loop` on
+    /// `home`; the Runner is left as it was.
+    ///
+    /// ```
+    /// # use runner_core as runner;
+    /// let mut runner = runner::Runner::builder()
+    ///     .loop_factory(|| {
+    ///         tokio::runtime::Builder::new_current_thread()
+    ///             .enable_all()
+    ///             .build_local(Default::default())
+    ///     })
+    ///     .build();
+    /// runner.run(async {}).unwrap(); // builds the loop on this thread
+    /// let home = std::thread::current().id();
+    /// let mut runner = std::thread::spawn(move || {
+    ///     let err = runner.run(async {}).unwrap_err();
+    ///     assert!(matches!(err, runner::RunError::WrongThread { home: h, .. } if h == home));
+    ///     runner // a Runner is Send: take it back home
+    /// })
+    /// .join()
+    /// .unwrap();
+    /// runner.run(async {}).unwrap();
+    /// ```
+    WrongThread {
+        /// The thread that built the loop, where alone it runs.
+        home: std::thread::ThreadId,
+        /// The thread of the refused call.
+        here: std::thread::ThreadId,
+    },
 }
 
 impl fmt::Display for RunError {
@@ -46,6 +77,12 @@ impl fmt::Display for RunError {
             RunError::LoopFactory(err) => {
                 write!(f, "the loop factory failed to build a runtime: {err}")
             }
+            RunError::WrongThread { home, here } => write!(
+                f,
+                "this Runner's loop is a tokio LocalRuntime bound to thread {home:?}, the \
+                 thread that built it; it cannot run on thread {here:?}: call run and get_loop \
+                 on the thread that built it"
+            ),
         }
     }
 }

@@ -14,6 +14,7 @@ mod context;
 mod deadline;
 mod debug;
 mod error;
+mod event_loop;
 mod guarded;
 mod local;
 mod progress;

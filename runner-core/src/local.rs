@@ -13,6 +13,9 @@
 //! home thread (checked at each access), and `close()` takes it out and drops it there. A
 //! Runner that is moved to another thread and closed there cannot reach its local tasks: it
 //! leaks them, with a report, rather than drop `!Send` futures on a foreign thread.
+//!
+//! A tokio `LocalRuntime` loop has no set (tokio does not drive a `LocalSet` inside one): there
+//! `spawn_local` spawns on the runtime itself (see `event_loop`).
 
 use std::cell::UnsafeCell;
 use std::future::Future;

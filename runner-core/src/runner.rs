@@ -11,12 +11,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::runtime::{Handle, Runtime};
+use tokio::runtime::{Handle, LocalRuntime, Runtime};
 
 use crate::close;
 use crate::context::Context;
 use crate::debug::{self, Handler, Report};
 use crate::error::{dispose, panic_message, RunError};
+use crate::event_loop::Loop;
 use crate::guarded::{Guarded, Outcome};
 use crate::scope::{self};
 use crate::shared::Shared;
@@ -36,18 +37,61 @@ pub const DEFAULT_SLOW_CALLBACK_DURATION: Duration = Duration::from_millis(100);
 /// ```
 pub const DEFAULT_SHUTDOWN_REPORT_AFTER: Duration = Duration::from_secs(5);
 
-type LoopFactory = Box<dyn FnOnce() -> io::Result<Runtime> + Send>;
+type LoopFactory = Box<dyn FnOnce() -> io::Result<Loop> + Send>;
 
 /// What a loop factory may return: a ready runtime, the result of building one, or a tokio
-/// builder to build.
+/// builder to build; or a tokio `LocalRuntime` (or the result of building one), which
+/// becomes the Runner's loop as it is.
+///
+/// A `LocalRuntime` (tokio's `Builder::build_local`, what `#[runner::main(flavor =
+/// "local")]` builds) runs every task on the thread that built it, so
+/// `tokio::task::spawn_local` works in the main task and in every task of the loop, with no
+/// `LocalSet`. The loop factory runs at the Runner's lazy init, on the thread of its first
+/// `run` (or `get_loop`): that thread is the loop's home. The Runner stays `Send`, but away
+/// from that thread `run` and `get_loop` return [`RunError::WrongThread`], and `close()`
+/// leaks the runtime with a report rather than drop its `!Send` tasks on a foreign thread.
+///
+/// ```
+/// # use runner_core as runner;
+/// use std::rc::Rc;
+/// let mut runner = runner::Runner::builder()
+///     .loop_factory(|| {
+///         tokio::runtime::Builder::new_current_thread()
+///             .enable_all()
+///             .build_local(Default::default())
+///     })
+///     .build();
+/// let answer = runner
+///     .run(async {
+///         let shared = Rc::new(6); // not Send
+///         let task = tokio::task::spawn_local({
+///             let shared = shared.clone();
+///             async move { *shared * 7 }
+///         });
+///         task.await.unwrap()
+///     })
+///     .unwrap();
+/// assert_eq!(answer, 42);
+/// runner.close();
+/// ```
 #[diagnostic::on_unimplemented(
     message = "a loop factory cannot return `{Self}`",
     label = "this loop factory returns `{Self}`",
-    note = "return a tokio `Runtime`, `std::io::Result<Runtime>` or `tokio::runtime::Builder`"
+    note = "return a tokio `Runtime`, `std::io::Result<Runtime>`, `tokio::runtime::Builder` or `LocalRuntime`"
 )]
 pub trait IntoRuntime {
     /// Gives the runtime, or the error that kept it from being built.
     fn into_runtime(self) -> io::Result<Runtime>;
+
+    /// The Runner's loop: the runtime from [`into_runtime`](IntoRuntime::into_runtime),
+    /// unless the value is a loop of another kind (a `LocalRuntime`). Not part of the API.
+    #[doc(hidden)]
+    fn into_loop(self) -> io::Result<Loop>
+    where
+        Self: Sized,
+    {
+        self.into_runtime().map(Loop::runtime)
+    }
 }
 
 impl IntoRuntime for Runtime {
@@ -66,6 +110,38 @@ impl IntoRuntime for tokio::runtime::Builder {
     fn into_runtime(mut self) -> io::Result<Runtime> {
         self.build()
     }
+}
+
+/// A `LocalRuntime` is a Runner's loop as it is; [`into_runtime`](IntoRuntime::into_runtime)
+/// is an error (a `LocalRuntime` is not a `Runtime`).
+impl IntoRuntime for LocalRuntime {
+    fn into_runtime(self) -> io::Result<Runtime> {
+        Err(not_a_runtime())
+    }
+
+    #[doc(hidden)]
+    fn into_loop(self) -> io::Result<Loop> {
+        Ok(Loop::local(self))
+    }
+}
+
+/// As for a `LocalRuntime`.
+impl IntoRuntime for io::Result<LocalRuntime> {
+    fn into_runtime(self) -> io::Result<Runtime> {
+        self.and_then(|_| Err(not_a_runtime()))
+    }
+
+    #[doc(hidden)]
+    fn into_loop(self) -> io::Result<Loop> {
+        self.map(Loop::local)
+    }
+}
+
+fn not_a_runtime() -> io::Error {
+    io::Error::other(
+        "a tokio LocalRuntime is not a Runtime: it becomes a Runner's loop as it is, through \
+         Builder::loop_factory",
+    )
 }
 
 fn default_loop() -> io::Result<Runtime> {
@@ -220,13 +296,32 @@ impl Builder {
 
     /// Builds the runtime with `factory` instead of the default current-thread runtime. It is
     /// called once, with no arguments, at lazy init; an error (or a panic) in it becomes
-    /// [`RunError::LoopFactory`].
+    /// [`RunError::LoopFactory`]. It may return a tokio `Runtime`, `io::Result<Runtime>` or
+    /// `runtime::Builder`, or a tokio `LocalRuntime` (see [`IntoRuntime`]):
+    ///
+    /// ```
+    /// # use runner_core as runner;
+    /// let mut runner = runner::Runner::builder()
+    ///     .loop_factory(|| {
+    ///         tokio::runtime::Builder::new_current_thread()
+    ///             .enable_all()
+    ///             .name("my-loop")
+    ///             .build_local(Default::default())
+    ///     })
+    ///     .build();
+    /// let name = runner.run(async {
+    ///     let rc = std::rc::Rc::new(()); // not Send, and no LocalSet needed
+    ///     tokio::task::spawn_local(async move { drop(rc) }).await.unwrap();
+    ///     tokio::runtime::Handle::current().name().map(str::to_owned)
+    /// });
+    /// assert_eq!(name.unwrap().as_deref(), Some("my-loop"));
+    /// ```
     pub fn loop_factory<F, R>(mut self, factory: F) -> Builder
     where
         F: FnOnce() -> R + Send + 'static,
         R: IntoRuntime,
     {
-        self.loop_factory = Some(Box::new(move || factory().into_runtime()));
+        self.loop_factory = Some(Box::new(move || factory().into_loop()));
         self
     }
 
@@ -341,7 +436,7 @@ enum State {
 }
 
 struct Inner {
-    rt: Runtime,
+    rt: Loop,
     shared: Arc<Shared>,
     /// The Runner's context, moved into each run's main task and back out after.
     ctx: CtxState,
@@ -394,7 +489,9 @@ impl Runner {
     /// # Errors
     /// [`RunError::NestedRun`] inside another run on this thread, [`RunError::Closed`] after
     /// `close()`, [`RunError::LoopFactory`] if the runtime could not be built,
-    /// [`RunError::Interrupted`] / [`RunError::Cancelled`] if the main task was cancelled.
+    /// [`RunError::Interrupted`] / [`RunError::Cancelled`] if the main task was cancelled,
+    /// [`RunError::WrongThread`] if the loop is a `LocalRuntime` (see [`IntoRuntime`]) and
+    /// this is not the thread that built it.
     ///
     /// ```
     /// # use runner_core as runner;
@@ -463,9 +560,10 @@ impl Runner {
     /// ```
     ///
     /// # Errors
-    /// [`RunError::Closed`] after `close()`, [`RunError::LoopFactory`] if building failed.
+    /// [`RunError::Closed`] after `close()`, [`RunError::LoopFactory`] if building failed,
+    /// [`RunError::WrongThread`] for a `LocalRuntime` loop away from the thread that built it.
     pub fn get_loop(&mut self) -> Result<Handle, RunError> {
-        Ok(self.lazy_init()?.rt.handle().clone())
+        Ok(self.lazy_init()?.rt.here()?.handle().clone())
     }
 
     /// The debug flag: the builder's `Some(b)`, else `RUNNER_DEBUG` (asyncio's
@@ -550,7 +648,7 @@ impl Runner {
         if let State::Created(factory) = &mut self.state {
             let factory = factory.take();
             let built = match factory {
-                None => default_loop(),
+                None => default_loop().map(Loop::runtime),
                 Some(factory) => {
                     panic::catch_unwind(AssertUnwindSafe(factory)).unwrap_or_else(|payload| {
                         Err(io::Error::other(format!(
@@ -571,6 +669,7 @@ impl Runner {
             let config = &self.config;
             let shared = Arc::new(Shared::new(
                 rt.handle().clone(),
+                rt.home(),
                 config.debug.unwrap_or_else(debug::env_debug),
                 config.slow_callback_duration,
                 config.shutdown_report_after,
@@ -625,6 +724,7 @@ fn drive<F: IntoFuture>(
     signals: crate::signal::Wanted,
     mut run: scope::RunGuard,
 ) -> Result<F::Output, RunError> {
+    let rt = inner.rt.here()?;
     let record = match inner.main.take() {
         Some(record) if Arc::strong_count(&record) == 1 && Arc::weak_count(&record) == 0 => {
             std::sync::atomic::fence(Ordering::Acquire);
@@ -652,7 +752,7 @@ fn drive<F: IntoFuture>(
         .driving(&inner.shared.local);
     let mut guarded = std::pin::pin!(guarded);
     run.enter(&inner.shared);
-    let outcome = inner.rt.block_on(guarded.as_mut());
+    let outcome = rt.block_on(guarded.as_mut());
     drop(run);
     let (exit_ctx, record) = guarded.as_mut().take_ended();
     match ctx {

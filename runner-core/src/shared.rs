@@ -6,6 +6,7 @@ use std::panic::{self, AssertUnwindSafe, Location};
 use std::pin::Pin;
 use std::sync::{Arc, Condvar};
 use std::task::{Context as TaskCx, Poll};
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use tokio::runtime::Handle;
@@ -23,6 +24,9 @@ pub(crate) type Finalizer = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>
 /// The part of a live Runner that its tasks can reach (they hold an `Arc` to it).
 pub(crate) struct Shared {
     pub(crate) handle: Handle,
+    /// For a `LocalRuntime` loop, the thread that built it: `spawn_local` then spawns on the
+    /// runtime itself (tokio's `LocalRuntime` does not drive a `LocalSet`).
+    pub(crate) local_runtime: Option<ThreadId>,
     pub(crate) debug: bool,
     slow: Duration,
     /// `Builder::shutdown_report_after`: see `progress`.
@@ -49,6 +53,7 @@ struct Blocking {
 impl Shared {
     pub(crate) fn new(
         handle: Handle,
+        local_runtime: Option<ThreadId>,
         debug: bool,
         slow: Duration,
         report_after: Duration,
@@ -56,6 +61,7 @@ impl Shared {
     ) -> Shared {
         Shared {
             handle,
+            local_runtime,
             debug,
             slow,
             report_after,

@@ -37,7 +37,7 @@ pub struct Task<T> {
 }
 
 impl<T> Task<T> {
-    fn new(
+    pub(crate) fn new(
         handle: tokio::task::JoinHandle<Outcome<T>>,
         state: Arc<TaskState>,
         shared: &Arc<Shared>,
@@ -287,13 +287,15 @@ where
 /// mode names it in its reports. No `LocalSet` to set up.
 ///
 /// It runs when the Runner's loop runs on its thread: during `run` (between the polls of the
-/// main task) and during `close()`, on every loop flavor.
+/// main task) and during `close()`, on every loop flavor. On a tokio `LocalRuntime` loop
+/// (`flavor = "local"`) it is a task of that runtime, next to those of
+/// `tokio::task::spawn_local`.
 ///
 /// # Panics
 /// Outside a Runner, and on a thread that does not run the Runner's loop: call it from the
 /// main task, from a task started with `spawn_local`, or (on the default current-thread
-/// loop, where every task runs on that thread) from any task of the Runner. A task of a
-/// multi-thread loop's worker threads cannot start one.
+/// loop and on a local loop, where every task runs on that thread) from any task of the
+/// Runner. A task of a multi-thread loop's worker threads cannot start one.
 ///
 /// ```
 /// # use runner_core as runner;
@@ -319,16 +321,14 @@ where
 {
     let location = Location::caller();
     let shared = running_runner("runner::spawn_local");
+    if let Some(home) = shared.local_runtime {
+        return crate::event_loop::spawn_on_local_runtime(location, &shared, home, fut);
+    }
     if scope::runs_here(&shared) {
         shared.local.claim_home();
     }
     let Ok((set, made_now)) = shared.local.get_or_make() else {
-        panic!(
-            "runner::spawn_local must be called on the thread that runs the Runner's loop: \
-             from the main task, from a task started with spawn_local, or (on a \
-             current-thread loop) from any task of the Runner; this thread does not run it \
-             (a worker thread of a multi-thread loop, or another thread)"
-        )
+        not_on_the_loops_thread()
     };
     if made_now && shared.handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
         // See `local`: on a current-thread loop, a task of the runtime drives the set too.
@@ -343,8 +343,19 @@ where
     Task::new(handle, state, &shared)
 }
 
+/// `spawn_local`'s panic on a thread that does not run the Runner's loop.
+#[track_caller]
+pub(crate) fn not_on_the_loops_thread() -> ! {
+    panic!(
+        "runner::spawn_local must be called on the thread that runs the Runner's loop: \
+         from the main task, from a task started with spawn_local, or (on a \
+         current-thread or local loop) from any task of the Runner; this thread does not run \
+         it (a worker thread of a multi-thread loop, or another thread)"
+    )
+}
+
 /// A new task's record, registered with its Runner, and its future wrapped.
-fn wrap<F: Future>(
+pub(crate) fn wrap<F: Future>(
     location: &'static Location<'static>,
     origin: Origin,
     shared: &Arc<Shared>,

@@ -94,6 +94,9 @@ fn parse_entry(kind: Macro, input: ParseStream) -> syn::Result<Option<Setting>> 
     };
     let name = key.unraw().to_string();
     let Some(spec) = keys::lookup(&name) else {
+        if let Some(why) = keys::not_taken(&name) {
+            return Err(syn::Error::new(key.span(), why));
+        }
         let typo = keys::suggest(kind, &name)
             .map(|near| format!(" (did you mean `{near}`?)"))
             .unwrap_or_default();

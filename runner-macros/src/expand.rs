@@ -22,7 +22,7 @@ use crate::attr;
 use crate::error::Errors;
 use crate::item::AsyncFn;
 use crate::keys::Macro;
-use crate::valid::{self, Config, Runtime};
+use crate::valid::{self, Built, BuiltFlavor, Config, Runtime};
 use crate::value::DurationLit;
 
 /// The whole macro as a `proc_macro2` function: attribute arguments and item in, the
@@ -228,41 +228,9 @@ fn builder(kind: Macro, config: &Config, krate: &TokenStream) -> TokenStream {
     }
     match &config.runtime {
         Runtime::Default => builder,
-        Runtime::CurrentThread => {
-            quote!(#builder.loop_factory(#krate::__private::current_thread))
-        }
-        Runtime::Paused(at) => {
-            // As for the multi-thread builder below: tokio's `start_paused` exists only with
-            // its `test-util` feature, which comes from the user's tokio (as for
-            // `#[tokio::test(start_paused = true)]`); without it, runner's stand-in reports
-            // the feature at the `start_paused` key.
-            let new_current_thread = quote!(#krate::__private::RuntimeBuilder::new_current_thread);
-            let start_paused = located(quote!(start_paused), *at);
-            let features = builder_features(krate);
-            quote!(#builder.loop_factory(|| {
-                #features
-                #krate::__private::build(#new_current_thread().#start_paused(true), ::core::option::Option::None)
-            }))
-        }
-        Runtime::MultiThread(workers, at) => {
-            let workers = option(workers.map(|count| {
-                let mut n = Literal::usize_suffixed(count.value);
-                n.set_span(count.span);
-                n.into_token_stream()
-            }));
-            // Built here, in the user's crate, through runner's alias of tokio's builder: it
-            // compiles exactly when the build's tokio has `rt-multi-thread`, whoever turned
-            // it on. Without it, the call resolves to runner's stand-in, whose error names
-            // the feature; located at `flavor`, that error points at the key.
-            let new_multi_thread = located(
-                quote!(#krate::__private::RuntimeBuilder::new_multi_thread),
-                *at,
-            );
-            let features = builder_features(krate);
-            quote!(#builder.loop_factory(|| {
-                #features
-                #krate::__private::build(&mut #new_multi_thread(), #workers)
-            }))
+        Runtime::Built(built) => {
+            let factory = built_runtime(built, krate);
+            quote!(#builder.loop_factory(#factory))
         }
         Runtime::Factory(expr) => {
             // The user's tokens, spans and all. The call gets the expression's span too:
@@ -272,6 +240,77 @@ fn builder(kind: Macro, config: &Config, krate: &TokenStream) -> TokenStream {
             quote_spanned!(span=> #builder.loop_factory(#expr))
         }
     }
+}
+
+/// The loop factory for a runtime built from the keys: one of runner's ready-made ones when
+/// only the flavor was given, else a closure that builds it in the user's crate.
+fn built_runtime(built: &Built, krate: &TokenStream) -> TokenStream {
+    let Built {
+        flavor,
+        start_paused,
+        name,
+    } = built;
+    match (flavor, start_paused, name) {
+        (BuiltFlavor::CurrentThread, None, None) => {
+            return quote!(#krate::__private::current_thread);
+        }
+        (BuiltFlavor::Local, None, None) => return quote!(#krate::__private::local),
+        _ => {}
+    }
+    let new = match flavor {
+        BuiltFlavor::CurrentThread | BuiltFlavor::Local => {
+            quote!(#krate::__private::RuntimeBuilder::new_current_thread)
+        }
+        // Built here, in the user's crate, through runner's alias of tokio's builder: it
+        // compiles exactly when the build's tokio has `rt-multi-thread`, whoever turned it
+        // on. Without it, the call resolves to runner's stand-in, whose error names the
+        // feature; located at `flavor`, that error points at the key.
+        BuiltFlavor::MultiThread(_, at) => located(
+            quote!(#krate::__private::RuntimeBuilder::new_multi_thread),
+            *at,
+        ),
+    };
+    let mut calls = TokenStream::new();
+    if let Some(at) = start_paused {
+        // As for the multi-thread builder above: tokio's `start_paused` exists only with its
+        // `test-util` feature, which comes from the user's tokio (as for
+        // `#[tokio::test(start_paused = true)]`); without it, runner's stand-in reports the
+        // feature at the `start_paused` key.
+        let start_paused = located(quote!(start_paused), *at);
+        calls.extend(quote!(.#start_paused(true)));
+    }
+    if let Some(name) = name {
+        // Checked at compile time: tokio's `name` panics on an empty name.
+        calls.extend(quote!(.name(#name)));
+    }
+    // Each builder method gives `&mut Builder`; with none, borrow the builder itself.
+    let builder = if calls.is_empty() {
+        quote!(&mut #new())
+    } else {
+        quote!(#new() #calls)
+    };
+    let features = match (flavor, start_paused) {
+        (BuiltFlavor::MultiThread(..), _) | (_, Some(_)) => builder_features(krate),
+        _ => TokenStream::new(),
+    };
+    let build = match flavor {
+        BuiltFlavor::Local => quote!(#krate::__private::build_local(#builder)),
+        BuiltFlavor::MultiThread(workers, _) => {
+            let workers = option(workers.map(|count| {
+                let mut n = Literal::usize_suffixed(count.value);
+                n.set_span(count.span);
+                n.into_token_stream()
+            }));
+            quote!(#krate::__private::build(#builder, #workers))
+        }
+        BuiltFlavor::CurrentThread => {
+            quote!(#krate::__private::build(#builder, ::core::option::Option::None))
+        }
+    };
+    quote!(|| {
+        #features
+        #build
+    })
 }
 
 /// Brings runner's stand-ins for tokio's feature-gated `Builder` methods into scope (see

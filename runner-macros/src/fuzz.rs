@@ -41,6 +41,7 @@ const KEYS: &[&str] = &[
     "flavor",
     "worker_threads",
     "start_paused",
+    "name",
     "shutdown_timeout",
     "shutdown_report_after",
     "handle_sigint",
@@ -56,6 +57,7 @@ const KEYS: &[&str] = &[
     "fn",
     "_",
     "worker_thread",
+    "unhandled_panic",
 ];
 
 const VALUES: &[&str] = &[
@@ -88,6 +90,9 @@ const VALUES: &[&str] = &[
     "\"307445734561825861m\"",
     "\"multi_thread\"",
     "\"current_thread\"",
+    "\"local\"",
+    "\" \"",
+    "\"my-runtime\"",
     "\"bogus\"",
     "\"4\"",
     "multi_thread",
@@ -183,7 +188,10 @@ fn valid_args(rng: &mut Rng, kind: Macro) -> String {
             ])
         )),
         1 => {
-            entries.push("flavor = \"current_thread\"".into());
+            entries.push(format!(
+                "flavor = {}",
+                rng.pick(&["\"current_thread\"", "\"local\""])
+            ));
             if rng.chance(2) {
                 entries.push(format!("start_paused = {}", rng.pick(&["true", "false"])));
             }
@@ -198,6 +206,17 @@ fn valid_args(rng: &mut Rng, kind: Macro) -> String {
             entries.push(format!("start_paused = {}", rng.pick(&["true", "false"])));
         }
         _ => {}
+    }
+    if rng.chance(2) && !entries.iter().any(|e| e.starts_with("loop_factory")) {
+        entries.push(format!(
+            "name = {}",
+            rng.pick(&[
+                "\"my-runtime\"",
+                "\" x \"",
+                "\"runtime \\\"one\\\"\"",
+                "\"é\""
+            ])
+        ));
     }
     if rng.chance(2) {
         entries.push(format!(
@@ -463,6 +482,18 @@ fn inputs_known_to_be_wrong_are_rejected() {
         (Macro::Test, "slow_callback_duration = \"1.5\""),
         (Macro::Main, "exception_handler = \"my_handler\""),
         (Macro::Test, "exception_handler = 4"),
+        (Macro::Main, "name = \"\""),
+        (Macro::Test, "name = \" \\t\\n\""),
+        (Macro::Main, "name = my_name"),
+        (Macro::Test, "name = \"rt\", loop_factory = f"),
+        (Macro::Main, "flavor = \"local\", worker_threads = 2"),
+        (Macro::Test, "flavor = \"local\", loop_factory = f"),
+        (Macro::Main, "flavor = local"),
+        (Macro::Test, "unhandled_panic = \"ignore\""),
+        (
+            Macro::Main,
+            "unhandled_panic = \"shutdown_runtime\", flavor = \"local\"",
+        ),
     ] {
         let output = run(kind, &parse(args), &parse(async_fn(&mut rng, kind)));
         assert!(compile_errors(&output) > 0, "{kind}({args}) was accepted");

@@ -39,6 +39,7 @@ pub(crate) enum Key {
     Flavor,
     WorkerThreads,
     StartPaused,
+    Name,
     ShutdownTimeout,
     ShutdownReportAfter,
     HandleSigint,
@@ -58,8 +59,10 @@ pub(crate) enum Kind {
     Factory,
     /// Any expression except a literal: a path or a closure taking `&Report`.
     Handler,
-    /// `"current_thread"` or `"multi_thread"`.
+    /// `"current_thread"`, `"multi_thread"` or `"local"`.
     Flavor,
+    /// A string with something besides whitespace: the runtime's name.
+    Name,
     /// A positive integer literal.
     Count,
     /// A string such as `"500ms"`, `"1.5s"` or `"2m"`.
@@ -133,6 +136,13 @@ pub(crate) const KEYS: &[KeySpec] = &[
         example: "start_paused = true",
     },
     KeySpec {
+        key: Key::Name,
+        name: "name",
+        scope: Scope::Both,
+        kind: Kind::Name,
+        example: "name = \"my-runtime\"",
+    },
+    KeySpec {
         key: Key::ShutdownTimeout,
         name: "shutdown_timeout",
         scope: Scope::Both,
@@ -193,6 +203,25 @@ pub(crate) const KEYS: &[KeySpec] = &[
 /// The row spelled `name`, if any.
 pub(crate) fn lookup(name: &str) -> Option<&'static KeySpec> {
     KEYS.iter().find(|spec| spec.name == name)
+}
+
+/// Keys of `#[tokio::main]` and `#[tokio::test]` that runner does not take, each with the
+/// error that says why and what to write instead (rather than "unknown attribute").
+const NOT_TAKEN: &[(&str, &str)] = &[(
+    "unhandled_panic",
+    "`unhandled_panic` is not supported: tokio has it only under `--cfg tokio_unstable`. \
+     Remove it: a task that panics does not stop the runtime, as with tokio's default \
+     `\"ignore\"`, and its `Task` awaits to `Err(runner::TaskError::Panicked(..))`; for \
+     `\"shutdown_runtime\"`, await the task and pass the payload to \
+     `std::panic::resume_unwind`",
+)];
+
+/// The error for a tokio key that runner does not take, if `name` is one.
+pub(crate) fn not_taken(name: &str) -> Option<&'static str> {
+    NOT_TAKEN
+        .iter()
+        .find(|(key, _)| *key == name)
+        .map(|(_, why)| *why)
 }
 
 /// `"debug, loop_factory, ..."`: the keys valid on `kind`.
@@ -261,14 +290,15 @@ mod tests {
     fn valid_keys_lists_each_macros_keys_in_table_order() {
         assert_eq!(
             valid_keys(Macro::Main),
-            "debug, loop_factory, flavor, worker_threads, start_paused, shutdown_timeout, \
-             shutdown_report_after, handle_sigint, handle_sigterm, slow_callback_duration, \
-             exception_handler, crate"
+            "debug, loop_factory, flavor, worker_threads, start_paused, name, \
+             shutdown_timeout, shutdown_report_after, handle_sigint, handle_sigterm, \
+             slow_callback_duration, exception_handler, crate"
         );
         assert_eq!(
             valid_keys(Macro::Test),
-            "debug, loop_factory, flavor, worker_threads, start_paused, shutdown_timeout, \
-             shutdown_report_after, slow_callback_duration, exception_handler, timeout, crate"
+            "debug, loop_factory, flavor, worker_threads, start_paused, name, \
+             shutdown_timeout, shutdown_report_after, slow_callback_duration, \
+             exception_handler, timeout, crate"
         );
     }
 
@@ -298,6 +328,19 @@ mod tests {
             ),
             Some("multi_thread")
         );
+    }
+
+    #[test]
+    fn tokio_keys_runner_does_not_take_are_not_in_the_table() {
+        for (key, why) in NOT_TAKEN {
+            assert!(lookup(key).is_none(), "{key}");
+            assert!(
+                why.starts_with(&format!("`{key}` is not supported")),
+                "{why}"
+            );
+        }
+        assert!(not_taken("unhandled_panic").is_some());
+        assert!(not_taken("name").is_none());
     }
 
     #[test]

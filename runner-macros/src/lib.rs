@@ -57,10 +57,11 @@ use keys::Macro;
 /// | key | value | default |
 /// |-----|-------|---------|
 /// | `debug` | `true` or `false` | unset: the `RUNNER_DEBUG` environment variable decides |
-/// | `flavor` | `"current_thread"` or `"multi_thread"` (needs tokio's `rt-multi-thread`, which tokio's `full` has) | `"current_thread"` |
+/// | `flavor` | `"current_thread"`, `"multi_thread"` (needs tokio's `rt-multi-thread`, which tokio's `full` has) or `"local"` (tokio's `LocalRuntime`: `tokio::task::spawn_local` works in every task) | `"current_thread"` |
 /// | `worker_threads` | integer literal ≥ 1; needs `flavor = "multi_thread"` | one per core |
-/// | `start_paused` | `true` or `false`: start tokio's clock paused, as with tokio's attribute; current-thread only, and needs tokio's `test-util` feature | `false` |
-/// | `loop_factory` | a path or closure: `FnOnce() -> R`, `R` a tokio `Runtime`, `io::Result<Runtime>` or `runtime::Builder`; excludes `flavor` and `worker_threads` | |
+/// | `start_paused` | `true` or `false`: start tokio's clock paused, as with tokio's attribute; `"current_thread"` or `"local"` only, and needs tokio's `test-util` feature | `false` |
+/// | `name` | a string, not empty or only whitespace: the runtime's name (tokio's `Builder::name`, read back with `Handle::name`) | none |
+/// | `loop_factory` | a path or closure: `FnOnce() -> R`, `R` a tokio `Runtime`, `io::Result<Runtime>`, `runtime::Builder` or `LocalRuntime` (or `io::Result` of one); excludes `flavor`, `worker_threads`, `start_paused` and `name` | |
 /// | `shutdown_timeout` | a duration string: how long `close()` waits for tasks | `"300s"` |
 /// | `shutdown_report_after` | a duration string, more than zero: a shutdown that waits this long (the body after a signal cancelled it, `close()` for tasks or blocking work) reports what it waits for, then again at most this often | `"5s"` |
 /// | `handle_sigint` | `true` or `false`: whether Ctrl-C cancels the body (main only) | `true` |
@@ -81,6 +82,32 @@ use keys::Macro;
 /// feature turns it on too. runner does not turn it on by default, as tokio does not: the
 /// multi-thread scheduler adds about 1.4 s of CPU time to a cold build. Without it, the
 /// flavor is a compile error at `flavor` that names the feature.
+///
+/// `flavor = "local"` runs the body on tokio's `LocalRuntime`, as `#[tokio::main(flavor =
+/// "local")]` does: one thread, like the default, where `tokio::task::spawn_local` works in
+/// the body and in every task (a plain `tokio::spawn` task included), with no `LocalSet`.
+/// It needs no tokio feature beyond `rt`. (`runner::spawn_local` works on every flavor.)
+///
+/// ```
+/// use std::rc::Rc;
+///
+/// #[runner::main(flavor = "local", name = "my-app")]
+/// async fn main() {
+///     assert_eq!(tokio::runtime::Handle::current().name(), Some("my-app"));
+///     let counter = Rc::new(std::cell::Cell::new(0)); // not Send
+///     let task = tokio::task::spawn_local({
+///         let counter = counter.clone();
+///         async move { counter.set(counter.get() + 1) }
+///     });
+///     task.await.unwrap();
+///     assert_eq!(counter.get(), 1);
+/// }
+/// ```
+///
+/// tokio's `unhandled_panic` (which tokio has only under `--cfg tokio_unstable`) is not
+/// taken: it is a compile error that says so. A panicking task never stops the runtime, as
+/// with tokio's default `"ignore"`: its `Task` awaits to
+/// `Err(runner::TaskError::Panicked(..))`.
 ///
 /// ```
 /// #[runner::main(flavor = "multi_thread", worker_threads = 4, shutdown_timeout = "30s")]
@@ -144,10 +171,11 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 /// | key | value | default |
 /// |-----|-------|---------|
 /// | `debug` | `true` or `false` | unset: the `RUNNER_DEBUG` environment variable decides |
-/// | `flavor` | `"current_thread"` or `"multi_thread"` (needs tokio's `rt-multi-thread`, which tokio's `full` has) | `"current_thread"` |
+/// | `flavor` | `"current_thread"`, `"multi_thread"` (needs tokio's `rt-multi-thread`, which tokio's `full` has) or `"local"` (tokio's `LocalRuntime`: `tokio::task::spawn_local` works in every task) | `"current_thread"` |
 /// | `worker_threads` | integer literal ≥ 1; needs `flavor = "multi_thread"` | one per core |
-/// | `start_paused` | `true` or `false`: start tokio's clock paused (`tokio::time::pause`), as `#[tokio::test(start_paused = true)]`; current-thread only, and needs tokio's `test-util` feature | `false` |
-/// | `loop_factory` | a path or closure: `FnOnce() -> R`, `R` a tokio `Runtime`, `io::Result<Runtime>` or `runtime::Builder`; excludes `flavor` and `worker_threads` | |
+/// | `start_paused` | `true` or `false`: start tokio's clock paused (`tokio::time::pause`), as `#[tokio::test(start_paused = true)]`; `"current_thread"` or `"local"` only, and needs tokio's `test-util` feature | `false` |
+/// | `name` | a string, not empty or only whitespace: the runtime's name (tokio's `Builder::name`, read back with `Handle::name`) | none |
+/// | `loop_factory` | a path or closure: `FnOnce() -> R`, `R` a tokio `Runtime`, `io::Result<Runtime>`, `runtime::Builder` or `LocalRuntime` (or `io::Result` of one); excludes `flavor`, `worker_threads`, `start_paused` and `name` | |
 /// | `shutdown_timeout` | a duration string: how long `close()` waits for tasks | `"300s"` |
 /// | `shutdown_report_after` | a duration string, more than zero: a shutdown that waits this long (the body after a signal cancelled it, `close()` for tasks or blocking work) reports what it waits for, then again at most this often | `"5s"` |
 /// | `slow_callback_duration` | a duration string: in debug mode, polls at least this long are reported | `"100ms"` |
@@ -183,6 +211,13 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 ///     let n: u8 = "2".parse()?;
 ///     assert_eq!(n, 2);
 ///     Ok(())
+/// }
+///
+/// #[runner::test(flavor = "local")]
+/// async fn local_tasks_without_a_local_set() {
+///     let rc = std::rc::Rc::new(41); // not Send
+///     let task = tokio::task::spawn_local(async move { *rc + 1 });
+///     assert_eq!(task.await.unwrap(), 42);
 /// }
 ///
 /// #[runner::test(start_paused = true, timeout = "5s")]

@@ -4,7 +4,7 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
-use syn::{Attribute, Expr, LitBool};
+use syn::{Attribute, Expr, LitBool, LitStr};
 
 use crate::attr::{Configuration, Setting};
 use crate::error::Errors;
@@ -32,16 +32,31 @@ pub(crate) struct Config {
 pub(crate) enum Runtime {
     /// runner-core's default: a current-thread runtime.
     Default,
-    /// `flavor = "current_thread"`, written out.
+    /// Built in the user's crate from the runtime keys (`flavor`, `worker_threads`,
+    /// `start_paused`, `name`).
+    Built(Built),
+    /// `loop_factory = expr`.
+    Factory(Expr),
+}
+
+/// A runtime the expansion builds from the keys.
+pub(crate) struct Built {
+    pub(crate) flavor: BuiltFlavor,
+    /// `start_paused = true`, and where the key was written (a build whose tokio lacks
+    /// `test-util` reports it there).
+    pub(crate) start_paused: Option<Span>,
+    /// `name = "..."`: the runtime's name (tokio's `Builder::name`).
+    pub(crate) name: Option<LitStr>,
+}
+
+pub(crate) enum BuiltFlavor {
+    /// A current-thread runtime (`flavor = "current_thread"`, or no flavor).
     CurrentThread,
-    /// `start_paused = true` on a current-thread runtime (the default one or written out),
-    /// and where the key was written (a build whose tokio lacks `test-util` reports it there).
-    Paused(Span),
     /// `flavor = "multi_thread"`, with `worker_threads` if given, and where the flavor was
     /// written (a build whose tokio lacks `rt-multi-thread` reports it there).
     MultiThread(Option<Count>, Span),
-    /// `loop_factory = expr`.
-    Factory(Expr),
+    /// `flavor = "local"`: tokio's `LocalRuntime`.
+    Local,
 }
 
 /// Applies the cross-key rules to what the user wrote.
@@ -75,9 +90,12 @@ fn runtime(raw: &Configuration, errors: &mut Errors) -> Runtime {
         Value::Count(count) => Some((count, s)),
         _ => None,
     });
-
     let start_paused = raw.get(Key::StartPaused).and_then(|s| match &s.value {
         Value::Bool(on) => Some((on.value, s)),
+        _ => None,
+    });
+    let name = raw.get(Key::Name).and_then(|s| match &s.value {
+        Value::Name(name) => Some((name.clone(), s)),
         _ => None,
     });
 
@@ -89,13 +107,19 @@ fn runtime(raw: &Configuration, errors: &mut Errors) -> Runtime {
             .flatten()
         {
             let name = setting.spec.name;
-            errors.push(error(
-                setting,
+            let message = if flavor == Some(Flavor::Local) && setting.spec.key == Key::Flavor {
+                "`flavor = \"local\"` cannot be combined with `loop_factory` (the factory \
+                 builds the runtime): have the factory build a `LocalRuntime` \
+                 (`tokio::runtime::Builder::new_current_thread().enable_all()\
+                 .build_local(Default::default())`), or remove `loop_factory`"
+                    .to_owned()
+            } else {
                 format!(
                     "`{name}` cannot be combined with `loop_factory` (the factory builds the \
                      runtime): remove `{name}`, or remove `loop_factory`"
-                ),
-            ));
+                )
+            };
+            errors.push(error(setting, message));
         }
         if let Some((_, setting)) = start_paused {
             errors.push(error(
@@ -105,13 +129,21 @@ fn runtime(raw: &Configuration, errors: &mut Errors) -> Runtime {
                  `tokio::runtime::Builder`, or remove `loop_factory`",
             ));
         }
+        if let Some((_, setting)) = &name {
+            errors.push(error(
+                setting,
+                "`name` cannot be combined with `loop_factory` (the factory builds the \
+                 runtime): call `.name(\"...\")` on the factory's `tokio::runtime::Builder`, \
+                 or remove `name`",
+            ));
+        }
         if let Value::Callable(expr) = &factory.value {
             return Runtime::Factory(expr.clone());
         }
     }
 
-    let runtime = match (flavor, workers) {
-        (None, None) => Runtime::Default,
+    let built = match (flavor, workers) {
+        (None, None) => None,
         (Some(Flavor::MultiThread), workers) => {
             if let Some((_, setting)) = start_paused {
                 // As in tokio: only a current-thread runtime's clock can be paused.
@@ -124,16 +156,30 @@ fn runtime(raw: &Configuration, errors: &mut Errors) -> Runtime {
             let at = raw
                 .get(Key::Flavor)
                 .map_or_else(Span::call_site, |s| s.key.span());
-            return Runtime::MultiThread(workers.map(|(n, _)| n), at);
+            return Runtime::Built(Built {
+                flavor: BuiltFlavor::MultiThread(workers.map(|(n, _)| n), at),
+                start_paused: None,
+                name: name.map(|(name, _)| name),
+            });
         }
-        (Some(Flavor::CurrentThread), None) => Runtime::CurrentThread,
+        (Some(Flavor::CurrentThread), None) => Some(BuiltFlavor::CurrentThread),
         (Some(Flavor::CurrentThread), Some((_, setting))) => {
             errors.push(error(
                 setting,
                 "`worker_threads` needs `flavor = \"multi_thread\"` (a current-thread runtime \
                  has no workers): remove `worker_threads`, or write `flavor = \"multi_thread\"`",
             ));
-            Runtime::CurrentThread
+            Some(BuiltFlavor::CurrentThread)
+        }
+        (Some(Flavor::Local), None) => Some(BuiltFlavor::Local),
+        (Some(Flavor::Local), Some((_, setting))) => {
+            errors.push(error(
+                setting,
+                "`worker_threads` needs `flavor = \"multi_thread\"` (a local runtime runs \
+                 every task on its one thread): remove `worker_threads`, or write \
+                 `flavor = \"multi_thread\"`",
+            ));
+            Some(BuiltFlavor::Local)
         }
         (None, Some((_, setting))) => {
             // The default is current-thread, like asyncio's loop; going multi-thread is a
@@ -143,14 +189,23 @@ fn runtime(raw: &Configuration, errors: &mut Errors) -> Runtime {
                 "`worker_threads` needs the multi-thread runtime: add `flavor = \"multi_thread\"` \
                  (the default flavor is \"current_thread\")",
             ));
-            Runtime::Default
+            None
         }
     };
-    match start_paused {
-        // `false` is the default: nothing to build differently, and no tokio feature needed.
-        Some((true, setting)) => Runtime::Paused(setting.key.span()),
-        _ => runtime,
+    // `false` is the default: nothing to build differently, and no tokio feature needed.
+    let start_paused = match start_paused {
+        Some((true, setting)) => Some(setting.key.span()),
+        _ => None,
+    };
+    let name = name.map(|(name, _)| name);
+    if built.is_none() && start_paused.is_none() && name.is_none() {
+        return Runtime::Default;
     }
+    Runtime::Built(Built {
+        flavor: built.unwrap_or(BuiltFlavor::CurrentThread),
+        start_paused,
+        name,
+    })
 }
 
 fn bool_setting(raw: &Configuration, key: Key) -> Option<LitBool> {

@@ -3,7 +3,7 @@
 
 use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::ToTokens;
-use syn::{Expr, Lit, LitBool, UnOp};
+use syn::{Expr, Lit, LitBool, LitStr, UnOp};
 
 use crate::keys::{self, Key, KeySpec, Kind};
 
@@ -16,6 +16,8 @@ pub(crate) enum Value {
     Flavor(Flavor),
     Count(Count),
     Duration(DurationLit),
+    /// The runtime's name, as written (tokio's `Builder::name` takes it as it is).
+    Name(LitStr),
     /// The crate path, located at the string literal it came from.
     Path(TokenStream),
 }
@@ -24,6 +26,8 @@ pub(crate) enum Value {
 pub(crate) enum Flavor {
     CurrentThread,
     MultiThread,
+    /// tokio's `LocalRuntime`.
+    Local,
 }
 
 /// A positive integer literal.
@@ -52,6 +56,7 @@ pub(crate) fn parse(spec: &KeySpec, expr: &Expr) -> syn::Result<Value> {
         ),
         Kind::Handler => callable(spec, expr, "a fn taking `&runner::Report`"),
         Kind::Flavor => flavor(spec, expr),
+        Kind::Name => runtime_name(spec, expr),
         Kind::Count => count(spec, expr),
         Kind::Duration => duration(spec, expr),
         Kind::Path => crate_path(spec, expr),
@@ -111,14 +116,16 @@ fn callable(spec: &KeySpec, expr: &Expr, what: &str) -> syn::Result<Value> {
 }
 
 fn flavor(spec: &KeySpec, expr: &Expr) -> syn::Result<Value> {
-    const CHOICES: &str =
-        "`flavor = \"current_thread\"` (the default) or `flavor = \"multi_thread\"`";
+    const CHOICES: &str = "`flavor = \"current_thread\"` (the default), \
+                           `flavor = \"multi_thread\"` or `flavor = \"local\"`";
+    const FLAVORS: [&str; 3] = ["current_thread", "multi_thread", "local"];
     if let Some(Lit::Str(s)) = literal(expr) {
         return match s.value().as_str() {
             "current_thread" => Ok(Value::Flavor(Flavor::CurrentThread)),
             "multi_thread" => Ok(Value::Flavor(Flavor::MultiThread)),
+            "local" => Ok(Value::Flavor(Flavor::Local)),
             other => {
-                let typo = keys::closest(other, ["current_thread", "multi_thread"].into_iter())
+                let typo = keys::closest(other, FLAVORS.into_iter())
                     .map(|near| format!(" (did you mean \"{near}\"?)"))
                     .unwrap_or_default();
                 Err(error(
@@ -129,7 +136,7 @@ fn flavor(spec: &KeySpec, expr: &Expr) -> syn::Result<Value> {
         };
     }
     let message = match bare_ident(expr).as_deref() {
-        Some(written @ ("current_thread" | "multi_thread")) => {
+        Some(written @ ("current_thread" | "multi_thread" | "local")) => {
             format!(
                 "`{}` takes a string: write `flavor = \"{written}\"` with the quotes",
                 spec.name
@@ -142,6 +149,44 @@ fn flavor(spec: &KeySpec, expr: &Expr) -> syn::Result<Value> {
         ),
     };
     Err(error(expr, message))
+}
+
+/// tokio's `Builder::name` panics on a name that is empty or only whitespace (`str::trim`):
+/// here that is a compile error at the string.
+fn runtime_name(spec: &KeySpec, expr: &Expr) -> syn::Result<Value> {
+    let name = spec.name;
+    match literal(expr) {
+        Some(Lit::Str(s)) if s.value().trim().is_empty() => {
+            let what = if s.value().is_empty() {
+                "empty"
+            } else {
+                "only whitespace"
+            };
+            Err(error(
+                s,
+                format!(
+                    "a runtime `{name}` cannot be {what} (tokio refuses it): write a name, \
+                     e.g. `{}`, or remove `{name}`",
+                    spec.example
+                ),
+            ))
+        }
+        Some(Lit::Str(s)) => Ok(Value::Name(s.clone())),
+        _ => {
+            let note = match ungroup(expr) {
+                Expr::Path(_) => " (a macro cannot see the value of a constant)",
+                _ => "",
+            };
+            Err(error(
+                expr,
+                format!(
+                    "`{name}` takes a string literal, not {}{note}: write `{}`",
+                    describe(expr),
+                    spec.example
+                ),
+            ))
+        }
+    }
 }
 
 fn count(spec: &KeySpec, expr: &Expr) -> syn::Result<Value> {

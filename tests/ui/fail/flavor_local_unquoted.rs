@@ -1,0 +1,2 @@
+#[runner::main(flavor = local)]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[runner::main(flavor = "local", worker_threads = 2)]
+async fn main() {}

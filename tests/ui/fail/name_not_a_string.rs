@@ -1,0 +1,4 @@
+const NAME: &str = "my-runtime";
+
+#[runner::main(name = NAME)]
+async fn main() {}
