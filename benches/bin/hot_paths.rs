@@ -6,6 +6,8 @@
 //! on) / `Runtime::block_on` of a ready future.
 //! `hot_paths spawn_join runner|tokio N`: N `runner::spawn(..).await` (10 context variables
 //! set) / `tokio::spawn(..).await`, inside one run.
+//! `hot_paths close runner|tokio N`: `close()` of a Runner with N pending sleeping tasks /
+//! tokio aborting N such tasks, awaiting each, and dropping the runtime.
 //! `hot_paths run_warm|spawn_join ratio N ROUNDS`: ROUNDS rounds of N iterations, runner and
 //! tokio interleaved in one process; prints the median time per iteration of each side and
 //! the median of the per-round ratios (drift on a shared machine hits both sides of a round).
@@ -99,6 +101,39 @@ fn run_side(
                 }
             })
             .unwrap(),
+        ("close", "runner") => {
+            let mut pending = runner::Runner::new();
+            pending
+                .run(async move {
+                    for _ in 0..n {
+                        runner::spawn(tokio::time::sleep(std::time::Duration::from_secs(3600)));
+                    }
+                    tokio::task::yield_now().await;
+                })
+                .unwrap();
+            pending.close();
+        }
+        ("close", "tokio") => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let handles = rt.block_on(async move {
+                let handles: Vec<_> = (0..n)
+                    .map(|_| tokio::spawn(tokio::time::sleep(std::time::Duration::from_secs(3600))))
+                    .collect();
+                tokio::task::yield_now().await;
+                handles
+            });
+            rt.block_on(async move {
+                for handle in &handles {
+                    handle.abort();
+                }
+                for handle in handles {
+                    let _ = handle.await;
+                }
+            });
+        }
         ("spawn_join", "tokio") => rt.block_on(async {
             for _ in 0..n {
                 black_box(tokio::spawn(async { 1 }).await.unwrap());
