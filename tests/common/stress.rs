@@ -16,10 +16,9 @@
 
 use std::fmt;
 use std::future::Future;
-use std::io::Read;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::pin;
-use std::process::{Command, Stdio};
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, Once};
@@ -274,49 +273,7 @@ pub fn child(limit: Duration, body: impl FnOnce(&Progress) + Send + 'static) {
 /// fails if it fails; a child still running after `limit` is killed and reaped. Echoes the
 /// child's `stress:` and `soak:` lines (iteration counts, figures).
 pub fn run_child(child: &str, limit: Duration) {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--exact",
-        child,
-        "--nocapture",
-        "--include-ignored",
-        "--test-threads=1",
-    ])
-    .env_remove("RUNNER_DEBUG")
-    .env("RUNNER_CHILD", "1")
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut proc = cmd.spawn().unwrap();
-    let read_all = |mut pipe: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut text = Vec::new();
-            let _ = pipe.read_to_end(&mut text);
-            String::from_utf8_lossy(&text).into_owned()
-        })
-    };
-    let stdout = read_all(Box::new(proc.stdout.take().unwrap()));
-    let stderr = read_all(Box::new(proc.stderr.take().unwrap()));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = proc.try_wait().unwrap() {
-            break Some(status);
-        }
-        if started.elapsed() >= limit {
-            let _ = proc.kill();
-            let _ = proc.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
-    let Some(status) = status else {
-        panic!("child {child} still running after {limit:?}: killed\n{stdout}\n{stderr}");
-    };
-    assert!(
-        status.success() && stdout.contains("1 passed"),
-        "child {child} failed ({status}):\n{stdout}\n{stderr}"
-    );
+    let (_, stderr) = crate::common::run_child_within(child, &[], limit);
     for line in stderr.lines() {
         if line.starts_with("stress:") || line.starts_with("soak:") {
             eprintln!("{line}");
