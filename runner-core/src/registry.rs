@@ -143,8 +143,11 @@ impl Registry {
             }
             if task.join_close_pass() {
                 joined += 1;
+                // Looked at before the request: once asked, a task polled on another thread
+                // may resolve its `cancelled()` and drop it at once.
+                let observed = task.is_observed();
                 task.request_cancel(None);
-                if task.is_observed() {
+                if observed {
                     observing.push(task);
                 }
             }
