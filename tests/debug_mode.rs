@@ -271,6 +271,57 @@ fn child_default_handler() {
 }
 
 #[test]
+fn a_broken_stderr_loses_the_reports_but_not_the_run_or_close() {
+    // The default handler prints with `eprintln!`, which panics when stderr is a pipe nobody
+    // reads (EPIPE). The reports are lost then, and nothing else: not the main task's value,
+    // not close().
+    common::watchdog(common::TEST_LIMIT);
+    let (stdout, _) = common::run_child("child_broken_stderr", &[]);
+    assert!(stdout.contains("child: ran 7"), "{stdout}");
+    assert!(stdout.contains("child: closed"), "{stdout}");
+}
+
+#[test]
+#[ignore = "child process of a_broken_stderr_loses_the_reports_but_not_the_run_or_close"]
+fn child_broken_stderr() {
+    common::watchdog(common::TEST_LIMIT);
+    assert_eq!(std::env::var("RUNNER_CHILD").as_deref(), Ok("1"));
+    // SAFETY: plain fd calls; fd 2 becomes the write end of a pipe whose read end is closed.
+    unsafe {
+        let mut fds = [0; 2];
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        libc::close(fds[0]);
+        assert_eq!(libc::dup2(fds[1], 2), 2);
+        libc::close(fds[1]);
+    }
+    // Panics can only be seen on stdout now.
+    std::panic::set_hook(Box::new(|info| println!("child: panic: {info}")));
+    // The premise: printing to stderr panics now.
+    assert!(std::panic::catch_unwind(|| eprintln!("lost")).is_err());
+    let mut runner = runner::Runner::builder()
+        .handle_sigint(false)
+        .debug(Some(true))
+        .build();
+    let value = runner
+        .run(async {
+            // sleep: a poll that blocks the thread, for a slow-poll report (made in the poll).
+            runner::spawn(async { std::thread::sleep(Duration::from_millis(120)) })
+                .await
+                .unwrap();
+            // A panic nobody retrieves, and a task pending at close: two more reports.
+            drop(runner::spawn(async { panic!("never retrieved") }));
+            runner::spawn(std::future::pending::<()>());
+            tokio::task::yield_now().await;
+            7
+        })
+        .unwrap();
+    println!("child: ran {value}");
+    runner.close();
+    assert!(runner.is_closed());
+    println!("child: closed");
+}
+
+#[test]
 fn a_panicking_exception_handler_falls_back_to_stderr_and_close_survives() {
     common::watchdog(common::TEST_LIMIT);
     let (stdout, stderr) = common::run_child("child_panicking_handler", &[]);

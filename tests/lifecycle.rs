@@ -310,6 +310,8 @@ fn explicit_close_and_double_close() {
     );
     let second = reports.take();
     assert!(second.is_empty(), "the second close reported: {second:?}");
+    let second = reports.take();
+    assert!(second.is_empty(), "the second close reported: {second:?}");
     drop(runner);
     assert_eq!(
         finalized.load(Ordering::SeqCst),

@@ -136,7 +136,8 @@ pub(crate) type Handler = Arc<dyn Fn(&Report) + Send + Sync>;
 /// (asyncio's `loop.default_exception_handler`): one line on stderr, or, with the `tracing`
 /// feature and a `tracing` subscriber set (global or scoped) on the reporting thread, one
 /// `tracing` event instead (target `runner`; panics at error level, the rest at warn).
-/// Never both. Whether the event is then shown is up to the subscriber's filters.
+/// Never both. Whether the event is then shown is up to the subscriber's filters. It does
+/// not panic: when stderr is broken (a pipe nobody reads any more), the line is lost.
 ///
 /// A custom handler replaces all of this: it receives every report, and nothing goes to
 /// stderr or to `tracing` unless it calls this function itself.
@@ -163,7 +164,14 @@ pub fn default_exception_handler(report: &Report) {
         emit_tracing_event(report);
         return;
     }
-    eprintln!("runner: {report}");
+    print_report(report);
+}
+
+/// One line on stderr. Not `eprintln!`, which panics when stderr is broken (a pipe nobody
+/// reads any more): the line is lost then, and nothing else is.
+pub(crate) fn print_report(report: &Report) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "runner: {report}");
 }
 
 /// The default handler as the Runner stores it.

@@ -76,8 +76,11 @@ impl Shared {
 
     pub(crate) fn report(&self, report: Report) {
         let handler = &self.handler;
-        if panic::catch_unwind(AssertUnwindSafe(|| handler(&report))).is_err() {
-            debug::default_handler(&report);
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| handler(&report))) {
+            // A user's handler is contained already (`runner::contained`), so this is the
+            // default one, whose `tracing` subscriber panicked: the line goes to stderr.
+            crate::error::dispose(payload);
+            debug::print_report(&report);
         }
     }
 
