@@ -2,7 +2,7 @@
 //! in any release.
 
 use std::future::{Future, IntoFuture};
-use std::io;
+use std::io::{self, Write};
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
@@ -35,7 +35,8 @@ fn main_body<T>(builder: Builder, main: Body<'_, T>) -> T {
         Err(RunError::Interrupted) => die_by_sigint(),
         Err(RunError::Terminated) => die_by_sigterm(),
         Err(err) => {
-            eprintln!("error: #[runner::main]: {err}");
+            // Not eprintln!: with stderr broken the status must still be 1, not a panic's.
+            let _ = writeln!(std::io::stderr().lock(), "error: #[runner::main]: {err}");
             std::process::exit(1)
         }
     }
