@@ -147,6 +147,57 @@ fn close_names_a_task_ignoring_its_cancel_and_blocking_work_by_spawn_location() 
 }
 
 #[test]
+fn close_names_an_at_close_finalizer_that_does_not_finish_by_where_it_was_registered() {
+    let threshold = Duration::from_millis(300);
+    let timeout = Duration::from_millis(1500);
+    let reports = Timed::default();
+    let mut runner = reports
+        .builder()
+        .shutdown_report_after(threshold)
+        .shutdown_timeout(timeout)
+        .build();
+    let (quick_line, stuck_line) = runner
+        .run(async {
+            // Finalizers run last registered first: the stuck one, then the quick one.
+            let quick_line = line!() + 1;
+            runner::at_close(|| async {});
+            let stuck_line = line!() + 1;
+            runner::at_close(|| async { pending::<()>().await });
+            (quick_line, stuck_line)
+        })
+        .unwrap();
+    let stuck_at = format!("tests/shutdown_progress.rs:{stuck_line}:");
+    let closing = Instant::now();
+    runner.close();
+    let waiting = reports.of_kind(ReportKind::ShutdownWaiting);
+    // Step 2 waits the whole timeout for the stuck finalizer: reports at about 0.3, 0.6, 0.9
+    // and 1.2 s.
+    assert!(waiting.len() >= 2, "{}", reports.all());
+    assert!(waiting[0].0 - closing >= threshold, "{}", reports.all());
+    for (_, report) in &waiting {
+        let m = report.message();
+        assert!(
+            m.contains(&format!(
+                "in Runner::close for the at_close finalizer registered at {stuck_at}"
+            )),
+            "{m}\nexpected {stuck_at}"
+        );
+        assert!(!m.contains(&format!(":{quick_line}:")), "{m}");
+        assert!(m.contains("a second Ctrl-C forces the exit"), "{m}");
+        assert_eq!(report.location().map(|l| l.line()), Some(stuck_line));
+    }
+    assert_spaced(&waiting, threshold);
+    // The wait still ends at the shutdown timeout, with its own report naming the finalizer.
+    let timed_out = reports.of_kind(ReportKind::ShutdownTimeout);
+    assert_eq!(timed_out.len(), 1, "{}", reports.all());
+    assert!(
+        timed_out[0].1.message().contains(&stuck_at),
+        "{}",
+        reports.all()
+    );
+}
+
+#[test]
 fn close_on_a_multi_thread_loop_names_the_task_it_waits_for() {
     let threshold = Duration::from_millis(200);
     let reports = Timed::default();

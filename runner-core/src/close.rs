@@ -338,14 +338,23 @@ fn run_finalizers(rt: LoopRef<'_>, shared: &Shared, deadline: Option<Instant>, t
             Ok(fut) => {
                 let mut fut = std::pin::pin!(CatchUnwind(fut));
                 // Polled first: a finalizer may start local tasks, which the drive then runs.
-                let driving = std::future::poll_fn(|cx| {
+                let mut driving = std::pin::pin!(std::future::poll_fn(|cx| {
                     let polled = fut.as_mut().poll(cx);
                     if polled.is_pending() {
                         shared.local.drive(cx);
                     }
                     polled
-                });
-                block_until(rt, deadline, driving)
+                }));
+                // Cut into slices at each report of a slow close, as step 1.
+                progress::wait_reporting(
+                    deadline,
+                    shared.report_after,
+                    |until| block_until(rt, until, driving.as_mut()),
+                    |waited| {
+                        let stage = Stage::CloseFinalizer { location, timeout };
+                        progress::report_waiting(shared, stage, waited);
+                    },
+                )
             }
             Err(payload) => Some(Err(payload)),
         };

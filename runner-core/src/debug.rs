@@ -27,7 +27,8 @@ pub enum ReportKind {
     /// not observing `runner::cancelled()`.
     MainTaskDropped,
     /// A shutdown has waited longer than `Builder::shutdown_report_after` (the main task
-    /// after a signal cancelled it, or `close()` for its cancelled tasks or blocking work):
+    /// after a signal cancelled it, or `close()` for its cancelled tasks, an `at_close`
+    /// finalizer or blocking work):
     /// how long, for what, and that a second Ctrl-C forces the exit. Repeated at most once
     /// per that duration while the wait goes on.
     ShutdownWaiting,

@@ -1,8 +1,8 @@
 //! A shutdown that shows its progress: when the main task is still running some time after
-//! a signal cancelled it, or `close()` has waited that long for cancelled tasks (step 1) or
-//! blocking work (step 3), a [`ReportKind::ShutdownWaiting`] report names how long it has
-//! waited, what it waits for, and the way out; then again at most every threshold
-//! (`Builder::shutdown_report_after`).
+//! a signal cancelled it, or `close()` has waited that long for cancelled tasks (step 1), an
+//! `at_close` finalizer (step 2) or blocking work (step 3), a
+//! [`ReportKind::ShutdownWaiting`] report names how long it has waited, what it waits for,
+//! and the way out; then again at most every threshold (`Builder::shutdown_report_after`).
 //!
 //! None of it is on a run's path. The main task's watch runs on the signal listener thread,
 //! from the moment a signal cancelled the main task; `close()` cuts its waits into slices
@@ -70,6 +70,11 @@ pub(crate) enum Stage<'a> {
         left: usize,
         timeout: Duration,
     },
+    /// `close()` step 2: the `at_close` finalizer registered at `location`.
+    CloseFinalizer {
+        location: &'static Location<'static>,
+        timeout: Duration,
+    },
     /// `close()` step 3: blocking work.
     CloseBlocking { timeout: Duration },
 }
@@ -80,6 +85,7 @@ pub(crate) enum Stage<'a> {
 pub(crate) fn report_waiting(runner: &Shared, stage: Stage<'_>, waited: Duration) {
     let mut pending: Vec<(&'static Location<'static>, String)> = Vec::new();
     let mut unnamed = 0;
+    let mut at = None;
     let headline = match stage {
         Stage::MainTask(signal, main) => {
             if !main.is_done() {
@@ -104,12 +110,19 @@ pub(crate) fn report_waiting(runner: &Shared, stage: Stage<'_>, waited: Duration
                  {timeout:?})"
             )
         }
+        Stage::CloseFinalizer { location, timeout } => {
+            at = Some(location);
+            format!(
+                "in Runner::close for the at_close finalizer registered at {location} \
+                 (shutdown timeout {timeout:?})"
+            )
+        }
         Stage::CloseBlocking { timeout } => {
             format!("in Runner::close for blocking work (shutdown timeout {timeout:?})")
         }
     };
     pending.extend(runner.pending_tasks());
-    let location = pending.first().map(|(location, _)| *location);
+    let location = at.or_else(|| pending.first().map(|(location, _)| *location));
     let mut tasks: Vec<String> = pending.into_iter().map(|(_, name)| name).collect();
     if unnamed > 0 {
         tasks.push(format!(

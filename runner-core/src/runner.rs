@@ -267,7 +267,8 @@ impl Builder {
     /// The report ([`ReportKind::ShutdownWaiting`](crate::ReportKind::ShutdownWaiting), to
     /// the exception handler) comes when the main task is still running this long after a
     /// signal cancelled it, and when `close()` has waited this long for its cancelled tasks
-    /// (step 1) or for blocking work (step 3). It names how long the shutdown has waited,
+    /// (step 1), for an `at_close` finalizer (step 2, named by where it was registered) or
+    /// for blocking work (step 3). It names how long the shutdown has waited,
     /// the tasks still pending (by spawn location, the main task included), the
     /// `spawn_blocking` jobs still running, and that a second Ctrl-C forces the exit. While
     /// the wait goes on it comes again at most once per this duration (never more often
