@@ -37,6 +37,14 @@ impl Timed {
             })
     }
 
+    /// A Runner that reports a slow shutdown after `threshold` and gives up at `timeout`.
+    fn slow_close(&self, threshold: Duration, timeout: Duration) -> Runner {
+        self.builder()
+            .shutdown_report_after(threshold)
+            .shutdown_timeout(timeout)
+            .build()
+    }
+
     fn of_kind(&self, kind: ReportKind) -> Vec<(Instant, Report)> {
         let all = self.0.lock().unwrap();
         all.iter()
@@ -73,11 +81,7 @@ fn close_names_a_task_ignoring_its_cancel_and_blocking_work_by_spawn_location() 
     let threshold = Duration::from_millis(300);
     let timeout = Duration::from_millis(1500);
     let reports = Timed::default();
-    let mut runner = reports
-        .builder()
-        .shutdown_report_after(threshold)
-        .shutdown_timeout(timeout)
-        .build();
+    let mut runner = reports.slow_close(threshold, timeout);
     let (task_line, blocking_line) = runner
         .run(async {
             let task_line = line!() + 1;
@@ -151,11 +155,7 @@ fn close_names_an_at_close_finalizer_that_does_not_finish_by_where_it_was_regist
     let threshold = Duration::from_millis(300);
     let timeout = Duration::from_millis(1500);
     let reports = Timed::default();
-    let mut runner = reports
-        .builder()
-        .shutdown_report_after(threshold)
-        .shutdown_timeout(timeout)
-        .build();
+    let mut runner = reports.slow_close(threshold, timeout);
     let (quick_line, stuck_line) = runner
         .run(async {
             // Finalizers run last registered first: the stuck one, then the quick one.
