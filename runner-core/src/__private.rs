@@ -43,8 +43,8 @@ fn main_body<T>(builder: Builder, main: Body<'_, T>) -> T {
 }
 
 /// The body of a `#[runner::test]` fn. Ctrl-C belongs to the test harness, so SIGINT (and
-/// SIGTERM) are not handled. With `timeout`, a test still running at the deadline is cancelled and fails with
-/// a panic naming the timeout and the tasks still pending.
+/// SIGTERM) are not handled. With `timeout`, a test still running at the deadline is
+/// cancelled and fails with a panic naming the timeout and the tasks still pending.
 #[track_caller]
 pub fn block_test<F: IntoFuture>(
     builder: Builder,

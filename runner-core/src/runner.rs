@@ -812,5 +812,5 @@ pub fn run<F: IntoFuture>(main: F) -> Result<F::Output, RunError> {
 /// assert!(!runner::debug_enabled());
 /// ```
 pub fn debug_enabled() -> bool {
-    scope::current_runner().is_some_and(|s| s.debug)
+    scope::with_runner(|s| s.debug).unwrap_or(false)
 }

@@ -258,28 +258,7 @@ pub(crate) fn runs_here(shared: &Shared) -> bool {
 /// (a plain `tokio::spawn` task on a worker thread of a multi-thread Runner) the one that
 /// owns the current runtime.
 pub(crate) fn current_runner() -> Option<Arc<Shared>> {
-    let found = HERE.try_with(|h| {
-        // SAFETY: a shared look at the current scope (see `with`); cloning an `Arc` runs no
-        // user code.
-        if let Some(shared) = unsafe { &(*h.current()).runner } {
-            return Some(shared.clone());
-        }
-        let run = h.run.get();
-        if run.is_null() {
-            return None;
-        }
-        // SAFETY: non-null only while a `RunGuard` lives, and the Runner keeps its
-        // `Arc<Shared>` (which `run` points into) alive at least that long; this takes one
-        // more reference.
-        unsafe {
-            Arc::increment_strong_count(run);
-            Some(Arc::from_raw(run))
-        }
-    });
-    match found {
-        Ok(Some(shared)) => Some(shared),
-        _ => runner_of_current_runtime(),
-    }
+    with_runner(Arc::clone)
 }
 
 /// Runs `f` with the Runner running the current code (as [`current_runner`] finds it),

@@ -42,12 +42,17 @@ pub(crate) struct Shared {
     blocking_done: Condvar,
 }
 
-/// The `spawn_blocking` jobs in flight: how many, and where they were spawned (for the
-/// reports of a shutdown that waits for them).
+/// The `spawn_blocking` jobs in flight, counted by where they were spawned (for the reports
+/// of a shutdown that waits for them). A place leaves the list when its count drops to 0.
 #[derive(Default)]
 struct Blocking {
-    count: usize,
     by_location: Vec<(&'static Location<'static>, usize)>,
+}
+
+impl Blocking {
+    fn count(&self) -> usize {
+        self.by_location.iter().map(|(_, n)| n).sum()
+    }
 }
 
 impl Shared {
@@ -182,7 +187,6 @@ impl Shared {
 
     pub(crate) fn blocking_started(&self, at: &'static Location<'static>) {
         let mut jobs = lock_std(&self.blocking);
-        jobs.count += 1;
         match jobs.by_location.iter_mut().find(|(place, _)| *place == at) {
             Some((_, n)) => *n += 1,
             None => jobs.by_location.push((at, 1)),
@@ -191,14 +195,13 @@ impl Shared {
 
     pub(crate) fn blocking_finished(&self, at: &'static Location<'static>) {
         let mut jobs = lock_std(&self.blocking);
-        jobs.count -= 1;
         if let Some(i) = jobs.by_location.iter().position(|(place, _)| *place == at) {
             jobs.by_location[i].1 -= 1;
             if jobs.by_location[i].1 == 0 {
                 jobs.by_location.swap_remove(i);
             }
         }
-        if jobs.count == 0 {
+        if jobs.by_location.is_empty() {
             self.blocking_done.notify_all();
         }
     }
@@ -213,9 +216,9 @@ impl Shared {
         let jobs = lock_std(&self.blocking);
         let (jobs, _) = self
             .blocking_done
-            .wait_timeout_while(jobs, timeout, |jobs| jobs.count > 0)
+            .wait_timeout_while(jobs, timeout, |jobs| !jobs.by_location.is_empty())
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        jobs.count
+        jobs.count()
     }
 }
 
