@@ -217,9 +217,18 @@ mod imp {
             let flags = libc::fcntl(write_fd, libc::F_GETFL);
             libc::fcntl(write_fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
         }
-        let spawned = std::thread::Builder::new()
-            .name("runner-signals".into())
-            .spawn(move || listen(read_fd));
+        // The listener starts, and stays, with SIGINT and SIGTERM blocked (a new thread
+        // inherits the mask of the thread that creates it): a process-directed signal
+        // (`kill`, a Ctrl-C) is taken by a thread of the program, never by this one. A
+        // thread with them unblocked takes a pending one whenever it looks at its signals
+        // (its start, any change of its mask): the listener would then run the handler
+        // while the run that was sent the signal goes on to end, and a `kill` of the
+        // process from inside a run could land after the run, and kill.
+        let spawned = with_stop_signals_blocked(|| {
+            std::thread::Builder::new()
+                .name("runner-signals".into())
+                .spawn(move || listen(read_fd))
+        });
         if let Err(err) = spawned {
             // SAFETY: closing the descriptors we just made and nobody else uses.
             unsafe {
@@ -230,6 +239,23 @@ mod imp {
         }
         PIPE_WRITE.store(write_fd, Ordering::Release);
         Ok(())
+    }
+
+    /// Runs `f` with SIGINT and SIGTERM blocked on this thread, then puts its mask back (a
+    /// signal that came meanwhile is delivered then).
+    fn with_stop_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
+        // SAFETY: plain data for the masks; applies to the calling thread only.
+        unsafe {
+            let mut stop: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut stop);
+            libc::sigaddset(&mut stop, libc::SIGINT);
+            libc::sigaddset(&mut stop, libc::SIGTERM);
+            let mut before: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, &stop, &mut before);
+            let out = f();
+            libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut());
+            out
+        }
     }
 
     /// The process's handler for SIGINT and SIGTERM once runner took them over. Only
