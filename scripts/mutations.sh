@@ -100,4 +100,25 @@ case_ one_cpu tests/bin/sigint_child.rs \
 case_ finalizer_progress runner-core/src/close.rs \
     's/\|until\| block_until\(rt, until, driving\.as_mut\(\)\)/|_until| block_until(rt, deadline, driving.as_mut())/' \
     -- --test shutdown_progress close_names_an_at_close_finalizer
+case_ plain_cancelled runner-core/src/task.rs \
+    's/let Some\(\(main, stop\)\) = scope::plain_observed\(\) else \{/let Some((main, stop)) = None::<(Option<Arc<TaskState>>, Arc<RunnerStop>)> else {/' \
+    -- --test plain_tasks a_cancelled_made_in_a_plain_task_resolves_when_the_main_task_is_cancelled
+case_ plain_cancelled_axum runner-core/src/task.rs \
+    's/let Some\(\(main, stop\)\) = scope::plain_observed\(\) else \{/let Some((main, stop)) = None::<(Option<Arc<TaskState>>, Arc<RunnerStop>)> else {/' \
+    -- --test plain_tasks signals::axum_async_fn_shutdown_signal
+case_ main_published_for_workers runner-core/src/shared.rs \
+    's/active_main: multi_thread\.then\(\|\| Mutex::new\(None\)\),/active_main: None,/' \
+    -- --test plain_tasks a_cancelled_made_in_a_plain_task_resolves_when_the_main_task_is_cancelled
+case_ plain_cancelled_at_close runner-core/src/close.rs \
+    's/    shared\.stop\.close\(\);\n//' \
+    -- --test plain_tasks a_cancelled_made_in_a_plain_task_resolves_at_close
+case_ context_set_refused runner-core/src/scope.rs \
+    's/!s\.isolated && tokio::task::try_id\(\)\.is_some\(\)/false/' \
+    -- --test context_isolation a_value_set_in_one_plain_task_is_never_seen_by_another
+case_ context_set_refused_axum runner-core/src/scope.rs \
+    's/!s\.isolated && tokio::task::try_id\(\)\.is_some\(\)/false/' \
+    -- --test context_isolation naive_set_middleware
+case_ dropped_mid_work_report runner-core/src/guarded.rs \
+    's/            report_dropped_mid_work\(state, scope\);\n//' \
+    -- --test plain_tasks a_task_dropped_mid_work_after_polling
 exit "$bad"

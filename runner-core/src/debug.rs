@@ -32,6 +32,16 @@ pub enum ReportKind {
     /// how long, for what, and that a second Ctrl-C forces the exit. Repeated at most once
     /// per that duration while the wait goes on.
     ShutdownWaiting,
+    /// A cancel dropped a task that had polled `runner::cancelled()` before but held none
+    /// at that moment (a `select!` loop that makes a fresh `cancelled()` each iteration,
+    /// caught in the middle of its work): the work in progress was cut. Reported also
+    /// outside debug mode.
+    DroppedMidWork,
+    /// A `ContextVar::set` in a plain tokio task (one runner did not start: an axum handler
+    /// or middleware, any `tokio::spawn`) was refused: every plain task polled on that thread
+    /// shares one context, so the value would leak into the others. Use
+    /// `ContextVar::scope` / `Context::scope`, or `runner::spawn`. Reported once per call site.
+    ContextSetRefused,
     /// The Runner could not shut down cleanly for another reason.
     Other,
 }

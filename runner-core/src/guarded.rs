@@ -73,6 +73,7 @@ impl<F: Future> Guarded<F> {
             runner,
             task: Some(task),
             in_run: true,
+            isolated: true,
         };
         Guarded {
             inner: Some(inner),
@@ -102,7 +103,7 @@ impl<F: Future> Guarded<F> {
         scope: &mut Scope,
         state: &TaskState,
         cx: &mut TaskCx<'_>,
-    ) -> (Step<F::Output>, Option<Duration>, Option<StopSignal>) {
+    ) -> (Step<F::Output>, Option<Duration>, Option<StopSignal>, bool) {
         // One access of the thread's record for the whole poll (see `scope`).
         scope::poll_in(scope, || {
             if state.decide() == Decision::Drop {
@@ -111,10 +112,15 @@ impl<F: Future> Guarded<F> {
                     Some(payload) => Step::Panicked(payload),
                     None => Step::Cancelled,
                 };
-                return (step, None, TIMED.then(|| state.stop_signal()).flatten());
+                return (
+                    step,
+                    None,
+                    TIMED.then(|| state.stop_signal()).flatten(),
+                    true,
+                );
             }
             let Some(fut) = inner.as_mut() else {
-                return (Step::Pending, None, None);
+                return (Step::Pending, None, None, false);
             };
             // SAFETY: `fut` stays where it is inside the pinned `Guarded`.
             let fut = unsafe { Pin::new_unchecked(fut) };
@@ -134,7 +140,7 @@ impl<F: Future> Guarded<F> {
                     Step::Panicked(payload)
                 }
             };
-            (step, took, None)
+            (step, took, None, false)
         })
     }
 }
@@ -185,9 +191,11 @@ impl<F: Future> Future for Guarded<F> {
             *waker_set = true;
             *armed = signal::arm(state, *signals);
         }
-        let step = if *debug {
-            let (step, took, dropped_by) = Self::step::<true>(inner, scope, state, cx);
-            // The main task has no `runner` of its own: it finds it through the run.
+        let (step, dropped) = if *debug {
+            let (step, took, dropped_by, dropped) = Self::step::<true>(inner, scope, state, cx);
+            // The main task has no `runner` of its own: it finds it through the run. A main
+            // task that had looked for cancellation before gets the report below instead.
+            let dropped_by = dropped_by.filter(|_| !state.polled_cancelled());
             if took.is_some() || dropped_by.is_some() {
                 if let Some(shared) = scope.runner.clone().or_else(scope::current_runner) {
                     if let Some(signal) = dropped_by {
@@ -198,10 +206,14 @@ impl<F: Future> Future for Guarded<F> {
                     }
                 }
             }
-            step
+            (step, dropped)
         } else {
-            Self::step::<false>(inner, scope, state, cx).0
+            let (step, _, _, dropped) = Self::step::<false>(inner, scope, state, cx);
+            (step, dropped)
         };
+        if dropped && state.polled_cancelled() {
+            report_dropped_mid_work(state, scope);
+        }
         let outcome = match step {
             Step::Pending => {
                 // SAFETY: non-null only for a main task, while its Runner holds `Shared`.
@@ -265,6 +277,30 @@ impl<F> Drop for Guarded<F> {
                 finish(state, &self.scope);
             }
         }
+    }
+}
+
+/// A cancel dropped a task that had polled a `cancelled()` before but held none when the
+/// cancel came: the unit of work it was in is lost. Reported in every mode: the task looked
+/// for cancellation, so this is a surprise to its author (the `select!` loop that makes a
+/// fresh `cancelled()` each iteration, ported from `CancellationToken`).
+#[cold]
+fn report_dropped_mid_work(state: &TaskState, scope: &Scope) {
+    if let Some(shared) = scope.runner.clone().or_else(scope::current_runner) {
+        shared.report(Report::new(
+            ReportKind::DroppedMidWork,
+            format!(
+                "{} was dropped by a cancel while it held no runner::cancelled(), although it \
+                 had polled one before: the work it was doing was cut. A select! loop that \
+                 makes a fresh runner::cancelled() each iteration is not observing while it \
+                 works; make one before the loop (`let mut stop = runner::cancelled();`) and \
+                 select on `&mut stop`, so that a cancel during the work is seen at the next \
+                 iteration",
+                state.describe()
+            ),
+            Some(state.location),
+            None,
+        ));
     }
 }
 

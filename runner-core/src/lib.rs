@@ -24,6 +24,7 @@ mod scope;
 mod shared;
 mod signal;
 mod signal_state;
+mod stop;
 mod sync;
 mod task;
 mod task_state;
@@ -33,7 +34,7 @@ mod vars;
 #[doc(hidden)]
 pub mod __private;
 
-pub use crate::context::{Context, ContextVar, Token};
+pub use crate::context::{Context, ContextVar, Scoped, Token};
 pub use crate::debug::{default_exception_handler, Report, ReportKind};
 pub use crate::error::{ContextError, RunError, TaskError};
 pub use crate::runner::{

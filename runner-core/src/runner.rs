@@ -749,12 +749,20 @@ fn drive<F: IntoFuture>(
     // The main task runs on this thread, where the run guard lets it (and plain tokio tasks
     // of a current-thread loop) find the Runner: no `Arc<Shared>` of its own.
     let debug = inner.shared.debug;
+    // Plain tasks on this thread find the main task through the run guard; on a
+    // multi-thread loop, those on worker threads find it published in `Shared`.
+    let main_record = Arc::as_ptr(&record);
+    let published = inner
+        .shared
+        .publish_main(Some(&record))
+        .then(|| Withdraw(&inner.shared));
     let guarded = Guarded::new(main.into_future(), entry_ctx, record, None, debug, signals)
         .driving(&inner.shared.local);
     let mut guarded = std::pin::pin!(guarded);
-    run.enter(&inner.shared);
+    run.enter(&inner.shared, main_record);
     let outcome = rt.block_on(guarded.as_mut());
     drop(run);
+    drop(published);
     let (exit_ctx, record) = guarded.as_mut().take_ended();
     match ctx {
         Some(ctx) => ctx.store(exit_ctx),
@@ -778,6 +786,16 @@ fn drive<F: IntoFuture>(
         Outcome::Done(value) => Ok(value),
         Outcome::Cancelled => Err(RunError::Cancelled),
         Outcome::Panicked(payload) => panic::resume_unwind(payload),
+    }
+}
+
+/// Withdraws the run's published main task when the run ends (also by unwinding), before
+/// the record can be reused by the next run.
+struct Withdraw<'a>(&'a Shared);
+
+impl Drop for Withdraw<'_> {
+    fn drop(&mut self) {
+        self.0.publish_main(None);
     }
 }
 

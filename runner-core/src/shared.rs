@@ -14,6 +14,7 @@ use tokio::runtime::Handle;
 use crate::debug::{self, Handler, Report, ReportKind};
 use crate::local::LocalTasks;
 use crate::registry::{Registry, ShutdownPanic};
+use crate::stop::RunnerStop;
 use crate::sync::Mutex;
 use crate::task_state::{Ended, StopSignal, TaskState};
 use crate::util::{lock, lock_std};
@@ -37,6 +38,15 @@ pub(crate) struct Shared {
     /// The `spawn_local` tasks, on the thread that runs the Runner's loop.
     pub(crate) local: LocalTasks,
     finalizers: Mutex<Vec<(&'static Location<'static>, Finalizer)>>,
+    /// Refused `ContextVar::set`s already reported: (variable, call site).
+    refused: Mutex<Vec<(usize, &'static Location<'static>)>>,
+    /// What a `cancelled()` made in plain code observes of the Runner (see `stop`).
+    pub(crate) stop: Arc<RunnerStop>,
+    /// On a multi-thread loop, the main task's record while a run is active, for a
+    /// `cancelled()` made in a plain task on a worker thread (which cannot see the run's
+    /// thread-local record). Not kept on a current-thread or local loop, whose plain tasks
+    /// run on the run's own thread: a run pays nothing for it there.
+    active_main: Option<Mutex<Option<Arc<TaskState>>>>,
     /// std's, for its `Condvar` (loom's has no timed wait; no model covers it).
     blocking: std::sync::Mutex<Blocking>,
     blocking_done: Condvar,
@@ -64,6 +74,7 @@ impl Shared {
         report_after: Duration,
         handler: Handler,
     ) -> Shared {
+        let multi_thread = handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread;
         Shared {
             handle,
             local_runtime,
@@ -74,9 +85,42 @@ impl Shared {
             tasks: Registry::new(),
             local: LocalTasks::new(),
             finalizers: Mutex::new(Vec::new()),
+            refused: Mutex::new(Vec::new()),
+            stop: Arc::new(RunnerStop::new()),
+            active_main: multi_thread.then(|| Mutex::new(None)),
             blocking: std::sync::Mutex::default(),
             blocking_done: Condvar::new(),
         }
+    }
+
+    /// Publishes (`Some`) or withdraws (`None`) the active run's main task, where the loop
+    /// keeps it (see `active_main`); `false` where it does not.
+    pub(crate) fn publish_main(&self, main: Option<&Arc<TaskState>>) -> bool {
+        match &self.active_main {
+            Some(slot) => {
+                let old = std::mem::replace(&mut *lock(slot), main.cloned());
+                drop(old);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `true` the first time a `ContextVar::set` of `var` at `at` is refused in this Runner.
+    pub(crate) fn first_refusal(&self, var: usize, at: &'static Location<'static>) -> bool {
+        let mut seen = lock(&self.refused);
+        if seen.contains(&(var, at)) {
+            return false;
+        }
+        seen.push((var, at));
+        true
+    }
+
+    /// The active run's main task, where the loop publishes it.
+    pub(crate) fn active_main(&self) -> Option<Arc<TaskState>> {
+        self.active_main
+            .as_ref()
+            .and_then(|slot| lock(slot).clone())
     }
 
     pub(crate) fn report(&self, report: Report) {

@@ -12,6 +12,7 @@ use crate::error::TaskError;
 use crate::guarded::{Guarded, Outcome};
 use crate::scope::{self, Scope};
 use crate::shared::Shared;
+use crate::stop::RunnerStop;
 use crate::task_state::{Origin, TaskState};
 
 /// A handle to a task started by [`spawn`], [`spawn_local`] or [`spawn_blocking`] (asyncio's `Task`).
@@ -408,6 +409,7 @@ where
         task: None,
         // asyncio lets executor threads start a loop of their own: so do we.
         in_run: false,
+        isolated: true,
     };
     let job_state = state.clone();
     let handle = shared.handle.spawn_blocking(move || {
@@ -527,19 +529,56 @@ where
 /// .unwrap();
 /// ```
 pub fn cancelled() -> Cancelled {
-    let task = scope::with(|s| s.task.clone()).flatten();
-    if let Some(task) = &task {
+    // A task of the Runner observes its own record.
+    if let Some(task) = scope::with(|s| s.task.clone()).flatten() {
         task.observe();
+        return Cancelled {
+            task: Some(task),
+            watch: None,
+            runner: None,
+        };
     }
-    Cancelled { task, watch: None }
+    // Plain code on a Runner's runtime: the Runner's active main task, and its close.
+    let Some((main, stop)) = scope::plain_observed() else {
+        return Cancelled {
+            task: None,
+            watch: None,
+            runner: None,
+        };
+    };
+    if let Some(main) = &main {
+        main.observe();
+    }
+    stop.observe();
+    Cancelled {
+        task: main,
+        watch: None,
+        runner: Some(RunnerWatch { stop, watch: None }),
+    }
 }
 
 /// The future returned by [`cancelled()`].
 #[must_use = "a cancelled() future observes cancellation only while it is held"]
 pub struct Cancelled {
+    /// The record observed: the task's own, or (made in plain code) the main task's.
     task: Option<Arc<TaskState>>,
-    /// Its entry among the task's watchers, once polled.
+    /// Its entry among that record's watchers, once polled.
     watch: Option<u64>,
+    /// Made in plain code: the Runner, whose close resolves it too.
+    runner: Option<RunnerWatch>,
+}
+
+struct RunnerWatch {
+    stop: Arc<RunnerStop>,
+    watch: Option<u64>,
+}
+
+impl Cancelled {
+    /// `true` once a request for it has come (consuming a pending one of its task).
+    fn requested(&self) -> bool {
+        self.task.as_ref().is_some_and(|task| task.take_request())
+            || self.runner.as_ref().is_some_and(|r| r.stop.is_closing())
+    }
 }
 
 impl Future for Cancelled {
@@ -547,16 +586,24 @@ impl Future for Cancelled {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<()> {
         let this = &mut *self;
-        let Some(task) = &this.task else {
+        if this.task.is_none() && this.runner.is_none() {
             return Poll::Pending;
-        };
-        if task.take_request() {
+        }
+        if let Some(task) = &this.task {
+            task.mark_polled_cancelled();
+        }
+        if this.requested() {
             return Poll::Ready(());
         }
         // Whoever polls us is woken by the request, in whatever task this future now lives.
-        task.watch(&mut this.watch, cx.waker());
+        if let Some(task) = &this.task {
+            task.watch(&mut this.watch, cx.waker());
+        }
+        if let Some(runner) = &mut this.runner {
+            runner.stop.watch(&mut runner.watch, cx.waker());
+        }
         // A request made between the check and the registration has already run its wakes.
-        if task.take_request() {
+        if this.requested() {
             Poll::Ready(())
         } else {
             Poll::Pending
@@ -572,6 +619,9 @@ impl Drop for Cancelled {
             }
             task.unobserve();
         }
+        if let Some(runner) = &self.runner {
+            runner.stop.unobserve(runner.watch);
+        }
     }
 }
 
@@ -580,8 +630,10 @@ impl fmt::Debug for Cancelled {
         f.debug_struct("Cancelled")
             .field(
                 "requested",
-                &self.task.as_ref().is_some_and(|t| t.was_cancelled()),
+                &(self.task.as_ref().is_some_and(|t| t.was_cancelled())
+                    || self.runner.as_ref().is_some_and(|r| r.stop.is_closing())),
             )
+            .field("plain", &self.runner.is_some())
             .finish()
     }
 }

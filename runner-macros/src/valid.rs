@@ -216,8 +216,8 @@ fn bool_setting(raw: &Configuration, key: Key) -> Option<LitBool> {
 }
 
 fn duration_setting(raw: &Configuration, key: Key) -> Option<DurationLit> {
-    raw.get(key).and_then(|s| match s.value {
-        Value::Duration(duration) => Some(duration),
+    raw.get(key).and_then(|s| match &s.value {
+        Value::Duration(duration) => Some(duration.clone()),
         _ => None,
     })
 }
