@@ -1,6 +1,6 @@
-//! The runtime layer of [`runner`](https://docs.rs/runner): Python's `asyncio.run()` and
-//! `asyncio.Runner` on tokio. Use it through the `runner` crate, which re-exports all of
-//! this together with the `#[runner::main]` and `#[runner::test]` macros.
+//! The runtime layer of [`tokio-runner`](https://docs.rs/tokio-runner) (in code: `runner`):
+//! Python's `asyncio.run()` and `asyncio.Runner` on tokio. Use it through that crate, which
+//! re-exports all of this together with the `#[runner::main]` and `#[runner::test]` macros.
 //!
 //! ```
 //! # use runner_core as runner;

@@ -8,6 +8,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context as TaskCx, Poll};
 
+#[allow(unused_imports)] // rustdoc links
+use crate::debug::ReportKind;
 use crate::error::TaskError;
 use crate::guarded::{Guarded, Outcome};
 use crate::scope::{self, Scope};
@@ -489,13 +491,6 @@ where
 /// [`Task::cancel`], `close()`) does not drop the task: it wakes it, this future resolves,
 /// and the task can do async cleanup and finish on its own.
 ///
-/// The future belongs to the task that created it (that task counts as observing while the
-/// future lives), but it resolves wherever it is polled: it can be handed to another task,
-/// such as the one in which axum polls its graceful-shutdown future:
-/// `axum::serve(listener, app).with_graceful_shutdown(runner::cancelled())`. Ctrl-C then
-/// starts axum's drain while the main task awaits it. Created outside any task, it never
-/// resolves.
-///
 /// ```
 /// # use runner_core as runner;
 /// runner::run(async {
@@ -512,7 +507,45 @@ where
 /// .unwrap();
 /// ```
 ///
-/// Moved into a plain `tokio::spawn` task, it still resolves on the cancel request:
+/// # In a loop: make one, before the loop
+///
+/// A task observes cancellation only while a `cancelled()` is alive. A `select!` loop that
+/// makes a fresh one each iteration (the line-for-line port of a `CancellationToken` loop)
+/// holds none while it does its work, so a cancel that comes then drops the task in the
+/// middle of that work (and runner reports it: [`ReportKind::DroppedMidWork`]). Make one
+/// before the loop and select on `&mut` it (it is `Unpin`: no `pin!` needed); a cancel during
+/// the work is then seen at the next iteration, and no unit of work is cut:
+///
+/// ```
+/// # use runner_core as runner;
+/// # async fn work(done: &mut u32) { tokio::task::yield_now().await; *done += 1; }
+/// runner::run(async {
+///     let worker = runner::spawn(async {
+///         let mut stop = runner::cancelled();
+///         let mut done = 0;
+///         loop {
+///             tokio::select! {
+///                 _ = &mut stop => break,
+///                 // The unit of work runs in the arm, after the select: never cut.
+///                 _ = tokio::task::yield_now() => work(&mut done).await,
+///             }
+///         }
+///         done // every unit it started, it finished
+///     });
+///     tokio::task::yield_now().await;
+///     worker.cancel();
+///     assert!(worker.await.is_ok());
+/// })
+/// .unwrap();
+/// ```
+///
+/// # Where it resolves
+///
+/// A `cancelled()` made in a task of the Runner (the main task, a [`spawn`]ed or
+/// [`spawn_local`]ed task) belongs to that task: the task counts as observing while the
+/// future lives, and the task's cancel resolves it, wherever it is polled. It can be handed
+/// to another task, as in `axum::serve(listener, app).with_graceful_shutdown(runner::cancelled())`,
+/// where axum polls it in a task of its own:
 ///
 /// ```
 /// # use runner_core as runner;
@@ -528,6 +561,32 @@ where
 /// })
 /// .unwrap();
 /// ```
+///
+/// A `cancelled()` made in plain code of a Runner's runtime (a plain `tokio::spawn` task,
+/// such as the one where axum's `with_graceful_shutdown(shutdown_signal())` first polls
+/// `async fn shutdown_signal() { runner::cancelled().await }`) belongs to the Runner:
+/// - it observes the main task of the run active when it was made: the main task's cancel
+///   (the first Ctrl-C or SIGTERM, [`current_task()`]`.cancel()`) resolves it, and while it
+///   lives the main task counts as observing, exactly as with the eager form above;
+/// - `close()` resolves it, and waits (bounded by the shutdown timeout) while it is held: a
+///   plain task that keeps it alive until its cleanup is done (`(&mut stop).await`, or the
+///   loop above) gets that cleanup run before the runtime shuts down.
+///
+/// ```
+/// # use runner_core as runner;
+/// let drained = runner::Runner::new().run(async {
+///     // axum's shape: the future is made inside the server's own task.
+///     let server = tokio::spawn(async { runner::cancelled().await; "drained" });
+///     tokio::task::yield_now().await;
+///     runner::current_task().unwrap().cancel(); // as the first Ctrl-C would
+///     server.await.unwrap() // the main task was observing: not dropped
+/// });
+/// assert_eq!(drained.unwrap(), "drained");
+/// ```
+///
+/// Made in a `spawn_blocking` job of a current-thread loop (no run's thread, no published
+/// main task), it observes the Runner's close only. Made outside any Runner, it never
+/// resolves.
 pub fn cancelled() -> Cancelled {
     // A task of the Runner observes its own record.
     if let Some(task) = scope::with(|s| s.task.clone()).flatten() {
