@@ -119,6 +119,6 @@ case_ context_set_refused_axum runner-core/src/scope.rs \
     's/!s\.isolated && tokio::task::try_id\(\)\.is_some\(\)/false/' \
     -- --test context_isolation naive_set_middleware
 case_ dropped_mid_work_report runner-core/src/guarded.rs \
-    's/            report_dropped_mid_work\(state, scope\);\n//' \
+    's/report_dropped_mid_work\(state\);//' \
     -- --test plain_tasks a_task_dropped_mid_work_after_polling
 exit "$bad"

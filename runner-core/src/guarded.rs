@@ -103,7 +103,7 @@ impl<F: Future> Guarded<F> {
         scope: &mut Scope,
         state: &TaskState,
         cx: &mut TaskCx<'_>,
-    ) -> (Step<F::Output>, Option<Duration>, Option<StopSignal>, bool) {
+    ) -> (Step<F::Output>, Option<Duration>, Option<StopSignal>) {
         // One access of the thread's record for the whole poll (see `scope`).
         scope::poll_in(scope, || {
             if state.decide() == Decision::Drop {
@@ -112,15 +112,13 @@ impl<F: Future> Guarded<F> {
                     Some(payload) => Step::Panicked(payload),
                     None => Step::Cancelled,
                 };
-                return (
-                    step,
-                    None,
-                    TIMED.then(|| state.stop_signal()).flatten(),
-                    true,
-                );
+                if state.polled_cancelled() {
+                    report_dropped_mid_work(state);
+                }
+                return (step, None, TIMED.then(|| state.stop_signal()).flatten());
             }
             let Some(fut) = inner.as_mut() else {
-                return (Step::Pending, None, None, false);
+                return (Step::Pending, None, None);
             };
             // SAFETY: `fut` stays where it is inside the pinned `Guarded`.
             let fut = unsafe { Pin::new_unchecked(fut) };
@@ -140,7 +138,7 @@ impl<F: Future> Guarded<F> {
                     Step::Panicked(payload)
                 }
             };
-            (step, took, None, false)
+            (step, took, None)
         })
     }
 }
@@ -191,10 +189,10 @@ impl<F: Future> Future for Guarded<F> {
             *waker_set = true;
             *armed = signal::arm(state, *signals);
         }
-        let (step, dropped) = if *debug {
-            let (step, took, dropped_by, dropped) = Self::step::<true>(inner, scope, state, cx);
+        let step = if *debug {
+            let (step, took, dropped_by) = Self::step::<true>(inner, scope, state, cx);
             // The main task has no `runner` of its own: it finds it through the run. A main
-            // task that had looked for cancellation before gets the report below instead.
+            // task that had looked for cancellation before got `report_dropped_mid_work`.
             let dropped_by = dropped_by.filter(|_| !state.polled_cancelled());
             if took.is_some() || dropped_by.is_some() {
                 if let Some(shared) = scope.runner.clone().or_else(scope::current_runner) {
@@ -206,14 +204,10 @@ impl<F: Future> Future for Guarded<F> {
                     }
                 }
             }
-            (step, dropped)
+            step
         } else {
-            let (step, _, _, dropped) = Self::step::<false>(inner, scope, state, cx);
-            (step, dropped)
+            Self::step::<false>(inner, scope, state, cx).0
         };
-        if dropped && state.polled_cancelled() {
-            report_dropped_mid_work(state, scope);
-        }
         let outcome = match step {
             Step::Pending => {
                 // SAFETY: non-null only for a main task, while its Runner holds `Shared`.
@@ -284,9 +278,10 @@ impl<F> Drop for Guarded<F> {
 /// cancel came: the unit of work it was in is lost. Reported in every mode: the task looked
 /// for cancellation, so this is a surprise to its author (the `select!` loop that makes a
 /// fresh `cancelled()` each iteration, ported from `CancellationToken`).
+/// Called inside the task's scope (where its Runner is found, the main task's too).
 #[cold]
-fn report_dropped_mid_work(state: &TaskState, scope: &Scope) {
-    if let Some(shared) = scope.runner.clone().or_else(scope::current_runner) {
+fn report_dropped_mid_work(state: &TaskState) {
+    if let Some(shared) = scope::current_runner() {
         shared.report(Report::new(
             ReportKind::DroppedMidWork,
             format!(

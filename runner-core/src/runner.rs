@@ -739,6 +739,9 @@ fn drive<F: IntoFuture>(
         _ => {
             let record = Arc::new(TaskState::new(location, Origin::Main));
             crate::progress::remember_main_task(&record, &inner.shared);
+            // Plain tasks polled on this thread find the main task there (a reused record
+            // is at the same address: nothing to do per run).
+            inner.shared.set_run_main(&record);
             record
         }
     };
@@ -749,20 +752,23 @@ fn drive<F: IntoFuture>(
     // The main task runs on this thread, where the run guard lets it (and plain tokio tasks
     // of a current-thread loop) find the Runner: no `Arc<Shared>` of its own.
     let debug = inner.shared.debug;
-    // Plain tasks on this thread find the main task through the run guard; on a
-    // multi-thread loop, those on worker threads find it published in `Shared`.
-    let main_record = Arc::as_ptr(&record);
-    let published = inner
-        .shared
-        .publish_main(Some(&record))
-        .then(|| Withdraw(&inner.shared));
+    // On a multi-thread loop, plain tasks on worker threads find the main task published
+    // in `Shared` for the length of the run. (Withdrawn below, not by a guard: `block_on`
+    // does not unwind, the wrapper catches the main future's panic; and the next run's
+    // publication would replace a stale one.)
+    let published = inner.shared.publishes_main();
+    if published {
+        inner.shared.publish_main(Some(&record));
+    }
     let guarded = Guarded::new(main.into_future(), entry_ctx, record, None, debug, signals)
         .driving(&inner.shared.local);
     let mut guarded = std::pin::pin!(guarded);
-    run.enter(&inner.shared, main_record);
+    run.enter(&inner.shared);
     let outcome = rt.block_on(guarded.as_mut());
     drop(run);
-    drop(published);
+    if published {
+        inner.shared.publish_main(None);
+    }
     let (exit_ctx, record) = guarded.as_mut().take_ended();
     match ctx {
         Some(ctx) => ctx.store(exit_ctx),
@@ -786,16 +792,6 @@ fn drive<F: IntoFuture>(
         Outcome::Done(value) => Ok(value),
         Outcome::Cancelled => Err(RunError::Cancelled),
         Outcome::Panicked(payload) => panic::resume_unwind(payload),
-    }
-}
-
-/// Withdraws the run's published main task when the run ends (also by unwinding), before
-/// the record can be reused by the next run.
-struct Withdraw<'a>(&'a Shared);
-
-impl Drop for Withdraw<'_> {
-    fn drop(&mut self) {
-        self.0.publish_main(None);
     }
 }
 

@@ -69,9 +69,6 @@ struct Here {
     /// a path measured in nanoseconds. The main task and plain tokio tasks polled on this
     /// thread find their Runner here.
     run: Cell<*const Shared>,
-    /// The main task's record of that run (null: none), for `cancelled()` made in a plain
-    /// tokio task polled on this thread. Alive while `run` is set: the run's wrapper owns it.
-    run_main: Cell<*const TaskState>,
     main: Cell<u8>,
 }
 
@@ -83,7 +80,6 @@ thread_local! {
             current: Cell::new(std::ptr::null_mut()),
             borrow: Cell::new(0),
             run: Cell::new(std::ptr::null()),
-            run_main: Cell::new(std::ptr::null()),
             main: Cell::new(MAIN_UNKNOWN),
         }
     };
@@ -222,7 +218,6 @@ pub(crate) fn poll_in<R>(scope: &mut Scope, f: impl FnOnce() -> R) -> R {
 pub(crate) struct RunGuard {
     here: &'static Here,
     previous: *const Shared,
-    previous_main: *const TaskState,
     /// The current scope of the code that called `run`, when it belongs to another Runner
     /// (a `spawn_blocking` job of one Runner running a Runner of its own), and the scope
     /// put in its place for the length of the run (boxed: the guard moves).
@@ -246,7 +241,6 @@ pub(crate) fn begin_run() -> Option<RunGuard> {
         Some(RunGuard {
             here,
             previous: std::ptr::null(),
-            previous_main: std::ptr::null(),
             set_aside: None,
             main_thread: is_main(h),
         })
@@ -256,11 +250,9 @@ pub(crate) fn begin_run() -> Option<RunGuard> {
 }
 
 impl RunGuard {
-    /// Makes `shared` the Runner of this thread's run, and `main` (which must stay alive
-    /// until the guard is dropped) its main task's record.
-    pub(crate) fn enter(&mut self, shared: &Arc<Shared>, main: *const TaskState) {
+    /// Makes `shared` the Runner of this thread's run.
+    pub(crate) fn enter(&mut self, shared: &Arc<Shared>) {
         self.previous = self.here.run.replace(Arc::as_ptr(shared));
-        self.previous_main = self.here.run_main.replace(main);
         // Plain tokio tasks that this run polls on this thread see the thread's record. A
         // blocking job of another Runner left its Runner and context there: that Runner
         // must not be theirs (its close would not cancel what they spawn), nor that context
@@ -291,7 +283,6 @@ impl Drop for RunGuard {
             self.here.current.set(outer);
         }
         self.here.run.set(self.previous);
-        self.here.run_main.set(self.previous_main);
     }
 }
 
@@ -359,15 +350,15 @@ pub(crate) fn plain_observed() -> Option<(Option<Arc<TaskState>>, Arc<crate::sto
             if run.is_null() {
                 return None;
             }
-            let main = h.run_main.get();
-            // SAFETY: both are alive while `run` is set (see `Here`); one more strong
-            // reference to the record, given back by the `Arc` made from it.
-            let main = (!main.is_null()).then(|| unsafe {
+            // SAFETY: as in `with_runner`: borrowed, never dropped here.
+            let shared = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(run) });
+            // SAFETY: the record of the run active on this very thread (see
+            // `Shared::run_main`), alive while the run is; one more strong reference, given
+            // back by the `Arc` made from it.
+            let main = shared.run_main().map(|main| unsafe {
                 Arc::increment_strong_count(main);
                 Arc::from_raw(main)
             });
-            // SAFETY: as in `with_runner`: borrowed, never dropped here.
-            let shared = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(run) });
             Some((main, shared.stop.clone()))
         })
         .ok()
