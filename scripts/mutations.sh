@@ -121,4 +121,29 @@ case_ context_set_refused_axum runner-core/src/scope.rs \
 case_ dropped_mid_work_report runner-core/src/guarded.rs \
     's/report_dropped_mid_work\(state\);//' \
     -- --test plain_tasks a_task_dropped_mid_work_after_polling
+# The sharded registry's loom models (issue 31), each against a wrong version of the registry
+# it is written to catch. The models run under loom's own build (about 2 minutes the first
+# time, then seconds).
+loom=("RUSTFLAGS=--cfg runner_loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom)
+case_ registry_old_deregister runner-core/src/registry.rs \
+    's/match self\.slots\.get_mut\(index\) \{\n(\s*)Some\(slot\) if \*slot == task as usize => \{/match Some(&mut self.slots[index]) {\n$1Some(slot) => {/' \
+    "${loom[@]}" -- -p tokio-runner-core --release --lib registry::loom_models::loom_task_ending_as_the_pass_is_taken
+case_ registry_stops_at_an_empty_shard runner-core/src/registry.rs \
+    's/(let slab = shard\.with\(\|state\| \{\n)/$1                if state.slab.len == 0 { return None; }\n/; s/(\n\s*)slab\n(\s*)\}\);(\n\s*)\/\/ SAFETY: the strong references taken above\./$1Some(slab)\n$2}) else { break };$3\/\/ SAFETY: the strong references taken above./; s/let slab = shard\.with/let Some(slab) = shard.with/' \
+    "${loom[@]}" -- -p tokio-runner-core --release --lib registry::loom_models::loom_the_pass_walks_every_shard
+case_ registry_lost_wakeup runner-core/src/registry.rs \
+    's/(\*lock\(&self\.closer\) = Some\(cx\.waker\(\)\.clone\(\)\);\n).*?(\n\s*Poll::Pending)/$1$2/s' \
+    "${loom[@]}" -- -p tokio-runner-core --release --lib registry::loom_models::loom_last_task_of_the_pass_wakes_the_closer
+case_ registry_stake_given_back_first runner-core/src/registry.rs \
+    's/(self\.outstanding\.fetch_add\(left, Ordering::AcqRel\);)\n(\s*)(self\.outstanding\.fetch_sub\(STAKE, Ordering::AcqRel\) == STAKE)/let gone = $3;\n$2$1\n$2gone/' \
+    "${loom[@]}" -- -p tokio-runner-core --release --lib registry::loom_models::loom_the_state_outlives_every_task
+case_ registry_loose_tasks_uncounted runner-core/src/registry.rs \
+    's/self\.outstanding\.fetch_add\(1 \+ loose, Ordering::AcqRel\);/self.outstanding.fetch_add(1 + 0 * loose, Ordering::AcqRel);/' \
+    "${loom[@]}" -- -p tokio-runner-core --release --lib registry::loom_models::loom_tasks_of_a_pass_cut_short
+case_ registry_pass_lets_go_before_waking runner-core/src/registry.rs \
+    's/(\n\s*)self\.touch\(\);\n(\s*)if let Some\(waker\) = lock\(&self\.closer\)\.take\(\) \{\n(\s*)waker\.wake\(\);\n(\s*)\}\n\s*\/\/ The pass.s own reference, now that none of its tasks is left\.\n\s*self\.release\(\)/$1let last = self.release();$1self.touch();\n$2if let Some(waker) = lock(&self.closer).take() {\n$3waker.wake();\n$4}$1last/' \
+    "${loom[@]}" -- -p tokio-runner-core --release --lib registry::loom_models::loom_tasks_of_a_pass_cut_short
+case_ registry_gone_spawn_uncounted runner-core/src/registry.rs \
+    's/state\.gone && self\.outstanding\.fetch_add\(1, Ordering::AcqRel\) == 0/false/' \
+    "${loom[@]}" -- -p tokio-runner-core --release --lib registry::loom_models::loom_a_spawn_after_the_runner_let_go
 exit "$bad"

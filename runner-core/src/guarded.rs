@@ -59,15 +59,21 @@ pub(crate) struct Guarded<F> {
 unsafe impl<F: Send> Send for Guarded<F> {}
 
 impl<F: Future> Guarded<F> {
+    /// `runner`: the Runner that registered `task` (a spawned task), whose state the wrapper
+    /// reaches through an uncounted `Arc` until the task ends (see `finish`); `None` for the
+    /// main task, which finds its Runner through the run.
     pub(crate) fn new(
         inner: F,
         ctx: CtxState,
         task: Arc<TaskState>,
-        runner: Option<Arc<Shared>>,
+        runner: Option<&Arc<Shared>>,
         debug: bool,
         signals: signal::Wanted,
     ) -> Guarded<F> {
         let state = NonNull::from(&*task);
+        // SAFETY: an `Arc` made from the pointer of a live one, not counted: forgotten in
+        // `Drop`, never dropped (the task's registration keeps the state alive meanwhile).
+        let runner = runner.map(|shared| unsafe { Arc::from_raw(Arc::as_ptr(shared)) });
         let scope = Scope {
             ctx,
             runner,
@@ -271,6 +277,8 @@ impl<F> Drop for Guarded<F> {
                 finish(state, &self.scope);
             }
         }
+        // Uncounted, and maybe freed by now (see `finish`): never dropped as an `Arc`.
+        std::mem::forget(self.scope.runner.take());
     }
 }
 
@@ -299,13 +307,20 @@ fn report_dropped_mid_work(state: &TaskState) {
     }
 }
 
-/// The task has ended: it leaves its Runner's registry (waking `close()` if it waits on it).
-/// The wrapper, not the record, holds the `Arc<Shared>`: the runtime drops the wrapper at
-/// shutdown at the latest, so the Runner's state never owns itself through its tasks.
+/// The task has ended: it leaves its Runner's registry (waking `close()` if it waits on it),
+/// and with that gives back its reference to the Runner's state.
+///
+/// The wrapper, not the record, holds that reference: the runtime drops the wrapper at
+/// shutdown at the latest, so the Runner's state never owns itself through its tasks. It is
+/// an uncounted `Arc` (a count every worker would touch at each spawn and end): the task's
+/// registration is the reference (see `registry`), so nothing of the wrapper may touch the
+/// Runner's state after this, and the `Arc` is forgotten, never dropped (`Drop`).
 fn finish(state: &TaskState, scope: &Scope) {
     if let Some(ended) = state.finish() {
         if let Some(shared) = &scope.runner {
-            shared.task_ended(state, ended);
+            // SAFETY: the Runner that registered this task, alive until the registry has
+            // taken the task's reference back; nothing touches it after (see above).
+            unsafe { Shared::task_ended(Arc::as_ptr(shared), state, ended) };
         }
     }
 }

@@ -627,6 +627,8 @@ impl Runner {
             let Inner {
                 rt, shared, ctx, ..
             } = inner;
+            // Dropped after the close: the Runner lets go of its state (see `Shared::stake`).
+            let _stake = shared.stake();
             close::shutdown(rt, shared, ctx, self.config.shutdown_timeout);
         }
     }

@@ -34,7 +34,8 @@ pub(crate) struct Shared {
     /// `Builder::shutdown_report_after`: see `progress`.
     pub(crate) report_after: Duration,
     handler: Handler,
-    /// The pending tasks, and `close()`'s cancellation pass over them.
+    /// The pending tasks, `close()`'s cancellation pass over them, and the tasks' references
+    /// to this state (a task's wrapper holds an uncounted `Arc` to it: see `registry`).
     tasks: Registry,
     /// The `spawn_local` tasks, on the thread that runs the Runner's loop.
     pub(crate) local: LocalTasks,
@@ -83,6 +84,7 @@ impl Shared {
         handler: Handler,
     ) -> Shared {
         let multi_thread = handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread;
+        let workers = multi_thread.then(|| handle.metrics().num_workers());
         Shared {
             handle,
             local_runtime,
@@ -90,7 +92,7 @@ impl Shared {
             slow,
             report_after,
             handler,
-            tasks: Registry::new(),
+            tasks: Registry::new(Registry::shards_for(workers)),
             local: LocalTasks::new(),
             finalizers: Mutex::new(Vec::new()),
             refused: Mutex::new(Vec::new()),
@@ -169,13 +171,51 @@ impl Shared {
         }
     }
 
-    pub(crate) fn register(&self, task: &Arc<TaskState>) {
-        self.tasks.register(task);
+    /// Registers a new task; from here until it ends (`task_ended`), the task's wrapper may
+    /// reach this state through an uncounted `Arc` (see `registry`).
+    pub(crate) fn register(self: &Arc<Shared>, task: &Arc<TaskState>) {
+        if self.tasks.register(task) {
+            // The tasks' strong reference, taken again by a spawn after the Runner let go.
+            // SAFETY: the count is above zero: `register` says so only to a caller whose
+            // reference is a counted one (an uncounted one of a task is itself counted in the
+            // registry, which then was not at zero).
+            unsafe { Arc::increment_strong_count(Arc::as_ptr(self)) };
+        }
     }
 
-    /// What the Runner does when one of its tasks ends (`TaskState::finish`).
-    pub(crate) fn task_ended(&self, task: &TaskState, ended: Ended) {
-        self.tasks.ended(task, ended);
+    /// What the Runner does when one of its tasks ends (`TaskState::finish`): the task
+    /// leaves the registry, and with that gives back its reference to this state.
+    ///
+    /// # Safety
+    /// `this` is the state of the Runner that registered the task, reached through the
+    /// task's own (uncounted) reference, which this gives back: it may be freed by the time
+    /// this returns, and the caller must not use it again.
+    pub(crate) unsafe fn task_ended(this: *const Shared, task: &TaskState, ended: Ended) {
+        // SAFETY: alive until the registry has taken the task's reference back, which is the
+        // last thing `ended` does with it.
+        let last = unsafe { (*this).tasks.ended(task, ended) };
+        if last {
+            // The last task out after the Runner let go gives the tasks' strong reference back.
+            // SAFETY: taken in `runner_gone` (or `register`) for exactly this.
+            unsafe { Arc::decrement_strong_count(this) };
+        }
+    }
+
+    /// Held by `Runner::close` while it closes: dropped at its end, when the Runner lets go
+    /// of this state. From then on the tasks left (dropped later by tokio's threads after a
+    /// `shutdown_background`, or leaked with a local set) keep it alive as long as any can
+    /// reach it, through one strong reference taken here for all of them, and given back by
+    /// the last one out (at once, after a normal close, which leaves none).
+    pub(crate) fn stake(self: &Arc<Shared>) -> Stake {
+        Stake(self.clone())
+    }
+
+    /// How many tasks are pending (registered, not taken by the close pass): one lock per
+    /// shard of the registry, no walk over the tasks.
+    // For the progress reports (plain tasks alive = tokio's count minus these), and tests.
+    #[allow(dead_code)]
+    pub(crate) fn pending_count(&self) -> usize {
+        self.tasks.pending_count()
     }
 
     /// asyncio's "Task exception was never retrieved" (debug mode only, as the panic hook
@@ -288,6 +328,23 @@ impl Shared {
             .wait_timeout_while(jobs, timeout, |jobs| !jobs.by_location.is_empty())
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         jobs.count()
+    }
+}
+
+/// See [`Shared::stake`].
+pub(crate) struct Stake(Arc<Shared>);
+
+impl Drop for Stake {
+    fn drop(&mut self) {
+        let shared = &self.0;
+        // The tasks' strong reference, taken while the Runner still holds its own.
+        // SAFETY: `shared` is a counted reference.
+        unsafe { Arc::increment_strong_count(Arc::as_ptr(shared)) };
+        if shared.tasks.runner_gone() {
+            // No task is left (the normal case): give it back at once.
+            // SAFETY: taken just above.
+            unsafe { Arc::decrement_strong_count(Arc::as_ptr(shared)) };
+        }
     }
 }
 

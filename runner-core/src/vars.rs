@@ -1,9 +1,12 @@
 //! The data of a context: an immutable, sorted map of variable values, shared by every copy
-//! of the context (a copy is one `Arc` increment; a `set` replaces the map, cloning its
-//! pointers, never the values). `context` is the public API over it, and `scope` keeps the
+//! of the context (a copy is one reference count, on a count that only the copying context's
+//! own copies share: see [`VarMap`]; a `set` replaces the map, cloning its pointers, never
+//! the values). `context` is the public API over it, and `scope` keeps the
 //! running code's one in the thread's record.
 
+use std::alloc::{self, Layout};
 use std::any::Any;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -27,7 +30,241 @@ unsafe impl Sync for Entry {}
 /// The values of one context, sorted by variable id: immutable, shared by every copy of the
 /// context, replaced (not mutated) by `set`. A handful of variables is the common case, and
 /// a flat slice beats hashing there.
-pub(crate) type VarMap = Arc<[Entry]>;
+///
+/// # Copies that scale with cores (issue 31)
+///
+/// Every task gets a copy of its spawner's context, so a copy must be cheap, and on a
+/// multi-thread loop it must not touch a reference count that every spawner touches: two
+/// workers spawning from copies of one context would otherwise bounce that count's cache
+/// line between them at each spawn and at each end (an `Arc<[Entry]>` did).
+///
+/// So a map is one allocation, a header and the entries after it (a thin pointer: a copy of
+/// a context is 16 bytes, which keeps a task's wrapper small), and a context that gets a map
+/// from someone else (a task's copy of its spawner's) takes a *private copy* of it the first
+/// time it is copied itself (`CtxState::copy_for_child`): a new allocation holding the
+/// entries bit for bit (they borrow the values, counting nothing), and one counted
+/// reference on the map that owns them. The copies it hands out from then on count on that
+/// private copy, whose count only this context's own children touch. Cost: one allocation
+/// and one copy of the entries per context that spawns from an inherited map, and at most
+/// one count on the shared map for it, instead of two counts per spawn. A map that this
+/// context made itself (a `set`) is its own already. Big maps (more than
+/// `PRIVATE_COPY_MAX` entries) are shared as they are.
+///
+/// A lookup reads the header's `len` and the entries that follow it (one cache line for a
+/// few variables): no more dependent loads than the fat pointer it replaces.
+pub(crate) struct VarMap(NonNull<u8>);
+
+/// The header of a map allocation; `len` entries follow it.
+#[repr(C)]
+struct Head {
+    /// Copies of contexts holding this allocation.
+    refs: AtomicUsize,
+    /// For a private copy: the map owning the values that its entries borrow (one reference
+    /// held on it). Null for a map that owns its entries.
+    owner: *const Head,
+    len: usize,
+}
+
+/// The low bit of a `VarMap`: this context's own map (made by its `set`, or its private
+/// copy), whose count its copies may take directly.
+const MINE: usize = 1;
+
+/// Where the entries start in a map allocation: after the header, at their alignment.
+const ENTRIES: usize = {
+    let (head, align) = (std::mem::size_of::<Head>(), std::mem::align_of::<Entry>());
+    head.div_ceil(align) * align
+};
+
+/// Largest map copied privately (32 bytes an entry); bigger ones are shared as they are.
+const PRIVATE_COPY_MAX: usize = 32;
+
+// SAFETY: the entries' values are `Send + Sync`; the header's count is atomic, and nothing
+// else of an allocation changes while it is shared.
+unsafe impl Send for VarMap {}
+// SAFETY: as above.
+unsafe impl Sync for VarMap {}
+
+impl VarMap {
+    fn layout(len: usize) -> (Layout, usize) {
+        let entries = Layout::array::<Entry>(len).expect("a context map fits in memory");
+        let (layout, offset) = Layout::new::<Head>()
+            .extend(entries)
+            .expect("a context map fits in memory");
+        debug_assert_eq!(offset, ENTRIES);
+        (layout.pad_to_align(), offset)
+    }
+
+    /// A map owning `entries` (this context's own).
+    fn owning(mut entries: Vec<Entry>) -> VarMap {
+        let len = entries.len();
+        let (layout, offset) = VarMap::layout(len);
+        // SAFETY: the layout has a nonzero size (the header).
+        let base = unsafe { alloc::alloc(layout) };
+        let Some(base) = NonNull::new(base) else {
+            alloc::handle_alloc_error(layout)
+        };
+        // SAFETY: fresh memory of the layout above: the header, then room for `len` entries,
+        // which move in (the vector forgets them).
+        unsafe {
+            base.cast::<Head>().write(Head {
+                refs: AtomicUsize::new(1),
+                owner: std::ptr::null(),
+                len,
+            });
+            std::ptr::copy_nonoverlapping(
+                entries.as_ptr(),
+                base.as_ptr().add(offset).cast::<Entry>(),
+                len,
+            );
+            entries.set_len(0);
+        }
+        VarMap(base.map_addr(|a| a | MINE))
+    }
+
+    /// A private copy of `self`'s entries, borrowing their values from `owner` (one
+    /// reference on which the caller gives it), with `refs` references.
+    fn private(&self, owner: NonNull<u8>, refs: usize) -> VarMap {
+        let len = self.len();
+        let (layout, offset) = VarMap::layout(len);
+        // SAFETY: as in `owning`.
+        let base = unsafe { alloc::alloc(layout) };
+        let Some(base) = NonNull::new(base) else {
+            alloc::handle_alloc_error(layout)
+        };
+        // SAFETY: fresh memory as in `owning`; the entries are copied bit for bit and never
+        // dropped from here (see `Drop`): they borrow the values `owner` keeps alive.
+        unsafe {
+            base.cast::<Head>().write(Head {
+                refs: AtomicUsize::new(refs),
+                owner: owner.as_ptr().cast::<Head>(),
+                len,
+            });
+            std::ptr::copy_nonoverlapping(
+                self.entries_ptr(),
+                base.as_ptr().add(offset).cast::<Entry>(),
+                len,
+            );
+        }
+        VarMap(base.map_addr(|a| a | MINE))
+    }
+
+    #[inline]
+    fn base(&self) -> NonNull<u8> {
+        self.0.map_addr(|a| {
+            // SAFETY: an allocation's address, nonzero without its tag.
+            unsafe { std::num::NonZeroUsize::new_unchecked(a.get() & !MINE) }
+        })
+    }
+
+    #[inline]
+    fn head(&self) -> &Head {
+        // SAFETY: the allocation lives while this reference to it does.
+        unsafe { self.base().cast::<Head>().as_ref() }
+    }
+
+    #[inline]
+    fn entries_ptr(&self) -> *const Entry {
+        // SAFETY: the entries follow the header in the same allocation.
+        unsafe { self.base().as_ptr().add(ENTRIES).cast::<Entry>() }
+    }
+
+    #[inline]
+    fn is_mine(&self) -> bool {
+        self.0.addr().get() & MINE != 0
+    }
+
+    /// A copy for a child (a spawned task, a snapshot) of the context holding `self`, which
+    /// may now make `self` its private copy (see the type's docs).
+    #[inline]
+    fn copy_for_child(&mut self) -> VarMap {
+        if self.is_mine() || self.len() > PRIVATE_COPY_MAX {
+            return self.clone();
+        }
+        self.make_private()
+    }
+
+    /// `copy_for_child` of a map that is not this context's own yet.
+    #[cold]
+    fn make_private(&mut self) -> VarMap {
+        let owner = self.head().owner;
+        let private = match NonNull::new(owner.cast_mut().cast::<u8>()) {
+            // `self` is a reference on the owning map: it becomes the private copy's (no
+            // count touched).
+            None => self.private(self.base(), 2),
+            // A reference on someone's private copy: the new one counts on the owner once.
+            Some(owner) => {
+                // SAFETY: the owner is kept alive by the private copy `self` refers to.
+                unsafe { owner.cast::<Head>().as_ref() }
+                    .refs
+                    .fetch_add(1, Ordering::Relaxed);
+                self.private(owner, 2)
+            }
+        };
+        let old = std::mem::replace(self, private);
+        if owner.is_null() {
+            // Its reference now belongs to the private copy.
+            std::mem::forget(old);
+        } else {
+            drop(old);
+        }
+        VarMap(self.base())
+    }
+}
+
+impl std::ops::Deref for VarMap {
+    type Target = [Entry];
+
+    #[inline]
+    fn deref(&self) -> &[Entry] {
+        // SAFETY: `len` initialized entries follow the header, alive with the allocation.
+        unsafe { std::slice::from_raw_parts(self.entries_ptr(), self.head().len) }
+    }
+}
+
+impl Clone for VarMap {
+    #[inline]
+    /// Another reference to the same map (not this context's own: see `copy_for_child`).
+    fn clone(&self) -> VarMap {
+        self.head().refs.fetch_add(1, Ordering::Relaxed);
+        VarMap(self.base())
+    }
+}
+
+impl Drop for VarMap {
+    #[inline]
+    fn drop(&mut self) {
+        if self.head().refs.fetch_sub(1, Ordering::Release) == 1 {
+            self.free();
+        }
+    }
+}
+
+impl VarMap {
+    /// The last reference went away.
+    #[cold]
+    fn free(&mut self) {
+        std::sync::atomic::fence(Ordering::Acquire);
+        let base = self.base();
+        let Head { owner, len, .. } = *self.head();
+        if owner.is_null() {
+            // SAFETY: the last reference to a map owning its entries: drop them, once.
+            unsafe {
+                std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(
+                    self.entries_ptr().cast_mut(),
+                    len,
+                ))
+            };
+        } else {
+            // A private copy's entries borrow: let go of the owner instead.
+            // SAFETY: the reference this copy held on its owner (never tagged as its own).
+            drop(VarMap(unsafe {
+                NonNull::new_unchecked(owner.cast_mut().cast::<u8>())
+            }));
+        }
+        // SAFETY: allocated in `owning` or `private` with this layout.
+        unsafe { alloc::dealloc(base.as_ptr(), VarMap::layout(len).0) };
+    }
+}
 
 #[inline]
 pub(crate) fn find(map: &[Entry], id: usize) -> Option<&Entry> {
@@ -54,7 +291,7 @@ pub(crate) fn inserted(map: Option<&[Entry]>, id: usize, value: Value) -> (VarMa
             None
         }
     };
-    (entries.into(), old)
+    (VarMap::owning(entries), old)
 }
 
 /// `map` without `id`, and the value it had.
@@ -64,9 +301,12 @@ pub(crate) fn removed(map: Option<&[Entry]>, id: usize) -> (Option<VarMap>, Opti
     match entries.binary_search_by_key(&id, |e| e.id) {
         Ok(i) => {
             let old = entries.remove(i).value;
-            ((!entries.is_empty()).then(|| entries.into()), Some(old))
+            (
+                (!entries.is_empty()).then(|| VarMap::owning(entries)),
+                Some(old),
+            )
         }
-        Err(_) => (Some(map.into()), None),
+        Err(_) => (Some(VarMap::owning(map.to_vec())), None),
     }
 }
 
@@ -103,6 +343,18 @@ impl CtxState {
         CtxState {
             id: 0,
             map: self.map.clone(),
+        }
+    }
+
+    /// A copy, as [`copy`](CtxState::copy), that counts on this context's own map: the
+    /// first copy of a map this context got from elsewhere makes it a private copy first
+    /// (see [`VarMap`]), so that spawning from it touches no count shared with other
+    /// spawners. Runs no user code (no value is dropped).
+    #[inline]
+    pub(crate) fn copy_for_child(&mut self) -> CtxState {
+        CtxState {
+            id: 0,
+            map: self.map.as_mut().map(VarMap::copy_for_child),
         }
     }
 
