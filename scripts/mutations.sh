@@ -146,4 +146,17 @@ case_ registry_pass_lets_go_before_waking runner-core/src/registry.rs \
 case_ registry_gone_spawn_uncounted runner-core/src/registry.rs \
     's/state\.gone && self\.outstanding\.fetch_add\(1, Ordering::AcqRel\) == 0/false/' \
     "${loom[@]}" -- -p tokio-runner-core --release --lib registry::loom_models::loom_a_spawn_after_the_runner_let_go
+# Issue 31 from the outside (tests/spawn_scaling.rs).
+case_ pass_walks_one_shard runner-core/src/registry.rs \
+    's/(let mut observing = Vec::new\(\);\n\s*)for shard in self\.shards\.iter\(\) \{/${1}for shard in self.shards.iter().take(1) {/' \
+    -- --test spawn_scaling close_cancels_every_task_spawned_from_every_worker_at_once
+case_ last_task_keeps_the_state runner-core/src/shared.rs \
+    's/if last \{/if last && false {/' \
+    -- --test spawn_scaling a_runner_whose_task_outlived_close_is_freed_after_that_task
+case_ private_copy_drops_the_values runner-core/src/vars.rs \
+    's/(let Head \{ owner, len, \.\. \} = \*self\.head\(\);\n\s*)if owner\.is_null\(\) \{/${1}if true {/' \
+    -- --test spawn_scaling context_values_follow_spawns_across_workers_and_drop_once
+case_ private_copy_leaks_its_owner runner-core/src/vars.rs \
+    's/\} else \{\n(\s*)drop\(old\);/} else {\n$1std::mem::forget(old);/' \
+    -- --test spawn_scaling context_values_follow_spawns_across_workers_and_drop_once
 exit "$bad"

@@ -572,6 +572,95 @@ impl Registry {
     }
 }
 
+#[cfg(all(test, not(runner_loom)))]
+mod tests {
+    use std::panic::Location;
+    use std::sync::Arc;
+
+    use super::{Registry, Slab};
+    use crate::task_state::{Ended, Origin, TaskState};
+
+    fn task() -> Arc<TaskState> {
+        Arc::new(TaskState::new(Location::caller(), Origin::Spawned))
+    }
+
+    #[test]
+    fn a_slab_reuses_freed_slots_and_refuses_a_slot_not_holding_the_record() {
+        let (a, b, c) = (task(), task(), task());
+        let mut slab = Slab::default();
+        let (ia, ib) = (slab.insert(Arc::as_ptr(&a)), slab.insert(Arc::as_ptr(&b)));
+        assert_eq!((ia, ib, slab.len), (0, 1, 2));
+        assert!(!slab.remove(ia, Arc::as_ptr(&b)), "slot 0 holds a, not b");
+        assert!(!slab.remove(7, Arc::as_ptr(&a)), "no slot 7");
+        assert!(slab.remove(ia, Arc::as_ptr(&a)));
+        assert!(!slab.remove(ia, Arc::as_ptr(&a)), "freed already");
+        assert_eq!(slab.insert(Arc::as_ptr(&c)), ia, "the freed slot is reused");
+        let records: Vec<_> = slab.records().collect();
+        assert_eq!(records, [Arc::as_ptr(&c), Arc::as_ptr(&b)]);
+        assert_eq!(slab.len, 2);
+    }
+
+    #[test]
+    fn a_loop_of_one_thread_gets_one_shard_and_workers_two_each() {
+        assert_eq!(Registry::shards_for(None), 1);
+        assert_eq!(Registry::shards_for(Some(1)), 2);
+        assert_eq!(Registry::shards_for(Some(2)), 4);
+        assert_eq!(Registry::shards_for(Some(3)), 8);
+        assert_eq!(Registry::shards_for(Some(64)), 128);
+    }
+
+    /// Each thread spawning into a registry gets a home shard of its own (as long as there
+    /// are shards for all of them), and keeps it.
+    #[test]
+    fn threads_get_home_shards_of_their_own() {
+        let registry = Registry::new(4);
+        let homes: Vec<usize> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| (registry.home(), registry.home())))
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .map(|(a, b)| {
+                    assert_eq!(a, b, "a thread keeps its home");
+                    a
+                })
+                .collect()
+        });
+        let mut sorted = homes.clone();
+        sorted.sort();
+        assert_eq!(sorted, [0, 1, 2, 3], "homes {homes:?}");
+    }
+
+    /// Tasks of every shard are counted, found for reports, and taken by the pass.
+    #[test]
+    fn every_shard_is_counted_reported_and_walked() {
+        let registry = Registry::new(4);
+        let tasks: Vec<_> = (0..8).map(|_| task()).collect();
+        for (i, task) in tasks.iter().enumerate() {
+            assert!(!registry.register_in(i % 4, task));
+        }
+        assert_eq!(registry.pending_count(), 8);
+        assert_eq!(registry.pending().len(), 8);
+        // One ends the ordinary way.
+        let ended = tasks[5].finish().unwrap();
+        assert!(!registry.ended(&tasks[5], ended));
+        assert_eq!(registry.pending_count(), 7);
+        drop(registry.begin_pass(true));
+        assert_eq!(registry.pending_count(), 0);
+        assert_eq!(registry.pass_left(), 7);
+        for task in tasks.iter().filter(|t| !t.is_done()) {
+            assert!(task.was_cancelled());
+            match task.finish() {
+                Some(ended @ Ended::ClosePass { .. }) => assert!(!registry.ended(task, ended)),
+                _ => panic!("a task of the pass did not end as one"),
+            }
+        }
+        assert_eq!(registry.pass_left(), 0);
+        assert!(registry.runner_gone(), "no task is left to hold the state");
+    }
+}
+
 /// Model checks of the sharded registry: the close pass against tasks ending on other
 /// threads, and how long the Runner's state lives for its tasks. Run with
 /// `RUSTFLAGS="--cfg runner_loom" cargo test -p tokio-runner-core --release --lib loom`.

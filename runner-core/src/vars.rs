@@ -366,3 +366,144 @@ impl CtxState {
         self.id
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::{find, inserted, CtxState, Value, VarMap, PRIVATE_COPY_MAX};
+
+    /// A value that counts its drops.
+    struct Counted(Arc<AtomicUsize>);
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A context holding `n` variables (ids 1..=n, each value its id), made by `set`s.
+    fn context(n: usize) -> CtxState {
+        let mut ctx = CtxState::EMPTY;
+        for id in 1..=n {
+            let value: Value = Arc::new(id);
+            ctx.map = Some(inserted(ctx.map.as_deref(), id, value).0);
+        }
+        ctx
+    }
+
+    fn refs(map: &VarMap) -> usize {
+        map.head().refs.load(Ordering::SeqCst)
+    }
+
+    fn value_of(ctx: &CtxState, id: usize) -> Option<usize> {
+        let entry = find(ctx.map.as_deref()?, id)?;
+        entry.value.downcast_ref::<usize>().copied()
+    }
+
+    /// The point of private copies (issue 31): a task that got its map from its spawner and
+    /// spawns many tasks itself touches the shared map's count once, not at every spawn and
+    /// every end, and the tasks it spawns count on its private copy.
+    #[test]
+    fn a_task_spawning_from_an_inherited_map_counts_on_its_own_copy() {
+        let mut main = context(10);
+        let mut spawner = main.copy_for_child();
+        let shared = main.map.as_ref().unwrap();
+        let before = refs(shared);
+        let children: Vec<CtxState> = (0..100).map(|_| spawner.copy_for_child()).collect();
+        assert_eq!(
+            refs(shared),
+            before,
+            "the spawner's copies counted on the shared map"
+        );
+        let own = spawner.map.as_ref().unwrap();
+        assert!(own.is_mine());
+        assert_eq!(
+            refs(own),
+            101,
+            "the private copy counts the spawner and its children"
+        );
+        for child in &children {
+            assert_eq!(value_of(child, 7), Some(7));
+            assert!(!child.map.as_ref().unwrap().is_mine());
+        }
+        drop(children);
+        assert_eq!(refs(spawner.map.as_ref().unwrap()), 1);
+        // A grandchild's own copy counts once on the map owning the values, not on the
+        // spawner's copy.
+        let mut child = spawner.copy_for_child();
+        let owner_before = refs(main.map.as_ref().unwrap());
+        let grandchild = child.copy_for_child();
+        assert_eq!(refs(main.map.as_ref().unwrap()), owner_before + 1);
+        assert_eq!(value_of(&grandchild, 10), Some(10));
+        assert_eq!(value_of(&main.copy_for_child(), 1), Some(1));
+    }
+
+    /// Values are dropped exactly once, when the last context holding them (through any
+    /// private copy) goes, whatever the order.
+    #[test]
+    fn values_outlive_every_private_copy_and_drop_once() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let value: Value = Arc::new(Counted(drops.clone()));
+        let mut main = CtxState::EMPTY;
+        main.map = Some(inserted(None, 1, value).0);
+        let mut spawner = main.copy_for_child();
+        let mut child = spawner.copy_for_child();
+        let grandchild = child.copy_for_child();
+        // `main` moves on to another value: the old one lives on in the copies.
+        main.map = Some(inserted(main.map.as_deref(), 1, Arc::new(0usize)).0);
+        drop(main);
+        drop(spawner);
+        assert_eq!(drops.load(Ordering::SeqCst), 0);
+        drop(child);
+        assert_eq!(drops.load(Ordering::SeqCst), 0);
+        assert!(find(grandchild.map.as_deref().unwrap(), 1).is_some());
+        drop(grandchild);
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "dropped once, with the last copy"
+        );
+    }
+
+    /// A `set` in a context after it was copied is not seen by the copies, and one in a copy
+    /// is not seen by the context it came from.
+    #[test]
+    fn copies_are_independent() {
+        let mut parent = context(3);
+        let mut inherited = parent.copy_for_child();
+        let child = inherited.copy_for_child();
+        inherited.map = Some(inserted(inherited.map.as_deref(), 2, Arc::new(20usize)).0);
+        parent.map = Some(inserted(parent.map.as_deref(), 3, Arc::new(30usize)).0);
+        assert_eq!(
+            (value_of(&parent, 2), value_of(&parent, 3)),
+            (Some(2), Some(30))
+        );
+        assert_eq!(
+            (value_of(&inherited, 2), value_of(&inherited, 3)),
+            (Some(20), Some(3))
+        );
+        assert_eq!(
+            (value_of(&child, 2), value_of(&child, 3)),
+            (Some(2), Some(3))
+        );
+    }
+
+    /// A map too big to copy is shared as it is (each copy one count on it), and an empty
+    /// context copies as nothing.
+    #[test]
+    fn big_and_empty_maps_are_shared_as_they_are() {
+        let main = context(PRIVATE_COPY_MAX + 1);
+        let mut spawner = main.copy();
+        let child = spawner.copy_for_child();
+        assert!(!spawner.map.as_ref().unwrap().is_mine());
+        assert_eq!(refs(main.map.as_ref().unwrap()), 3);
+        assert_eq!(
+            value_of(&child, PRIVATE_COPY_MAX + 1),
+            Some(PRIVATE_COPY_MAX + 1)
+        );
+        let mut empty = CtxState::EMPTY;
+        assert!(empty.copy_for_child().map.is_none());
+    }
+}
