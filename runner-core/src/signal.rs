@@ -428,8 +428,8 @@ mod imp {
         send(Kind::ForcedExit, Some(signal), generation);
         let limit = FINAL_WORDS_LIMIT;
         let mut wait = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: libc::c_long::try_from(limit.as_nanos()).unwrap_or(100_000_000),
+            tv_sec: libc::time_t::try_from(limit.as_secs()).unwrap_or(0),
+            tv_nsec: libc::c_long::try_from(limit.subsec_nanos()).unwrap_or(0),
         };
         // Interrupted by another signal: sleep for what is left (bounded: a few rounds).
         for _ in 0..64 {
