@@ -100,6 +100,27 @@ case_ one_cpu tests/bin/sigint_child.rs \
 case_ finalizer_progress runner-core/src/close.rs \
     's/\|until\| block_until\(rt, until, driving\.as_mut\(\)\)/|_until| block_until(rt, deadline, driving.as_mut())/' \
     -- --test shutdown_progress close_names_an_at_close_finalizer
+case_ plain_cancelled runner-core/src/task.rs \
+    's/let Some\(\(main, stop\)\) = scope::plain_observed\(\) else \{/let Some((main, stop)) = None::<(Option<Arc<TaskState>>, Arc<RunnerStop>)> else {/' \
+    -- --test plain_tasks a_cancelled_made_in_a_plain_task_resolves_when_the_main_task_is_cancelled
+case_ plain_cancelled_axum runner-core/src/task.rs \
+    's/let Some\(\(main, stop\)\) = scope::plain_observed\(\) else \{/let Some((main, stop)) = None::<(Option<Arc<TaskState>>, Arc<RunnerStop>)> else {/' \
+    -- --test plain_tasks signals::axum_async_fn_shutdown_signal
+case_ main_published_for_workers runner-core/src/shared.rs \
+    's/active_main: multi_thread\.then\(\|\| Mutex::new\(None\)\),/active_main: None,/' \
+    -- --test plain_tasks a_cancelled_made_in_a_plain_task_resolves_when_the_main_task_is_cancelled
+case_ plain_cancelled_at_close runner-core/src/close.rs \
+    's/    shared\.stop\.close\(\);\n//' \
+    -- --test plain_tasks a_cancelled_made_in_a_plain_task_resolves_at_close
+case_ context_set_refused runner-core/src/scope.rs \
+    's/!s\.isolated && tokio::task::try_id\(\)\.is_some\(\)/false/' \
+    -- --test context_isolation a_value_set_in_one_plain_task_is_never_seen_by_another
+case_ context_set_refused_axum runner-core/src/scope.rs \
+    's/!s\.isolated && tokio::task::try_id\(\)\.is_some\(\)/false/' \
+    -- --test context_isolation naive_set_middleware
+case_ dropped_mid_work_report runner-core/src/guarded.rs \
+    's/report_dropped_mid_work\(state\);//' \
+    -- --test plain_tasks a_task_dropped_mid_work_after_polling
 # Issue 28: shutdown that fits the orchestrator. The loom cases build in target/loom, as
 # .ci/run does (RUSTFLAGS would otherwise rebuild everything in target/).
 LOOM=(RUSTFLAGS=--cfg\ runner_loom LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom)
@@ -143,7 +164,7 @@ case_ final_words_bound runner-core/src/shutdown.rs \
     's/FINAL_WORDS_LIMIT: Duration = Duration::from_millis\(100\)/FINAL_WORDS_LIMIT: Duration = Duration::from_secs(600)/' \
     -- --test orchestrator a_forced_exit_is_not_held_back
 case_ final_words_without_stderr_lock runner-core/src/shutdown.rs \
-    's/if shared\.stop\.default_handler && !to_tracing\(\) \{/if false {/' \
+    's/if shared\.shutdown\.default_handler && !to_tracing\(\) \{/if false {/' \
     -- --test orchestrator final_words_come_out_while_a_stuck_thread
 case_ plain_tasks_counted runner-core/src/shutdown.rs \
     's/Some\(alive\.saturating_sub\(ours \+ own\)\)/Some(alive.saturating_sub(own))/' \
@@ -155,7 +176,7 @@ case_ signal_named_in_reports runner-core/src/progress.rs \
     's/Some\(signal\) => format!\("a second \{\} forces the exit", signal\.name\(\)\),/Some(_) => "a second Ctrl-C forces the exit".to_owned(),/' \
     -- --test orchestrator a_second_signal_forces_the_exit_with_final_words
 case_ requested_at_close runner-core/src/runner.rs \
-    's/stop\.stop\.request\(\);//' \
+    's/closing\.shutdown\.request\(\);//' \
     -- --test orchestrator shutdown_requested_answers
 case_ requested_at_signal runner-core/src/shutdown.rs \
     's/self\.requested\.store\(true, Ordering::Release\);\n(\s*)self\.generation\.fetch_max/self.generation.fetch_max/' \
@@ -167,7 +188,7 @@ case_ watchdog_from_the_loop runner-core/src/notify.rs \
     's/ringer\.due\.store\(true, Ordering::Release\);/send("WATCHDOG=1");/' \
     -- --test systemd_notify watchdog_pings_stop
 case_ watchdog_not_plain runner-core/src/runner.rs \
-    's/shared\.stop\.own_task_started\(\);//' \
+    's/shared\.shutdown\.own_task_started\(\);//' \
     -- --test systemd_notify notify_socket_at_a_path
 case_ watchdog_pid runner-core/src/notify.rs \
     's/if pid\.trim\(\)\.parse::<libc::pid_t>\(\)\.ok\(\) != Some\(me\) \{/if false {/' \

@@ -138,6 +138,61 @@
 //! [`Context`]. Each task started with [`spawn`] or [`spawn_blocking`] gets a copy of its
 //! spawner's. Copies share structure, so spawning never clones your values.
 //!
+//! # Servers: plain tokio tasks
+//!
+//! axum, hyper and tonic run your handlers, middleware and shutdown future in tasks they
+//! start themselves with `tokio::spawn`. runner treats them as first-class:
+//! - [`cancelled()`] made in such a task (axum's `async fn shutdown_signal() {
+//!   runner::cancelled().await }`) resolves when the Runner shuts down (the first Ctrl-C or
+//!   SIGTERM, `close()`), and keeps the main task observing meanwhile, so the requests in
+//!   flight drain;
+//! - a [`ContextVar::set`] there is refused with a report (every plain task on a thread
+//!   shares one context, so the value would leak into other requests); give each request's
+//!   future its own value with [`ContextVar::scope`] instead (or [`Context::scope`]):
+//!
+//! ```
+//! use axum::extract::Request;
+//! use axum::middleware::{self, Next};
+//! use axum::response::Response;
+//! use axum::routing::get;
+//! use axum::Router;
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! static REQUEST_ID: runner::ContextVar<u64> = runner::ContextVar::new("request_id");
+//!
+//! /// Request-scoped: each request's future runs with its own id, wherever it is polled.
+//! async fn request_id(req: Request, next: Next) -> Response {
+//!     let id = req.headers()["x-request-id"].to_str().unwrap().parse().unwrap();
+//!     REQUEST_ID.scope(id, next.run(req)).await
+//! }
+//!
+//! async fn handler() -> String {
+//!     tokio::task::yield_now().await;
+//!     let spawned = runner::spawn(async { REQUEST_ID.get() }).await.unwrap();
+//!     format!("request {:?}, its task {spawned:?}", REQUEST_ID.get())
+//! }
+//!
+//! runner::run(async {
+//!     let app = Router::new()
+//!         .route("/", get(handler))
+//!         .layer(middleware::from_fn(request_id));
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+//!     let addr = listener.local_addr().unwrap();
+//!     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+//!     for id in [1, 2] {
+//!         let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+//!         let request = format!(
+//!             "GET / HTTP/1.1\r\nHost: x\r\nx-request-id: {id}\r\nConnection: close\r\n\r\n"
+//!         );
+//!         conn.write_all(request.as_bytes()).await.unwrap();
+//!         let mut response = String::new();
+//!         conn.read_to_string(&mut response).await.unwrap();
+//!         assert!(response.ends_with(&format!("request Some({id}), its task Some({id})")));
+//!     }
+//! })
+//! .unwrap();
+//! ```
+//!
 //! # Debug mode
 //!
 //! `Builder::debug(Some(true))`, `#[runner::main(debug = true)]` or `RUNNER_DEBUG=1`

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
@@ -54,6 +55,9 @@ pub(crate) fn shutdown(rt: Loop, shared: Arc<Shared>, ctx: CtxState, timeout: Du
     // The runtime stays findable from its threads until it is gone: plain tokio tasks that
     // still run during the close (its step 1 lets them) may `runner::spawn`, `at_close`...
     let forget = ForgetRuntime(shared.clone());
+    // Every `cancelled()` made in plain code resolves now (see `stop`), whether or not this
+    // close can wait for what they clean up.
+    shared.stop.close();
     let rt = match rt.into_here() {
         Ok(rt) => rt,
         Err(home) => {
@@ -192,6 +196,7 @@ fn wait_and_shut_down(rt: HomeLoop, shared: Arc<Shared>, ctx: CtxState, timeout:
             runner: Some(shared.clone()),
             task: None,
             in_run: true,
+            isolated: true,
         };
         scope::poll_in(&mut scope, || {
             // The thread that runs the loop now runs the `spawn_local` tasks too.
@@ -217,7 +222,9 @@ fn wait_and_shut_down(rt: HomeLoop, shared: Arc<Shared>, ctx: CtxState, timeout:
     }
     // Steps 3 and 4 share one deadline: the blocking pool is waited for (tokio's own Drop
     // would wait forever), then the runtime gets what is left of it.
-    shared.stop.waiting(Some(&Stage::CloseBlocking { timeout }));
+    shared
+        .shutdown
+        .waiting(Some(&Stage::CloseBlocking { timeout }));
     let started = Instant::now();
     let drained = progress::wait_reporting(
         started.checked_add(timeout),
@@ -275,7 +282,7 @@ fn cancel_pending(rt: LoopRef<'_>, shared: &Shared, deadline: Option<Instant>, t
     let observing = std::cell::RefCell::new(Vec::new());
     let mut pass = std::pin::pin!(async {
         let pass = shared.begin_close_pass();
-        shared.stop.waiting(Some(&Stage::CloseTasks {
+        shared.shutdown.waiting(Some(&Stage::CloseTasks {
             observing: &pass,
             left: 0,
             timeout,
@@ -283,7 +290,12 @@ fn cancel_pending(rt: LoopRef<'_>, shared: &Shared, deadline: Option<Instant>, t
         *observing.borrow_mut() = pass;
         std::future::poll_fn(|cx| {
             shared.local.drive(cx);
-            shared.poll_close_pass(cx)
+            // The tasks of the pass, then the plain tasks that hold a `cancelled()` (woken by
+            // the close, cleaning up as the pass's tasks do).
+            match shared.poll_close_pass(cx) {
+                Poll::Ready(()) => shared.stop.poll_idle(cx),
+                Poll::Pending => Poll::Pending,
+            }
         })
         .await
     });
@@ -302,11 +314,17 @@ fn cancel_pending(rt: LoopRef<'_>, shared: &Shared, deadline: Option<Instant>, t
     );
     if finished.is_none() {
         let left = shared.close_pass_left();
+        let plain = shared.stop.observers();
+        let plain = if plain > 0 {
+            format!(", and {plain} runner::cancelled() future(s) still held in plain tokio tasks")
+        } else {
+            String::new()
+        };
         shared.report(Report::new(
             ReportKind::ShutdownTimeout,
             format!(
-                "Runner shutdown: {left} cancelled task(s) still running after the shutdown \
-                 timeout of {timeout:?}; dropping them"
+                "Runner shutdown: {left} cancelled task(s) still running{plain} after the \
+                 shutdown timeout of {timeout:?}; dropping them"
             ),
             None,
             None,
@@ -344,7 +362,7 @@ fn run_finalizers(rt: LoopRef<'_>, shared: &Shared, deadline: Option<Instant>, t
         let outcome = match made {
             Ok(fut) => {
                 shared
-                    .stop
+                    .shutdown
                     .waiting(Some(&Stage::CloseFinalizer { location, timeout }));
                 let mut fut = std::pin::pin!(CatchUnwind(fut));
                 // Polled first: a finalizer may start local tasks, which the drive then runs.

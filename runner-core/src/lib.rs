@@ -1,6 +1,6 @@
-//! The runtime layer of [`runner`](https://docs.rs/runner): Python's `asyncio.run()` and
-//! `asyncio.Runner` on tokio. Use it through the `runner` crate, which re-exports all of
-//! this together with the `#[runner::main]` and `#[runner::test]` macros.
+//! The runtime layer of [`tokio-runner`](https://docs.rs/tokio-runner) (in code: `runner`):
+//! Python's `asyncio.run()` and `asyncio.Runner` on tokio. Use it through that crate, which
+//! re-exports all of this together with the `#[runner::main]` and `#[runner::test]` macros.
 //!
 //! ```
 //! # use runner_core as runner;
@@ -26,6 +26,7 @@ mod shared;
 mod shutdown;
 mod signal;
 mod signal_state;
+mod stop;
 mod sync;
 mod task;
 mod task_state;
@@ -35,7 +36,7 @@ mod vars;
 #[doc(hidden)]
 pub mod __private;
 
-pub use crate::context::{Context, ContextVar, Token};
+pub use crate::context::{Context, ContextVar, Scoped, Token};
 pub use crate::debug::{default_exception_handler, Report, ReportKind};
 pub use crate::error::{ContextError, RunError, TaskError};
 pub use crate::notify::notify_ready;

@@ -89,11 +89,11 @@ pub(crate) enum Stage<'a> {
 /// still pending there and in the Runner, the plain tokio tasks, the blocking work, and the
 /// signal that ends the process.
 pub(crate) fn report_waiting(runner: &Shared, stage: Stage<'_>, waited: Duration) {
-    if runner.stop.is_forcing() {
+    if runner.shutdown.is_forcing() {
         // The final words of a forced exit are out or on their way: they are the last.
         return;
     }
-    let mut signal = runner.stop.signal();
+    let mut signal = runner.shutdown.signal();
     let mut pending: Vec<(&'static Location<'static>, String)> = Vec::new();
     let mut unnamed = 0;
     let mut at = None;

@@ -745,10 +745,10 @@ impl Runner {
             } = inner;
             // `shutdown_requested()` answers true from the start of the close, and the
             // shutdown that a signal began (its grace period) ends with it.
-            let stop = shared.clone();
-            stop.stop.request();
+            let closing = shared.clone();
+            closing.shutdown.request();
             close::shutdown(rt, shared, ctx, self.config.shutdown_timeout);
-            stop.stop.end();
+            closing.shutdown.end();
         }
     }
 
@@ -797,7 +797,7 @@ impl Runner {
                 config.report_after(),
                 config.handler.clone(),
             );
-            shared.stop = crate::shutdown::Stop::new(
+            shared.shutdown = crate::shutdown::Stop::new(
                 config.grace_period,
                 config.drain_delay,
                 config.default_handler,
@@ -805,7 +805,7 @@ impl Runner {
             let shared = Arc::new(shared);
             scope::remember_runtime(&shared);
             if crate::notify::start_watchdog(&shared) {
-                shared.stop.own_task_started();
+                shared.shutdown.own_task_started();
             }
             self.state = State::Initialized(Inner {
                 rt,
@@ -871,6 +871,9 @@ fn drive<F: IntoFuture>(
         _ => {
             let record = Arc::new(TaskState::new(location, Origin::Main));
             crate::progress::remember_main_task(&record, &inner.shared);
+            // Plain tasks polled on this thread find the main task there (a reused record
+            // is at the same address: nothing to do per run).
+            inner.shared.set_run_main(&record);
             record
         }
     };
@@ -881,12 +884,23 @@ fn drive<F: IntoFuture>(
     // The main task runs on this thread, where the run guard lets it (and plain tokio tasks
     // of a current-thread loop) find the Runner: no `Arc<Shared>` of its own.
     let debug = inner.shared.debug;
+    // On a multi-thread loop, plain tasks on worker threads find the main task published
+    // in `Shared` for the length of the run. (Withdrawn below, not by a guard: `block_on`
+    // does not unwind, the wrapper catches the main future's panic; and the next run's
+    // publication would replace a stale one.)
+    let published = inner.shared.publishes_main();
+    if published {
+        inner.shared.publish_main(Some(&record));
+    }
     let guarded = Guarded::new(main.into_future(), entry_ctx, record, None, debug, signals)
         .driving(&inner.shared.local);
     let mut guarded = std::pin::pin!(guarded);
     run.enter(&inner.shared);
     let outcome = rt.block_on(guarded.as_mut());
     drop(run);
+    if published {
+        inner.shared.publish_main(None);
+    }
     let (exit_ctx, record) = guarded.as_mut().take_ended();
     match ctx {
         Some(ctx) => ctx.store(exit_ctx),

@@ -60,7 +60,7 @@ pub(crate) const FINAL_WORDS_LIMIT: Duration = Duration::from_millis(100);
 /// runner.close();
 /// ```
 pub fn shutdown_requested() -> bool {
-    crate::scope::with_runner(|shared| shared.stop.requested()).unwrap_or(false)
+    crate::scope::with_runner(|shared| shared.shutdown.requested()).unwrap_or(false)
 }
 
 /// When and why a Runner's shutdown began: its first handled signal.
@@ -201,7 +201,7 @@ impl Stop {
 pub(crate) fn plain_tasks(shared: &Shared, wait: bool) -> Option<usize> {
     let alive = shared.handle.metrics().num_alive_tasks();
     let ours = shared.runner_tasks_on_runtime(wait)?;
-    let own = usize::from(shared.stop.own_tasks.load(Ordering::Acquire))
+    let own = usize::from(shared.shutdown.own_tasks.load(Ordering::Acquire))
         + usize::from(shared.local_driver_running());
     Some(alive.saturating_sub(ours + own))
 }
@@ -374,8 +374,8 @@ fn report_drain(runner: &Weak<Shared>, watch: &Watch) -> Option<Instant> {
 
 /// The one line of a forced exit: why, and what it cuts short.
 fn write_final_words(shared: &Shared, forced: Forced, first: StopSignal, main: &Weak<TaskState>) {
-    shared.stop.forcing.store(true, Ordering::Release);
-    let began = shared.stop.began.get();
+    shared.shutdown.forcing.store(true, Ordering::Release);
+    let began = shared.shutdown.began.get();
     let first = began.map_or(first, |b| b.signal);
     let since = began.map(|b| b.at.elapsed().as_secs_f64()).unwrap_or(0.0);
     let running = describe_running(shared, main);
@@ -394,7 +394,7 @@ fn write_final_words(shared: &Shared, forced: Forced, first: StopSignal, main: &
             format!(
                 "Grace period of {} after {} is over: forcing the exit, as a second {} \
                  would; still running: {running}",
-                seconds(shared.stop.grace_period.unwrap_or_default()),
+                seconds(shared.shutdown.grace_period.unwrap_or_default()),
                 first.name(),
                 first.name()
             ),
@@ -403,7 +403,7 @@ fn write_final_words(shared: &Shared, forced: Forced, first: StopSignal, main: &
     crate::notify::status(&message);
     let location = main.upgrade().filter(|m| !m.is_done()).map(|m| m.location);
     let report = Report::new(kind, message, location, None);
-    if shared.stop.default_handler && !to_tracing() {
+    if shared.shutdown.default_handler && !to_tracing() {
         write_stderr(&format!("runner: {report}\n"));
     } else {
         shared.report(report);
@@ -439,7 +439,7 @@ fn describe_running(shared: &Shared, main: &Weak<TaskState>) -> String {
     if let Some(main) = main.upgrade().filter(|m| !m.is_done()) {
         parts.push(main.describe());
     }
-    match try_lock_std(&shared.stop.stage).as_deref() {
+    match try_lock_std(&shared.shutdown.stage).as_deref() {
         None => parts.push(format!("Runner::close {BUSY}")),
         Some(None) => {}
         Some(Some(Waiting::Tasks(_))) if shared.close_pass_left() == 0 => {}

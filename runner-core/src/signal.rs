@@ -429,7 +429,8 @@ mod imp {
         let limit = FINAL_WORDS_LIMIT;
         let mut wait = libc::timespec {
             tv_sec: libc::time_t::try_from(limit.as_secs()).unwrap_or(0),
-            tv_nsec: libc::c_long::try_from(limit.subsec_nanos()).unwrap_or(0),
+            // Below 10^9: fits a `c_long` of any width.
+            tv_nsec: limit.subsec_nanos() as libc::c_long,
         };
         // Interrupted by another signal: sleep for what is left (bounded: a few rounds).
         for _ in 0..64 {
@@ -535,11 +536,11 @@ mod imp {
 
     impl Tracked {
         fn is_over(&self) -> bool {
-            self.runner.upgrade().is_none_or(|r| r.stop.is_over())
+            self.runner.upgrade().is_none_or(|r| r.shutdown.is_over())
         }
 
         fn grace_deadline(&self) -> Option<Instant> {
-            self.runner.upgrade()?.stop.grace_deadline()
+            self.runner.upgrade()?.shutdown.grace_deadline()
         }
 
         /// When the listener must look at the shutdown next, without a message.
@@ -683,7 +684,7 @@ mod imp {
             return;
         };
         let runner = crate::progress::runner_of(&record, true);
-        let delay = runner.as_ref().and_then(|r| r.stop.drain_delay);
+        let delay = runner.as_ref().and_then(|r| r.shutdown.drain_delay);
         if delayed && delay.is_none() {
             // No Runner to ask for the delay (it cannot be): no delay.
             if SIGNALS.end_delay(generation) {
@@ -693,7 +694,7 @@ mod imp {
         let Some(runner) = runner else {
             return;
         };
-        runner.stop.begin(generation, signal);
+        runner.shutdown.begin(generation, signal);
         let t = track(tracked, &runner, signal, record.clone());
         t.generation = generation;
         match delay.filter(|_| delayed) {
@@ -714,7 +715,7 @@ mod imp {
         let Some(runner) = crate::progress::runner_of(&record, true) else {
             return;
         };
-        runner.stop.begin(generation, signal);
+        runner.shutdown.begin(generation, signal);
         let t = track(tracked, &runner, signal, record.clone());
         t.generation = generation;
         t.delay_until = None;
@@ -732,7 +733,7 @@ mod imp {
         let Some(runner) = runner.upgrade() else {
             return;
         };
-        if !runner.stop.is_over() {
+        if !runner.shutdown.is_over() {
             track(tracked, &runner, signal, Weak::new());
         }
     }
@@ -873,7 +874,7 @@ mod imp {
         let Some(runner) = crate::scope::current_runner() else {
             return;
         };
-        runner.stop.begin(generation, signal);
+        runner.shutdown.begin(generation, signal);
         *lock_std(&HIT_RUN) = Some((generation, Arc::downgrade(&runner), signal));
         send(Kind::RunEnded, Some(signal), generation);
     }

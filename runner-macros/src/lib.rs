@@ -1,5 +1,5 @@
 //! The `#[runner::main]` and `#[runner::test]` attribute macros. Use them through the
-//! [`runner`](https://docs.rs/runner) crate, which re-exports them next to the runtime
+//! [`tokio-runner`](https://docs.rs/tokio-runner) crate (in code: `runner`), which re-exports them next to the runtime
 //! they call.
 //!
 //! Each expansion goes through three small steps: `attr` collects the attribute's `key = value` pairs into a configuration that remembers every span, `valid`
@@ -23,7 +23,7 @@ mod fuzz;
 
 use keys::Macro;
 
-/// Runs an `async fn main` on a [`Runner`](https://docs.rs/runner/latest/runner/struct.Runner.html),
+/// Runs an `async fn main` on a [`Runner`](https://docs.rs/tokio-runner/latest/runner/struct.Runner.html),
 /// like Python's `asyncio.run(main())`.
 ///
 /// ```
@@ -153,7 +153,7 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::expand(Macro::Main, args.into(), item.into()).into()
 }
 
-/// Runs an `async fn` test on its own [`Runner`](https://docs.rs/runner/latest/runner/struct.Runner.html).
+/// Runs an `async fn` test on its own [`Runner`](https://docs.rs/tokio-runner/latest/runner/struct.Runner.html).
 ///
 /// ```no_run
 /// #[runner::test]

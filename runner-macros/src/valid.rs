@@ -236,7 +236,7 @@ fn shutdown_keys(raw: &Configuration, errors: &mut Errors) -> Option<DurationLit
         }
         let grace = duration_setting(raw, Key::GracePeriod);
         if let (Some(grace), Some(lit), Some(delay_setting)) =
-            (grace, delay, raw.get(Key::DrainDelay))
+            (grace, delay.as_ref(), raw.get(Key::DrainDelay))
         {
             if (lit.secs, lit.nanos) >= (grace.secs, grace.nanos) {
                 errors.push(error(
@@ -260,8 +260,8 @@ fn bool_setting(raw: &Configuration, key: Key) -> Option<LitBool> {
 }
 
 fn duration_setting(raw: &Configuration, key: Key) -> Option<DurationLit> {
-    raw.get(key).and_then(|s| match s.value {
-        Value::Duration(duration) => Some(duration),
+    raw.get(key).and_then(|s| match &s.value {
+        Value::Duration(duration) => Some(duration.clone()),
         _ => None,
     })
 }

@@ -38,11 +38,13 @@ pub(crate) struct Count {
 }
 
 /// A duration string, computed at compile time.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct DurationLit {
     pub(crate) secs: u64,
     pub(crate) nanos: u32,
     pub(crate) span: Span,
+    /// The string as the user wrote it (a test's timeout message quotes it).
+    pub(crate) text: String,
 }
 
 /// Parses `expr` as the value of `spec`.
@@ -291,6 +293,7 @@ fn duration(spec: &KeySpec, expr: &Expr) -> syn::Result<Value> {
                 secs,
                 nanos,
                 span: s.span(),
+                text: s.value(),
             })),
             Err(DurationError::Format)
                 if !s.value().is_empty()
