@@ -20,8 +20,38 @@ use std::panic::Location;
 pub enum RunError {
     /// The Runner was closed (explicitly, by `Drop`, or because its loop factory failed).
     Closed,
-    /// `run` was called on a thread that is already inside a `Runner::run`.
+    /// `run` was called inside another run of a Runner on this thread: from its main task,
+    /// from one of its tasks, or during its `close()` (asyncio: "cannot be called from a
+    /// running event loop"). Await the future there instead.
+    ///
+    /// A thread that polls a tokio runtime of another kind (the body of `#[tokio::main]`, a
+    /// `tokio::spawn`ed task) gets [`RunError::InsideTokioRuntime`] instead.
+    ///
+    /// ```
+    /// # use runner_core as runner;
+    /// let err = runner::run(async { runner::run(async {}).unwrap_err() }).unwrap();
+    /// assert!(matches!(err, runner::RunError::NestedRun));
+    /// ```
     NestedRun,
+    /// `run` was called inside a poll of a tokio runtime that is not a Runner's run on this
+    /// thread: the body of `#[tokio::main]` or of a `Runtime::block_on`, a `tokio::spawn`ed
+    /// task. Blocking there would stall that runtime (tokio itself panics with "Cannot
+    /// start a runtime from within a runtime"); runner returns this error instead. Await the
+    /// future there, or call `run` from `tokio::task::spawn_blocking`, where blocking is
+    /// allowed.
+    ///
+    /// ```
+    /// # use runner_core as runner;
+    /// let tokio_rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// let err = tokio_rt.block_on(async { runner::run(async {}).unwrap_err() });
+    /// assert!(matches!(err, runner::RunError::InsideTokioRuntime));
+    /// // Where blocking is allowed, it runs.
+    /// let ok = tokio_rt.block_on(async {
+    ///     tokio::task::spawn_blocking(|| runner::run(async { 1 })).await.unwrap()
+    /// });
+    /// assert_eq!(ok.unwrap(), 1);
+    /// ```
+    InsideTokioRuntime,
     /// The main task was cancelled by Ctrl-C (asyncio raises `KeyboardInterrupt`).
     Interrupted,
     /// The main task was cancelled by SIGTERM (only with `Builder::handle_sigterm(true)`).
@@ -69,9 +99,17 @@ impl fmt::Display for RunError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RunError::Closed => f.write_str("Runner is closed"),
-            RunError::NestedRun => {
-                f.write_str("Runner::run() cannot be called from a running runner")
-            }
+            RunError::NestedRun => f.write_str(
+                "Runner::run() cannot be called from a running runner: this thread is inside \
+                 another Runner's run (its main task, one of its tasks, or its close); await \
+                 the future instead",
+            ),
+            RunError::InsideTokioRuntime => f.write_str(
+                "Runner::run() cannot be called inside a tokio runtime: this thread is \
+                 polling a task or block_on future of one (such as the body of \
+                 #[tokio::main]), which blocking would stall; await the future instead, or \
+                 call run from tokio::task::spawn_blocking",
+            ),
             RunError::Interrupted => f.write_str("the main task was interrupted by Ctrl-C"),
             RunError::Terminated => f.write_str("the main task was terminated by SIGTERM"),
             RunError::Cancelled => f.write_str("the main task was cancelled"),
