@@ -9,6 +9,7 @@
 //! with the reason printed, and fail under `CI=true` (see `skip`).
 
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 /// The ways to make a PID namespace, tried in this order.
@@ -37,7 +38,13 @@ pub fn pid1_command() -> Option<Command> {
             Some(cmd)
         }
         Err(why) => {
-            super::skip::skip(why);
+            // The whole reason once per test process, then a pointer to it.
+            static TOLD: AtomicBool = AtomicBool::new(false);
+            if TOLD.swap(true, Ordering::Relaxed) && !super::skip::in_ci() {
+                super::skip::skip("no PID namespace can be made here (why: printed above)");
+            } else {
+                super::skip::skip(why);
+            }
             None
         }
     }
