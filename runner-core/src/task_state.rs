@@ -255,25 +255,32 @@ impl TaskState {
     #[cold]
     #[inline(never)]
     fn replace_waker(&self, waker: &Waker) {
+        // Cloned before the slot is taken: no foreign code runs while we hold it.
+        let new = waker.clone();
         // Acquire: after the last holder's reads of the slot.
         let before = self.cancel.fetch_or(SLOT_BUSY, Ordering::Acquire);
         if before & SLOT_BUSY != 0 {
-            // A wake is reading the old waker. Never wait for it: it runs the executor's
-            // code, which may wait on this very thread. Wake this poll's waker instead: the
-            // task is polled again, and that poll replaces the waker.
-            waker.wake_by_ref();
+            // A wake is reading the old waker. Never wait for it: wake this poll's waker
+            // instead, so the task is polled again, and that poll replaces the waker.
+            new.wake();
             return;
         }
         // SAFETY: `SLOT_BUSY` is ours: nobody reads or writes the slot until we let go; it
         // is initialized (`WAKER` was set before any poll came here).
-        self.waker
-            .with_mut(|slot| unsafe { (*slot).assume_init_mut() }.clone_from(waker));
-        self.release_slot();
+        let old = self
+            .waker
+            .with_mut(|slot| std::mem::replace(unsafe { (*slot).assume_init_mut() }, new));
+        let owed = self.release_slot();
+        // Foreign code (the old waker's drop, a wake) only once the slot is free again.
+        drop(old);
+        if let Some(owed) = owed {
+            owed.wake();
+        }
     }
 
     /// Wakes the task if `word` (a value of the cancel word read with Acquire) says its
-    /// waker is stored: with the waker in the slot when the wake is made, which is the
-    /// latest poll's unless a poll replaces it meanwhile (that poll then sees the request).
+    /// waker is stored: with the waker in the slot when the wake is asked for, or a later
+    /// one (a poll that replaces it meanwhile sees the request, see the ordering argument).
     fn wake_task(&self, word: u64) {
         if word & WAKER == 0 {
             return;
@@ -282,32 +289,41 @@ impl TaskState {
             .cancel
             .fetch_or(SLOT_BUSY | WAKE_OWED, Ordering::Acquire);
         if before & SLOT_BUSY == 0 {
-            self.release_slot();
+            if let Some(owed) = self.release_slot() {
+                owed.wake();
+            }
         }
-        // Else the holder makes this wake before it lets go (`release_slot`).
+        // Else the holder makes this wake once it lets go (`release_slot`).
     }
 
-    /// Lets go of the slot (held by the caller), first making every wake owed, each with
-    /// the waker in the slot at that moment.
-    fn release_slot(&self) {
+    /// Lets go of the slot (held by the caller). Returns a clone of the waker in it if a
+    /// wake is owed, for the caller to wake once the slot is free: a wake never runs the
+    /// executor's code under the lock (it may panic, or poll the task on the spot).
+    fn release_slot(&self) -> Option<Waker> {
+        let mut owed = None;
         let mut word = self.cancel.load(Ordering::Relaxed);
         loop {
             if word & WAKE_OWED != 0 {
                 word = self.cancel.fetch_and(!WAKE_OWED, Ordering::Relaxed) & !WAKE_OWED;
-                // SAFETY: `SLOT_BUSY` is ours, and the slot is initialized (`WAKER`).
-                self.waker
-                    .with(|slot| unsafe { (*slot).assume_init_ref() }.wake_by_ref());
+                if owed.is_none() {
+                    // SAFETY: `SLOT_BUSY` is ours, and the slot is initialized (`WAKER`).
+                    // It does not change while we hold it: one clone serves every wake owed.
+                    owed = Some(
+                        self.waker
+                            .with(|slot| unsafe { (*slot).assume_init_ref() }.clone()),
+                    );
+                }
                 continue;
             }
             // Release: the next holder (after its Acquire) sees our accesses of the slot as
-            // done. A wake owed meanwhile makes this fail, and the loop makes it.
+            // done. A wake owed meanwhile makes this fail, and the loop takes it on.
             match self.cancel.compare_exchange_weak(
                 word,
                 word & !SLOT_BUSY,
                 Ordering::Release,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return,
+                Ok(_) => return owed,
                 Err(now) => word = now,
             }
         }
@@ -769,17 +785,21 @@ mod loom_models {
     // of the word is an RMW too, so each holder's accesses happen before the next holder's
     // (release sequence). Nobody ever waits for `SLOT_BUSY`: a wake that finds it held sets
     // `WAKE_OWED` in the same RMW and leaves; the holder cannot let go while `WAKE_OWED` is
-    // set (its releasing compare-exchange fails), so it makes that wake first, with the waker
-    // then in the slot. A poll that finds it held (a wake is reading the old waker) does not
-    // replace: it wakes its own new waker, so the task is polled again and that poll retries.
+    // set (its releasing compare-exchange fails), so it clears it and takes a clone of the
+    // waker then in the slot, which it wakes right after letting go (no foreign code but
+    // `Waker::clone` runs while the slot is held). A poll that finds it held (a wake is
+    // reading the old waker) does not replace: it wakes its own new waker, so the task is
+    // polled again and that poll retries.
     //
     // Why no cancel is lost: all are RMWs on one word, so they have one order. Take a
     // request R (its `fetch_or(PENDING)`) and a poll P that brings a new waker W.
     // - P's `SLOT_BUSY` RMW after R: P's decision (a later load on the same word) sees R's
     //   `PENDING`; P drops the future or leaves R to a live observer.
     // - P's `SLOT_BUSY` RMW before R: R's wake comes after it. If P still holds the slot, R
-    //   sets `WAKE_OWED` and P wakes W before letting go; if P has let go, R takes the slot
-    //   and wakes W (or a later poll's waker, and that poll is then the latest).
+    //   sets `WAKE_OWED` and P wakes W once it lets go; if P has let go, R takes the slot
+    //   and wakes W (or a later poll's waker, and that poll is then the latest). A wake made
+    //   just after letting go may reach a waker that a poll P' replaces meanwhile: P' took
+    //   the slot after R's RMW, so P' sees R's `PENDING` (first case).
     // - P found the slot held: P woke W itself, so a poll after P comes, and that poll is
     //   after R or it replaces the waker in turn: by induction (each failure needs a wake in
     //   flight, and there are finitely many) some poll stores its waker or sees `PENDING`.
