@@ -38,7 +38,8 @@
 //!   future resolves and the task keeps running, so it can clean up asynchronously and
 //!   finish on its own (asyncio's `except CancelledError:`);
 //! - otherwise its future is dropped where it stands: every destructor runs (asyncio's
-//!   `finally:`), and awaiting its [`Task`] gives [`TaskError::Cancelled`].
+//!   `finally:`), and awaiting its [`Task`] gives a [`TaskError`] whose
+//!   [`is_cancelled()`](TaskError::is_cancelled) is `true`.
 //!
 //! ```
 //! runner::run(async {
@@ -84,19 +85,21 @@
 //!
 //! # SIGTERM
 //!
-//! Opt in with [`Builder::handle_sigterm`] or `#[runner::main(handle_sigterm = true)]` (off by
-//! default, as in asyncio, except as PID 1 of a PID namespace: a container without an init,
-//! where the kernel would drop an unhandled SIGTERM) for containers, systemd and `kill`:
-//! SIGTERM then follows the same rules, `run` returns [`RunError::Terminated`], a second
-//! SIGTERM or a SIGINT kills, and `#[runner::main]` closes the Runner (its `at_close`
-//! finalizers run) and dies by SIGTERM (status 143, [`die_by_sigterm`]; as PID 1, exit
-//! status 143).
+//! `#[runner::main]` handles SIGTERM by default, as it handles Ctrl-C: SIGTERM is how every
+//! supervisor says "stop" (docker, systemd, Kubernetes, `kill`). `handle_sigterm = false`
+//! turns that off. A [`Runner`] built by hand keeps asyncio's default, SIGINT only (a
+//! library that calls `Runner::run` must not take SIGTERM over), except as PID 1 of a PID
+//! namespace (a container without an init, where the kernel would drop an unhandled
+//! SIGTERM); [`Builder::handle_sigterm`] turns it on. Handled, SIGTERM follows the same
+//! rules as Ctrl-C: `run` returns [`RunError::Terminated`], a second SIGTERM or a SIGINT
+//! kills, and `#[runner::main]` closes the Runner (its `at_close` finalizers run) and dies
+//! by SIGTERM (status 143, [`die_by_sigterm`]; as PID 1, exit status 143).
 //!
 //! A shutdown that takes long says what it waits for: a
 //! [`ReportKind::ShutdownWaiting`] report after [`Builder::shutdown_report_after`] (5 s).
 //!
 //! ```no_run
-//! #[runner::main(handle_sigterm = true)]
+//! #[runner::main]
 //! async fn main() {
 //!     runner::at_close(|| async { println!("flushed") });
 //!     // Ctrl-C or SIGTERM: this future resolves, wherever it is polled (here: in a task
@@ -104,6 +107,29 @@
 //!     let drained = tokio::spawn(runner::cancelled());
 //!     drained.await.unwrap();
 //!     println!("draining");
+//! }
+//! ```
+//!
+//! # In production
+//!
+//! For Kubernetes, docker and systemd (the README's "In production" has the details):
+//! - [`Builder::grace_period`] (`grace_period = "25s"`) bounds the whole shutdown from the
+//!   first signal; at its end one report names what still runs, and the process ends as on
+//!   a second signal. Set it below the orchestrator's own limit.
+//! - [`Builder::drain_delay`] (`drain_delay = "5s"`) holds a SIGTERM's cancel back while
+//!   [`shutdown_requested()`] already says `true`, for a readiness endpoint to fail before
+//!   the server stops accepting.
+//! - [`notify_ready()`] tells systemd the service is ready; runner sends `STOPPING=1`,
+//!   `STATUS=` and `WATCHDOG=1` (from the Runner's loop) itself.
+//! - A forced exit (a second signal, the grace period's end) writes one line naming what
+//!   it cut short.
+//!
+//! ```no_run
+//! #[runner::main(drain_delay = "5s", grace_period = "25s")]
+//! async fn main() {
+//!     // serve; a readiness handler answers 503 once `runner::shutdown_requested()`
+//!     let _ = runner::notify_ready();
+//!     runner::cancelled().await; // after SIGTERM and the delay: drain
 //! }
 //! ```
 //!

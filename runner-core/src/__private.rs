@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use tokio::runtime::{LocalRuntime, Runtime};
 
-pub use crate::event_loop::Loop;
 use crate::runner::{Builder, Runner};
 use crate::{die_by_sigint, die_by_sigterm, RunError};
 
@@ -19,7 +18,14 @@ use crate::{die_by_sigint, die_by_sigterm, RunError};
 type Body<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
 /// The body of a `#[runner::main]` fn: run `main`, close, and turn a run error into the
-/// process's ending (Ctrl-C: die by SIGINT; anything else: a message and exit status 1).
+/// process's ending (Ctrl-C: die by SIGINT; SIGTERM: die by SIGTERM; anything else: a
+/// message and exit status 1).
+///
+/// SIGTERM is handled unless the attribute says `handle_sigterm = false`: a program whose
+/// entry point is the attribute asked for a graceful shutdown, and SIGTERM is how every
+/// supervisor says "stop" (docker, systemd, Kubernetes, `kill`). A `Runner` built by hand
+/// keeps asyncio's default (SIGINT only; SIGTERM too as PID 1): a library that calls
+/// `Runner::run` must not take SIGTERM over.
 #[track_caller]
 pub fn block_main<F: IntoFuture>(builder: Builder, main: F) -> F::Output {
     main_body(builder, Box::pin(main.into_future()))
@@ -27,7 +33,7 @@ pub fn block_main<F: IntoFuture>(builder: Builder, main: F) -> F::Output {
 
 #[track_caller]
 fn main_body<T>(builder: Builder, main: Body<'_, T>) -> T {
-    let mut runner = builder.build();
+    let mut runner = builder.handle_sigterm_unless_set().build();
     let result = runner.run(main);
     runner.close();
     match result {

@@ -222,6 +222,9 @@ fn wait_and_shut_down(rt: HomeLoop, shared: Arc<Shared>, ctx: CtxState, timeout:
     }
     // Steps 3 and 4 share one deadline: the blocking pool is waited for (tokio's own Drop
     // would wait forever), then the runtime gets what is left of it.
+    shared
+        .shutdown
+        .waiting(Some(&Stage::CloseBlocking { timeout }));
     let started = Instant::now();
     let drained = progress::wait_reporting(
         started.checked_add(timeout),
@@ -278,7 +281,13 @@ fn cancel_pending(rt: LoopRef<'_>, shared: &Shared, deadline: Option<Instant>, t
     // Cut into slices at each report of a slow close (see `progress`).
     let observing = std::cell::RefCell::new(Vec::new());
     let mut pass = std::pin::pin!(async {
-        *observing.borrow_mut() = shared.begin_close_pass();
+        let pass = shared.begin_close_pass();
+        shared.shutdown.waiting(Some(&Stage::CloseTasks {
+            observing: &pass,
+            left: 0,
+            timeout,
+        }));
+        *observing.borrow_mut() = pass;
         std::future::poll_fn(|cx| {
             shared.local.drive(cx);
             // The tasks of the pass, then the plain tasks that hold a `cancelled()` (woken by
@@ -352,6 +361,9 @@ fn run_finalizers(rt: LoopRef<'_>, shared: &Shared, deadline: Option<Instant>, t
         };
         let outcome = match made {
             Ok(fut) => {
+                shared
+                    .shutdown
+                    .waiting(Some(&Stage::CloseFinalizer { location, timeout }));
                 let mut fut = std::pin::pin!(CatchUnwind(fut));
                 // Polled first: a finalizer may start local tasks, which the drive then runs.
                 let mut driving = std::pin::pin!(std::future::poll_fn(|cx| {

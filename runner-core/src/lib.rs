@@ -17,11 +17,13 @@ mod error;
 mod event_loop;
 mod guarded;
 mod local;
+mod notify;
 mod progress;
 mod registry;
 mod runner;
 mod scope;
 mod shared;
+mod shutdown;
 mod signal;
 mod signal_state;
 mod stop;
@@ -37,10 +39,12 @@ pub mod __private;
 pub use crate::context::{Context, ContextVar, Scoped, Token};
 pub use crate::debug::{default_exception_handler, Report, ReportKind};
 pub use crate::error::{ContextError, RunError, TaskError};
+pub use crate::notify::notify_ready;
 pub use crate::runner::{
     debug_enabled, run, Builder, IntoRuntime, Runner, DEFAULT_SHUTDOWN_REPORT_AFTER,
     DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SLOW_CALLBACK_DURATION,
 };
+pub use crate::shutdown::shutdown_requested;
 pub use crate::signal::{die_by_sigint, die_by_sigterm};
 pub use crate::task::{
     at_close, cancelled, current_task, spawn, spawn_blocking, spawn_local, Cancelled, Task,

@@ -69,6 +69,11 @@ impl LocalTasks {
         unsafe { (*self.set.get()).as_ref() }
     }
 
+    /// Whether a set was made (a `spawn_local` happened).
+    pub(crate) fn is_made(&self) -> bool {
+        self.made.load(Ordering::Acquire)
+    }
+
     /// `true` unless local tasks exist and live on another thread than this one.
     pub(crate) fn runs_here(&self) -> bool {
         !self.made.load(Ordering::Acquire) || self.at_home()

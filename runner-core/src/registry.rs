@@ -127,13 +127,16 @@ struct Slab {
     free: usize,
     /// Occupied slots.
     len: usize,
+    /// Occupied slots of `spawn_local` tasks (see `runtime_tasks`).
+    local: usize,
 }
 
 impl Slab {
-    fn insert(&mut self, task: *const TaskState) -> usize {
-        let task = task as usize;
-        debug_assert!(task & 1 == 0);
+    fn insert(&mut self, task: &TaskState) -> usize {
         self.len += 1;
+        self.local += usize::from(task.is_local());
+        let task = task as *const TaskState as usize;
+        debug_assert!(task & 1 == 0);
         match self.free.checked_sub(1) {
             Some(index) => {
                 self.free = self.slots[index] >> 1;
@@ -148,12 +151,13 @@ impl Slab {
     }
 
     /// Frees slot `index` if it holds `task`; `false` if it does not (see the module docs).
-    fn remove(&mut self, index: usize, task: *const TaskState) -> bool {
+    fn remove(&mut self, index: usize, task: &TaskState) -> bool {
         match self.slots.get_mut(index) {
-            Some(slot) if *slot == task as usize => {
+            Some(slot) if *slot == task as *const TaskState as usize => {
                 *slot = self.free << 1 | 1;
                 self.free = index + 1;
                 self.len -= 1;
+                self.local -= usize::from(task.is_local());
                 true
             }
             _ => false,
@@ -228,21 +232,54 @@ impl Shard {
     #[cfg(not(runner_loom))]
     #[inline]
     fn with<R>(&self, f: impl FnOnce(&mut ShardState) -> R) -> R {
-        /// Releases the lock, also should `f` unwind (it does not, but a stuck shard would
-        /// hang every spawn).
+        if !self.try_lock() {
+            self.lock_contended();
+        }
+        // SAFETY: locked just above.
+        unsafe { self.locked_run(f) }
+    }
+
+    /// `with`, unless the lock is held: then `None` at once.
+    #[cfg(runner_loom)]
+    fn try_with<R>(&self, f: impl FnOnce(&mut ShardState) -> R) -> Option<R> {
+        match self.state.try_lock() {
+            Ok(mut state) => Some(f(&mut state)),
+            Err(crate::sync::TryLockError::Poisoned(poisoned)) => {
+                Some(f(&mut poisoned.into_inner()))
+            }
+            Err(crate::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// `with`, unless the lock is held: then `None` at once.
+    #[cfg(not(runner_loom))]
+    fn try_with<R>(&self, f: impl FnOnce(&mut ShardState) -> R) -> Option<R> {
+        // SAFETY: locked when `try_lock` says so.
+        self.try_lock().then(|| unsafe { self.locked_run(f) })
+    }
+
+    #[cfg(not(runner_loom))]
+    #[inline]
+    fn try_lock(&self) -> bool {
+        self.locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Runs `f` on the state, then releases the lock (also should `f` unwind: it does not,
+    /// but a stuck shard would hang every spawn).
+    ///
+    /// # Safety
+    /// The caller holds the lock.
+    #[cfg(not(runner_loom))]
+    #[inline]
+    unsafe fn locked_run<R>(&self, f: impl FnOnce(&mut ShardState) -> R) -> R {
         struct Unlock<'a>(&'a AtomicBool);
         impl Drop for Unlock<'_> {
             #[inline]
             fn drop(&mut self) {
                 self.0.store(false, Ordering::Release);
             }
-        }
-        if self
-            .locked
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            self.lock_contended();
         }
         let _unlock = Unlock(&self.locked);
         // SAFETY: under the lock, which excludes every other access to the state.
@@ -353,7 +390,7 @@ impl Registry {
     pub(crate) fn register_in(&self, shard: usize, task: &Arc<TaskState>) -> bool {
         self.shards[shard].with(|state| {
             self.touch();
-            let index = state.slab.insert(Arc::as_ptr(task));
+            let index = state.slab.insert(task);
             // Read only by the task's own wrapper, which the spawn hands over after this.
             task.slot
                 .store(index << SHARD_BITS | shard, Ordering::Relaxed);
@@ -495,24 +532,34 @@ impl Registry {
 
     /// Where each pending registered task was spawned, and how reports name it.
     pub(crate) fn pending(&self) -> Vec<(&'static Location<'static>, String)> {
-        let mut pending = Vec::new();
+        let records = self.records(true).unwrap_or_default();
+        let running = records.iter().filter(|t| !t.is_done());
+        running.map(|t| (t.location, t.describe())).collect()
+    }
+
+    /// The records of the registered tasks, as `Arc`s taken under each shard's lock (and
+    /// looked at outside it: `describe` allocates). With `wait` false, `None` if a shard's
+    /// lock is held.
+    fn records(&self, wait: bool) -> Option<Vec<Arc<TaskState>>> {
+        let mut records = Vec::new();
         for shard in self.shards.iter() {
-            // Arcs taken under the lock, looked at outside it (`describe` allocates).
-            let records: Vec<Arc<TaskState>> = shard.with(|state| {
-                let records = state.slab.records().map(|task| {
+            let take = |state: &mut ShardState| {
+                records.extend(state.slab.records().map(|task| {
                     // SAFETY: under the lock, the records of the slab are alive (see
                     // `Slab`); one more strong reference, given back by the `Arc`.
                     unsafe {
                         Arc::increment_strong_count(task);
                         Arc::from_raw(task)
                     }
-                });
-                records.collect()
-            });
-            let running = records.iter().filter(|t| !t.is_done());
-            pending.extend(running.map(|t| (t.location, t.describe())));
+                }));
+            };
+            if wait {
+                shard.with(take);
+            } else {
+                shard.try_with(take)?;
+            }
         }
-        pending
+        Some(records)
     }
 
     /// How many tasks are registered (spawned, not ended, not taken by the close pass):
@@ -570,6 +617,35 @@ impl Registry {
             }
         });
     }
+
+    /// [`pending`](Self::pending), or `None` when a shard's lock is held (a forced exit's
+    /// final words must not wait on a thread that may be stuck).
+    pub(crate) fn try_pending(&self) -> Option<Vec<(&'static Location<'static>, String)>> {
+        let records = self.records(false)?;
+        let running = records.iter().filter(|t| !t.is_done());
+        Some(running.map(|t| (t.location, t.describe())).collect())
+    }
+
+    /// How many of the Runner's tasks are tokio tasks of its runtime now: the registered ones
+    /// (`spawn_local` ones only if `local_too`: a `LocalSet`'s tasks are not the runtime's)
+    /// and those of a close pass under way. One lock per shard, no walk over the tasks (a
+    /// task that has just ended and is leaving its shard still counts: it is still a tokio
+    /// task). `None` if a shard's lock is held and `wait` is false.
+    pub(crate) fn runtime_tasks(&self, local_too: bool, wait: bool) -> Option<usize> {
+        let mut registered = 0;
+        for shard in self.shards.iter() {
+            let count = |state: &mut ShardState| {
+                state.slab.len - if local_too { 0 } else { state.slab.local }
+            };
+            registered += if wait {
+                shard.with(count)
+            } else {
+                shard.try_with(count)?
+            };
+        }
+        let pass = self.pass_left.load(Ordering::Acquire);
+        Some(registered + if pass >= TAKING / 2 { 0 } else { pass })
+    }
 }
 
 #[cfg(all(test, not(runner_loom)))]
@@ -588,13 +664,13 @@ mod tests {
     fn a_slab_reuses_freed_slots_and_refuses_a_slot_not_holding_the_record() {
         let (a, b, c) = (task(), task(), task());
         let mut slab = Slab::default();
-        let (ia, ib) = (slab.insert(Arc::as_ptr(&a)), slab.insert(Arc::as_ptr(&b)));
+        let (ia, ib) = (slab.insert(&a), slab.insert(&b));
         assert_eq!((ia, ib, slab.len), (0, 1, 2));
-        assert!(!slab.remove(ia, Arc::as_ptr(&b)), "slot 0 holds a, not b");
-        assert!(!slab.remove(7, Arc::as_ptr(&a)), "no slot 7");
-        assert!(slab.remove(ia, Arc::as_ptr(&a)));
-        assert!(!slab.remove(ia, Arc::as_ptr(&a)), "freed already");
-        assert_eq!(slab.insert(Arc::as_ptr(&c)), ia, "the freed slot is reused");
+        assert!(!slab.remove(ia, &b), "slot 0 holds a, not b");
+        assert!(!slab.remove(7, &a), "no slot 7");
+        assert!(slab.remove(ia, &a));
+        assert!(!slab.remove(ia, &a), "freed already");
+        assert_eq!(slab.insert(&c), ia, "the freed slot is reused");
         let records: Vec<_> = slab.records().collect();
         assert_eq!(records, [Arc::as_ptr(&c), Arc::as_ptr(&b)]);
         assert_eq!(slab.len, 2);

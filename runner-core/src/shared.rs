@@ -14,11 +14,12 @@ use tokio::runtime::Handle;
 use crate::debug::{self, Handler, Report, ReportKind};
 use crate::local::LocalTasks;
 use crate::registry::{Registry, ShutdownPanic};
+use crate::shutdown::Stop;
 use crate::stop::RunnerStop;
 use crate::sync::atomic::{AtomicPtr, Ordering};
 use crate::sync::Mutex;
 use crate::task_state::{Ended, StopSignal, TaskState};
-use crate::util::{lock, lock_std};
+use crate::util::{lock, lock_std, try_lock_std};
 
 /// An `at_close` finalizer: called once at close, it gives the future to run.
 pub(crate) type Finalizer = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>> + Send>;
@@ -59,6 +60,8 @@ pub(crate) struct Shared {
     /// std's, for its `Condvar` (loom's has no timed wait; no model covers it).
     blocking: std::sync::Mutex<Blocking>,
     blocking_done: Condvar,
+    /// The shutdown: `shutdown_requested()`, the grace period, the drain delay (`shutdown`).
+    pub(crate) shutdown: Stop,
 }
 
 /// The `spawn_blocking` jobs in flight, counted by where they were spawned (for the reports
@@ -101,6 +104,7 @@ impl Shared {
             active_main: multi_thread.then(|| Mutex::new(None)),
             blocking: std::sync::Mutex::default(),
             blocking_done: Condvar::new(),
+            shutdown: Stop::new(None, None, false),
         }
     }
 
@@ -351,5 +355,30 @@ impl Drop for Stake {
 impl Shared {
     pub(crate) fn describe_pending(&self) -> Vec<String> {
         self.pending_tasks().into_iter().map(|(_, d)| d).collect()
+    }
+
+    /// [`pending_tasks`](Self::pending_tasks), or `None` when a lock is held (see
+    /// `shutdown`: the final words of a forced exit).
+    pub(crate) fn try_pending_tasks(&self) -> Option<Vec<(&'static Location<'static>, String)>> {
+        self.tasks.try_pending()
+    }
+
+    /// [`blocking_jobs`](Self::blocking_jobs), or `None` when the lock is held.
+    pub(crate) fn try_blocking_jobs(&self) -> Option<Vec<(&'static Location<'static>, usize)>> {
+        try_lock_std(&self.blocking).map(|jobs| jobs.by_location.clone())
+    }
+
+    /// How many of the Runner's tasks are tokio tasks of its runtime (to tell the plain ones
+    /// apart); `None` if a lock is held and `wait` is false.
+    pub(crate) fn runner_tasks_on_runtime(&self, wait: bool) -> Option<usize> {
+        self.tasks.runtime_tasks(self.local_runtime.is_some(), wait)
+    }
+
+    /// Whether the plain tokio task that drives the `spawn_local` tasks of a current-thread
+    /// loop runs (see `task::spawn_local`).
+    pub(crate) fn local_driver_running(&self) -> bool {
+        self.local_runtime.is_none()
+            && self.local.is_made()
+            && self.handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread
     }
 }

@@ -222,6 +222,14 @@ fn builder(kind: Macro, config: &Config, krate: &TokenStream) -> TokenStream {
     if let (Macro::Main, Some(on)) = (kind, &config.handle_sigterm) {
         builder = quote!(#builder.handle_sigterm(#on));
     }
+    if let (Macro::Main, Some(grace)) = (kind, config.grace_period.clone()) {
+        let grace = duration(grace);
+        builder = quote!(#builder.grace_period(#grace));
+    }
+    if let (Macro::Main, Some(delay)) = (kind, config.drain_delay.clone()) {
+        let delay = duration(delay);
+        builder = quote!(#builder.drain_delay(#delay));
+    }
     if let Some(threshold) = config.slow_callback_duration.clone() {
         let threshold = duration(threshold);
         builder = quote!(#builder.slow_callback_duration(#threshold));

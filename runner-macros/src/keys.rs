@@ -44,6 +44,8 @@ pub(crate) enum Key {
     ShutdownReportAfter,
     HandleSigint,
     HandleSigterm,
+    GracePeriod,
+    DrainDelay,
     SlowCallbackDuration,
     ExceptionHandler,
     Timeout,
@@ -171,6 +173,20 @@ pub(crate) const KEYS: &[KeySpec] = &[
         example: "handle_sigterm = true",
     },
     KeySpec {
+        key: Key::GracePeriod,
+        name: "grace_period",
+        scope: Scope::Only(Macro::Main),
+        kind: Kind::Duration,
+        example: "grace_period = \"25s\"",
+    },
+    KeySpec {
+        key: Key::DrainDelay,
+        name: "drain_delay",
+        scope: Scope::Only(Macro::Main),
+        kind: Kind::Duration,
+        example: "drain_delay = \"5s\"",
+    },
+    KeySpec {
         key: Key::SlowCallbackDuration,
         name: "slow_callback_duration",
         scope: Scope::Both,
@@ -211,8 +227,8 @@ const NOT_TAKEN: &[(&str, &str)] = &[(
     "unhandled_panic",
     "`unhandled_panic` is not supported: tokio has it only under `--cfg tokio_unstable`. \
      Remove it: a task that panics does not stop the runtime, as with tokio's default \
-     `\"ignore\"`, and its `Task` awaits to `Err(runner::TaskError::Panicked(..))`; for \
-     `\"shutdown_runtime\"`, await the task and pass the payload to \
+     `\"ignore\"`, and its `Task` awaits to a `runner::TaskError` whose `is_panic()` is \
+     true; for `\"shutdown_runtime\"`, await the task and pass `err.into_panic()` to \
      `std::panic::resume_unwind`",
 )];
 
@@ -292,7 +308,7 @@ mod tests {
             valid_keys(Macro::Main),
             "debug, loop_factory, flavor, worker_threads, start_paused, name, \
              shutdown_timeout, shutdown_report_after, handle_sigint, handle_sigterm, \
-             slow_callback_duration, exception_handler, crate"
+             grace_period, drain_delay, slow_callback_duration, exception_handler, crate"
         );
         assert_eq!(
             valid_keys(Macro::Test),

@@ -273,6 +273,22 @@ fn duration(spec: &KeySpec, expr: &Expr) -> syn::Result<Value> {
                     spec.example
                 ),
             )),
+            Ok((0, 0)) if spec.key == Key::GracePeriod => Err(error(
+                s,
+                format!(
+                    "a `{name}` of zero would force the exit at the first signal, before any \
+                     cleanup: write `{}` (a little below the orchestrator's own limit, such as \
+                     Kubernetes' terminationGracePeriodSeconds), or remove it",
+                    spec.example
+                ),
+            )),
+            Ok((0, 0)) if spec.key == Key::DrainDelay => Err(error(
+                s,
+                format!(
+                    "a `{name}` of zero is no delay: remove it, or write `{}`",
+                    spec.example
+                ),
+            )),
             Ok((secs, nanos)) => Ok(Value::Duration(DurationLit {
                 secs,
                 nanos,
