@@ -11,7 +11,7 @@ use std::task::{Context as TaskCx, Poll};
 #[allow(unused_imports)] // rustdoc links
 use crate::debug::ReportKind;
 use crate::error::TaskError;
-use crate::guarded::{Guarded, Outcome};
+use crate::guarded::{Guarded, Outcome, Spawned};
 use crate::scope::{self, Scope};
 use crate::shared::Shared;
 use crate::stop::RunnerStop;
@@ -372,7 +372,7 @@ pub(crate) fn wrap<F: Future>(
     origin: Origin,
     shared: &Arc<Shared>,
     fut: F,
-) -> (Arc<TaskState>, Guarded<F>) {
+) -> (Arc<TaskState>, Guarded<F, Spawned>) {
     wrap_in(location, origin, shared, scope::copy_ctx(), fut)
 }
 
@@ -383,17 +383,10 @@ fn wrap_in<F: Future>(
     shared: &Arc<Shared>,
     ctx: CtxState,
     fut: F,
-) -> (Arc<TaskState>, Guarded<F>) {
+) -> (Arc<TaskState>, Guarded<F, Spawned>) {
     let state = Arc::new(TaskState::new(location, origin));
     shared.register(&state);
-    let guarded = Guarded::new(
-        fut,
-        ctx,
-        state.clone(),
-        Some(shared),
-        shared.debug,
-        crate::signal::Wanted::default(),
-    );
+    let guarded = Guarded::spawned(fut, ctx, state.clone(), shared);
     (state, guarded)
 }
 
