@@ -17,10 +17,11 @@
 //! memory it took per task (`/proc/self/statm`) and the time per spawn. One side per process
 //! (`scripts/memory_per_task.sh` runs both, several times): freed memory of one side would
 //! otherwise be reused by the other.
-//! `hot_paths run_warm|spawn_join|spawn_mt1|spawn_mt2 ratio N ROUNDS`: ROUNDS rounds of N
-//! iterations, runner and tokio interleaved in one process; prints the median time per
+//! `hot_paths run_warm|spawn_join|spawn_mt1|spawn_mt2|close ratio N ROUNDS`: ROUNDS rounds of
+//! N iterations, runner and tokio interleaved in one process; prints the median time per
 //! iteration of each side and the median of the per-round ratios (drift on a shared machine
-//! hits both sides of a round).
+//! hits both sides of a round). For `close`, N is the number of pending tasks, and only the
+//! close is timed (as criterion's `close_pending` does).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -116,8 +117,12 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 /// Nanoseconds per iteration of `side` over `n` iterations (per spawn and await of all
-/// spawning tasks together, for the multi-thread paths).
+/// spawning tasks together, for the multi-thread paths; per task closed, for `close`, timing
+/// only the close: `close()` against aborting, awaiting and dropping).
 fn time_side(path: &str, side: &str, n: u64, loops: &mut Loops) -> f64 {
+    if path == "close" {
+        return close(side, n).as_nanos() as f64 / n as f64;
+    }
     let start = std::time::Instant::now();
     let iterations = run_side(path, side, n, loops);
     start.elapsed().as_nanos() as f64 / iterations as f64
@@ -195,7 +200,18 @@ fn run_side(path: &str, side: &str, n: u64, loops: &mut Loops) -> u64 {
             });
             return n * spawners as u64;
         }
-        ("close", "runner") => {
+        ("close", side) => drop(close(side, n)),
+        _ => panic!("{USAGE}"),
+    }
+    n
+}
+
+/// `close()` of a Runner with `n` pending sleeping tasks (`side` runner), or tokio aborting
+/// `n` such tasks, awaiting each, and dropping the runtime (`side` tokio): how long that took
+/// (the spawning not included).
+fn close(side: &str, n: u64) -> std::time::Duration {
+    match side {
+        "runner" => {
             let mut pending = runner::Runner::new();
             pending
                 .run(async move {
@@ -205,9 +221,11 @@ fn run_side(path: &str, side: &str, n: u64, loops: &mut Loops) -> u64 {
                     tokio::task::yield_now().await;
                 })
                 .unwrap();
+            let start = std::time::Instant::now();
             pending.close();
+            start.elapsed()
         }
-        ("close", "tokio") => {
+        "tokio" => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -219,6 +237,7 @@ fn run_side(path: &str, side: &str, n: u64, loops: &mut Loops) -> u64 {
                 tokio::task::yield_now().await;
                 handles
             });
+            let start = std::time::Instant::now();
             rt.block_on(async move {
                 for handle in &handles {
                     handle.abort();
@@ -227,10 +246,11 @@ fn run_side(path: &str, side: &str, n: u64, loops: &mut Loops) -> u64 {
                     let _ = handle.await;
                 }
             });
+            drop(rt);
+            start.elapsed()
         }
         _ => panic!("{USAGE}"),
     }
-    n
 }
 
 /// Resident memory of this process, in bytes.
