@@ -261,11 +261,12 @@ impl<F, M: Role> Guarded<F, M> {
         panic::catch_unwind(AssertUnwindSafe(|| *inner = None)).err()
     }
 
-    /// The task's record, kept alive by `scope.task` (which does not change while the
-    /// future is alive): a reference that does not borrow `scope`, which the poll swaps in.
+    /// The task's record, kept alive by `scope.task` (which no poll or drop of the wrapper
+    /// changes): a reference that does not borrow `scope`, which the poll swaps in. Callers
+    /// use it only while the wrapper lives.
     #[inline]
-    fn record(scope: &Scope) -> Option<&'static TaskState> {
-        // SAFETY: see above; the reference is used only while the wrapper is.
+    fn record<'a>(scope: &Scope) -> Option<&'a TaskState> {
+        // SAFETY: see above.
         scope
             .task
             .as_ref()

@@ -21,7 +21,7 @@
 //!
 //! Nothing of the spawn or the end counts in one place for all workers: `close()`'s pass and
 //! the reports walk the shards (O(shards) locks), and the count of pending tasks is a sum
-//! over the shards (`pending_count`).
+//! over the shards (`runtime_tasks`).
 //!
 //! # The close pass
 //!
@@ -562,17 +562,6 @@ impl Registry {
         Some(records)
     }
 
-    /// How many tasks are registered (spawned, not ended, not taken by the close pass):
-    /// one lock per shard, no walk over the tasks.
-    // For the progress reports (plain tasks alive = tokio's count minus these), and tests.
-    #[allow(dead_code)]
-    pub(crate) fn pending_count(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|shard| shard.with(|state| state.slab.len))
-            .sum()
-    }
-
     /// The Runner lets go of its state (the end of its `close()`): from now on the tasks'
     /// references count in `outstanding` (see the module docs). The caller has taken one
     /// strong reference for the tasks; `true`: no task holds a reference, give it back now.
@@ -708,7 +697,8 @@ mod tests {
         assert_eq!(sorted, [0, 1, 2, 3], "homes {homes:?}");
     }
 
-    /// Tasks of every shard are counted, found for reports, and taken by the pass.
+    /// Tasks of every shard are counted (`runtime_tasks`, O(shards)), found for reports, and
+    /// taken by the pass.
     #[test]
     fn every_shard_is_counted_reported_and_walked() {
         let registry = Registry::new(4);
@@ -716,15 +706,25 @@ mod tests {
         for (i, task) in tasks.iter().enumerate() {
             assert!(!registry.register_in(i % 4, task));
         }
-        assert_eq!(registry.pending_count(), 8);
+        assert_eq!(registry.runtime_tasks(true, false).unwrap(), 8);
         assert_eq!(registry.pending().len(), 8);
+        // A `spawn_local` task is no task of the runtime's when the set drives it.
+        let local = Arc::new(TaskState::new(Location::caller(), Origin::Local));
+        assert!(!registry.register_in(2, &local));
+        assert_eq!(registry.runtime_tasks(true, true), Some(9));
+        assert_eq!(registry.runtime_tasks(false, true), Some(8));
+        let ended = local.finish().unwrap();
+        assert!(!registry.ended(&local, ended));
+        assert_eq!(registry.runtime_tasks(false, true), Some(8));
         // One ends the ordinary way.
         let ended = tasks[5].finish().unwrap();
         assert!(!registry.ended(&tasks[5], ended));
-        assert_eq!(registry.pending_count(), 7);
+        assert_eq!(registry.runtime_tasks(true, false).unwrap(), 7);
         drop(registry.begin_pass(true));
-        assert_eq!(registry.pending_count(), 0);
+        // Out of the shards, into the pass: still tokio tasks, until they end.
         assert_eq!(registry.pass_left(), 7);
+        assert_eq!(registry.runtime_tasks(true, false).unwrap(), 7);
+        assert!(registry.pending().is_empty());
         for task in tasks.iter().filter(|t| !t.is_done()) {
             assert!(task.was_cancelled());
             match task.finish() {
@@ -733,6 +733,7 @@ mod tests {
             }
         }
         assert_eq!(registry.pass_left(), 0);
+        assert_eq!(registry.runtime_tasks(true, false).unwrap(), 0);
         assert!(registry.runner_gone(), "no task is left to hold the state");
     }
 }

@@ -214,14 +214,6 @@ impl Shared {
         Stake(self.clone())
     }
 
-    /// How many tasks are pending (registered, not taken by the close pass): one lock per
-    /// shard of the registry, no walk over the tasks.
-    // For the progress reports (plain tasks alive = tokio's count minus these), and tests.
-    #[allow(dead_code)]
-    pub(crate) fn pending_count(&self) -> usize {
-        self.tasks.pending_count()
-    }
-
     /// asyncio's "Task exception was never retrieved" (debug mode only, as the panic hook
     /// has already printed the panic itself).
     pub(crate) fn report_unretrieved(&self, task: &TaskState) {
