@@ -126,7 +126,7 @@ case_ dropped_mid_work_report runner-core/src/guarded.rs \
 # time, then seconds).
 loom=("RUSTFLAGS=--cfg runner_loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom)
 case_ registry_old_deregister runner-core/src/registry.rs \
-    's/match self\.slots\.get_mut\(index\) \{\n(\s*)Some\(slot\) if \*slot == task as usize => \{/match Some(&mut self.slots[index]) {\n$1Some(slot) => {/' \
+    's/match self\.slots\.get_mut\(index\) \{\n(\s*)Some\(slot\) if \*slot == task as \*const TaskState as usize => \{/match Some(&mut self.slots[index]) {\n$1Some(slot) => {/' \
     "${loom[@]}" -- -p tokio-runner-core --release --lib registry::loom_models::loom_task_ending_as_the_pass_is_taken
 case_ registry_stops_at_an_empty_shard runner-core/src/registry.rs \
     's/(let slab = shard\.with\(\|state\| \{\n)/$1                if state.slab.len == 0 { return None; }\n/; s/(\n\s*)slab\n(\s*)\}\);(\n\s*)\/\/ SAFETY: the strong references taken above\./$1Some(slab)\n$2}) else { break };$3\/\/ SAFETY: the strong references taken above./; s/let slab = shard\.with/let Some(slab) = shard.with/' \
