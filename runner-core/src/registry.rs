@@ -14,8 +14,9 @@
 //! stolen). So on a multi-thread loop, a spawn and an end take a lock that only the workers
 //! spawning into and ending tasks of that shard take: one worker, mostly, where a single
 //! registry lock made every worker's spawns and ends contend. tokio picks a task's shard by
-//! its id instead (a global counter), which spreads tasks but makes two workers meet on a
-//! shard as often as not; a home shard per thread keeps a worker's spawns to itself. A loop
+//! its id instead (a process-wide counter), which spreads every worker's tasks over every
+//! shard, so two workers meet on one by chance; a home shard per thread keeps a worker's
+//! spawns to itself. A loop
 //! with W workers gets `2 × W` shards rounded up to a power of two (the main thread and
 //! blocking threads spawn too); a current-thread or local loop gets one.
 //!
