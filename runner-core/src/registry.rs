@@ -16,9 +16,8 @@
 //! registry lock made every worker's spawns and ends contend. tokio picks a task's shard by
 //! its id instead (a process-wide counter), which spreads every worker's tasks over every
 //! shard, so two workers meet on one by chance; a home shard per thread keeps a worker's
-//! spawns to itself. A loop
-//! with W workers gets `2 × W` shards rounded up to a power of two (the main thread and
-//! blocking threads spawn too); a current-thread or local loop gets one.
+//! spawns to itself. A loop with W workers gets `2 × W` shards rounded up to a power of two
+//! (the main thread and blocking threads spawn too); a current-thread or local loop gets one.
 //!
 //! Nothing of the spawn or the end counts in one place for all workers: `close()`'s pass and
 //! the reports walk the shards (O(shards) locks), and the count of pending tasks is a sum
@@ -73,10 +72,10 @@
 //! Every access a task makes to the registry comes before the step that gives its reference
 //! back (the unlock of its shard, or a decrement of `outstanding`), and the step that frees
 //! the state comes after it in happens-before order (the same lock, or the same atomic's
-//! release sequence); the loom models below check that order (`touch`). One access is the
-//! kernel's, not ours: a contended unlock ends with a `futex` wake on the lock's address,
-//! which may come after another thread took the lock and went on to free the state; the
-//! kernel answers such a wake harmlessly, as for any mutex freed by its next owner.
+//! release sequence); the loom models below check that order (`touch`). A shard's lock is
+//! given back with a plain store, after which the task touches nothing of it (a futex
+//! `Mutex` would end a contended unlock with a wake on the lock's address, which the next
+//! owner may have freed by then: see `Shard`).
 
 use std::cell::Cell;
 use std::panic::Location;
