@@ -10,6 +10,8 @@
 //! workers, from 1 or 2 tasks of that loop at once (each a task of the loop, not the main
 //! task: the main thread is no worker), each doing N spawns and awaits; the time is per
 //! spawn and await of all of them together (N × tasks).
+//! `hot_paths contextvar_get runner|tokio N`: N `ContextVar::get` in a task / `task_local!`
+//! `with` (both keys through `black_box`, as criterion's `contextvar_get`).
 //! `hot_paths close runner|tokio N`: `close()` of a Runner with N pending sleeping tasks /
 //! tokio aborting N such tasks, awaiting each, and dropping the runtime.
 //! `hot_paths memory runner|tokio N`: spawns N tasks that sleep for an hour (handles
@@ -17,7 +19,7 @@
 //! memory it took per task (`/proc/self/statm`) and the time per spawn. One side per process
 //! (`scripts/memory_per_task.sh` runs both, several times): freed memory of one side would
 //! otherwise be reused by the other.
-//! `hot_paths run_warm|spawn_join|spawn_mt1|spawn_mt2|close ratio N ROUNDS`: ROUNDS rounds of
+//! `hot_paths run_warm|spawn_join|spawn_mt1|spawn_mt2|contextvar_get|close ratio N ROUNDS`: ROUNDS rounds of
 //! N iterations, runner and tokio interleaved in one process; prints the median time per
 //! iteration of each side and the median of the per-round ratios (drift on a shared machine
 //! hits both sides of a round). For `close`, N is the number of pending tasks, and only the
@@ -29,8 +31,15 @@ use std::time::Duration;
 use runner::ContextVar;
 
 static VARS: [ContextVar<u64>; 10] = [const { ContextVar::new("bench") }; 10];
+/// `contextvar_get`'s variable, the only one set in its task (as in criterion's bench).
+static VAR: ContextVar<u64> = ContextVar::new("v");
 
-const USAGE: &str = "usage: hot_paths run_warm|spawn_join|spawn_mt1|spawn_mt2|close|memory \
+tokio::task_local! {
+    static LOCAL: u64;
+}
+
+const USAGE: &str = "usage: hot_paths \
+                     run_warm|spawn_join|spawn_mt1|spawn_mt2|contextvar_get|close|memory \
                      runner|tokio|ratio N [ROUNDS]";
 
 /// The loops and Runners of one side, made once per process: a current-thread pair, and a
@@ -201,6 +210,29 @@ fn run_side(path: &str, side: &str, n: u64, loops: &mut Loops) -> u64 {
             return n * spawners as u64;
         }
         ("close", side) => drop(close(side, n)),
+        ("contextvar_get", "runner") => runner
+            .run(async move {
+                // In an empty context, as criterion's bench: one variable in the task's map.
+                let task = runner::Context::new().run(|| {
+                    runner::spawn(async move {
+                        VAR.set(7);
+                        for _ in 0..n {
+                            black_box(black_box(&VAR).get());
+                        }
+                    })
+                });
+                task.await.unwrap()
+            })
+            .unwrap(),
+        ("contextvar_get", "tokio") => rt.block_on(async move {
+            tokio::spawn(LOCAL.scope(7, async move {
+                for _ in 0..n {
+                    black_box(black_box(&LOCAL).with(|v| *v));
+                }
+            }))
+            .await
+            .unwrap()
+        }),
         _ => panic!("{USAGE}"),
     }
     n

@@ -69,6 +69,13 @@ struct Head {
 /// copy), whose count its copies may take directly.
 const MINE: usize = 1;
 
+/// The next bit: the map's length is in the top `LEN_BITS` of the `VarMap` (a 64-bit target,
+/// an address that leaves them zero, as user-space addresses do, and a length that fits), so
+/// that a lookup gets it with the pointer instead of loading it from the header first.
+const PACKED: usize = 2;
+const LEN_BITS: u32 = 16;
+const LEN_SHIFT: u32 = usize::BITS - LEN_BITS;
+
 /// Where the entries start in a map allocation: after the header, at their alignment.
 const ENTRIES: usize = {
     let (head, align) = (std::mem::size_of::<Head>(), std::mem::align_of::<Entry>());
@@ -118,7 +125,7 @@ impl VarMap {
             );
             entries.set_len(0);
         }
-        VarMap(base.map_addr(|a| a | MINE))
+        VarMap::make(base, len, true)
     }
 
     /// A private copy of `self`'s entries, borrowing their values from `owner` (one
@@ -145,15 +152,50 @@ impl VarMap {
                 len,
             );
         }
-        VarMap(base.map_addr(|a| a | MINE))
+        VarMap::make(base, len, true)
+    }
+
+    /// The `VarMap` of the allocation at `base`, of `len` entries.
+    fn make(base: NonNull<u8>, len: usize, mine: bool) -> VarMap {
+        let addr = base.addr().get();
+        let packed = usize::BITS == 64 && addr >> LEN_SHIFT == 0 && len >> LEN_BITS == 0;
+        let tag = if packed { len << LEN_SHIFT | PACKED } else { 0 };
+        VarMap(base.map_addr(|a| a | tag | if mine { MINE } else { 0 }))
+    }
+
+    /// The same `VarMap`, not tagged as its holder's own.
+    #[inline]
+    fn not_mine(&self) -> VarMap {
+        // SAFETY: nonzero: the address stays.
+        VarMap(
+            self.0
+                .map_addr(|a| unsafe { std::num::NonZeroUsize::new_unchecked(a.get() & !MINE) }),
+        )
     }
 
     #[inline]
     fn base(&self) -> NonNull<u8> {
         self.0.map_addr(|a| {
-            // SAFETY: an allocation's address, nonzero without its tag.
-            unsafe { std::num::NonZeroUsize::new_unchecked(a.get() & !MINE) }
+            let a = a.get();
+            let addr = if a & PACKED != 0 {
+                a & ((1 << LEN_SHIFT) - 1)
+            } else {
+                a
+            };
+            // SAFETY: an allocation's address, nonzero without its tags.
+            unsafe { std::num::NonZeroUsize::new_unchecked(addr & !(MINE | PACKED)) }
         })
+    }
+
+    /// The number of entries.
+    #[inline]
+    fn count(&self) -> usize {
+        let word = self.0.addr().get();
+        if word & PACKED != 0 {
+            word >> LEN_SHIFT
+        } else {
+            self.head().len
+        }
     }
 
     #[inline]
@@ -207,7 +249,7 @@ impl VarMap {
         } else {
             drop(old);
         }
-        VarMap(self.base())
+        self.not_mine()
     }
 }
 
@@ -217,7 +259,7 @@ impl std::ops::Deref for VarMap {
     #[inline]
     fn deref(&self) -> &[Entry] {
         // SAFETY: `len` initialized entries follow the header, alive with the allocation.
-        unsafe { std::slice::from_raw_parts(self.entries_ptr(), self.head().len) }
+        unsafe { std::slice::from_raw_parts(self.entries_ptr(), self.count()) }
     }
 }
 
@@ -226,7 +268,7 @@ impl Clone for VarMap {
     /// Another reference to the same map (not this context's own: see `copy_for_child`).
     fn clone(&self) -> VarMap {
         self.head().refs.fetch_add(1, Ordering::Relaxed);
-        VarMap(self.base())
+        self.not_mine()
     }
 }
 
@@ -257,9 +299,10 @@ impl VarMap {
         } else {
             // A private copy's entries borrow: let go of the owner instead.
             // SAFETY: the reference this copy held on its owner (never tagged as its own).
-            drop(VarMap(unsafe {
-                NonNull::new_unchecked(owner.cast_mut().cast::<u8>())
-            }));
+            let owner = unsafe { NonNull::new_unchecked(owner.cast_mut().cast::<u8>()) };
+            // SAFETY: alive (the reference above).
+            let len = unsafe { owner.cast::<Head>().as_ref() }.len;
+            drop(VarMap::make(owner, len, false));
         }
         // SAFETY: allocated in `owning` or `private` with this layout.
         unsafe { alloc::dealloc(base.as_ptr(), VarMap::layout(len).0) };
@@ -372,7 +415,9 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    use super::{find, inserted, CtxState, Value, VarMap, PRIVATE_COPY_MAX};
+    use super::{
+        find, inserted, CtxState, Entry, Value, VarMap, LEN_BITS, PACKED, PRIVATE_COPY_MAX,
+    };
 
     /// A value that counts its drops.
     struct Counted(Arc<AtomicUsize>);
@@ -488,6 +533,49 @@ mod tests {
             (value_of(&child, 2), value_of(&child, 3)),
             (Some(2), Some(3))
         );
+    }
+
+    /// A map's length travels with its pointer when it fits (see `PACKED`), and is read from
+    /// its header when it does not: the same entries either way.
+    #[test]
+    fn a_map_too_long_to_pack_reads_its_length_from_its_header() {
+        let entries = |n: usize| -> Vec<Entry> {
+            (1..=n)
+                .map(|id| {
+                    let value: Value = Arc::new(id);
+                    Entry {
+                        id,
+                        data: Arc::as_ptr(&value).cast::<()>(),
+                        value,
+                    }
+                })
+                .collect()
+        };
+        for n in [
+            1,
+            3,
+            (1 << LEN_BITS) - 1,
+            1 << LEN_BITS,
+            (1 << LEN_BITS) + 5,
+        ] {
+            let map = VarMap::owning(entries(n));
+            let packed = map.0.addr().get() & PACKED != 0;
+            assert_eq!(
+                packed,
+                usize::BITS == 64 && n < 1 << LEN_BITS,
+                "{n} entries"
+            );
+            assert_eq!(map.len(), n);
+            let copy = map.clone();
+            assert_eq!((copy.len(), copy.base()), (n, map.base()));
+            assert_eq!(find(&copy, n).map(|e| e.id), Some(n));
+            let value = find(&map, n)
+                .unwrap()
+                .value
+                .downcast_ref::<usize>()
+                .copied();
+            assert_eq!(value, Some(n));
+        }
     }
 
     /// A map too big to copy is shared as it is (each copy one count on it), and an empty
