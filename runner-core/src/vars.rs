@@ -155,12 +155,17 @@ impl VarMap {
         VarMap::make(base, len, true)
     }
 
-    /// The `VarMap` of the allocation at `base`, of `len` entries.
+    /// The `VarMap` of the allocation at `base`, of `len` entries. It holds the address of
+    /// the entries (what a lookup reads first), not of the header.
     fn make(base: NonNull<u8>, len: usize, mine: bool) -> VarMap {
-        let addr = base.addr().get();
-        let packed = usize::BITS == 64 && addr >> LEN_SHIFT == 0 && len >> LEN_BITS == 0;
+        let entries = base.addr().get() + ENTRIES;
+        let packed = usize::BITS == 64 && entries >> LEN_SHIFT == 0 && len >> LEN_BITS == 0;
         let tag = if packed { len << LEN_SHIFT | PACKED } else { 0 };
-        VarMap(base.map_addr(|a| a | tag | if mine { MINE } else { 0 }))
+        // SAFETY: nonzero: an address inside the allocation.
+        let word = unsafe {
+            std::num::NonZeroUsize::new_unchecked(entries | tag | if mine { MINE } else { 0 })
+        };
+        VarMap(base.with_addr(word))
     }
 
     /// The same `VarMap`, not tagged as its holder's own.
@@ -173,17 +178,24 @@ impl VarMap {
         )
     }
 
+    /// The address of the entries, without the tags.
+    #[inline]
+    fn entries_addr(&self) -> usize {
+        let word = self.0.addr().get();
+        let addr = if word & PACKED != 0 {
+            word & ((1 << LEN_SHIFT) - 1)
+        } else {
+            word
+        };
+        addr & !(MINE | PACKED)
+    }
+
+    /// The allocation's address (its header's).
     #[inline]
     fn base(&self) -> NonNull<u8> {
-        self.0.map_addr(|a| {
-            let a = a.get();
-            let addr = if a & PACKED != 0 {
-                a & ((1 << LEN_SHIFT) - 1)
-            } else {
-                a
-            };
-            // SAFETY: an allocation's address, nonzero without its tags.
-            unsafe { std::num::NonZeroUsize::new_unchecked(addr & !(MINE | PACKED)) }
+        // SAFETY: the entries' address, past the header's: nonzero after the subtraction.
+        self.0.with_addr(unsafe {
+            std::num::NonZeroUsize::new_unchecked(self.entries_addr() - ENTRIES)
         })
     }
 
@@ -206,8 +218,9 @@ impl VarMap {
 
     #[inline]
     fn entries_ptr(&self) -> *const Entry {
-        // SAFETY: the entries follow the header in the same allocation.
-        unsafe { self.base().as_ptr().add(ENTRIES).cast::<Entry>() }
+        // SAFETY: nonzero: the entries' address.
+        let entries = unsafe { std::num::NonZeroUsize::new_unchecked(self.entries_addr()) };
+        self.0.with_addr(entries).cast::<Entry>().as_ptr()
     }
 
     #[inline]
@@ -258,6 +271,31 @@ impl std::ops::Deref for VarMap {
 
     #[inline]
     fn deref(&self) -> &[Entry] {
+        let word = self.0.addr().get();
+        if word & PACKED == 0 {
+            return self.unpacked_entries();
+        }
+        // The lookup's path: the entries' address and their number from the one word.
+        let entries = self
+            .0
+            .with_addr(
+                // SAFETY: nonzero: the entries' address.
+                unsafe {
+                    std::num::NonZeroUsize::new_unchecked(
+                        word & ((1 << LEN_SHIFT) - 1) & !(MINE | PACKED),
+                    )
+                },
+            )
+            .cast::<Entry>();
+        // SAFETY: `len` initialized entries follow the header, alive with the allocation.
+        unsafe { std::slice::from_raw_parts(entries.as_ptr(), word >> LEN_SHIFT) }
+    }
+}
+
+impl VarMap {
+    /// `deref` of a map whose length is in its header.
+    #[cold]
+    fn unpacked_entries(&self) -> &[Entry] {
         // SAFETY: `len` initialized entries follow the header, alive with the allocation.
         unsafe { std::slice::from_raw_parts(self.entries_ptr(), self.count()) }
     }
