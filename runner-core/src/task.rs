@@ -410,8 +410,12 @@ where
         in_run: false,
     };
     let job_state = state.clone();
+    // Done when the closure is dropped, run or not: a job cancelled before it started is
+    // dropped unrun by the pool, and its handles must then say it has finished.
+    let done = DoneOnDrop(state.clone());
     let handle = shared.handle.spawn_blocking(move || {
         let _job = job;
+        let _done = done;
         let result = scope::poll_in(&mut scope, || panic::catch_unwind(AssertUnwindSafe(f)));
         let outcome = match result {
             Ok(value) => Outcome::Done(value),
@@ -424,10 +428,20 @@ where
                 Outcome::Panicked(payload)
             }
         };
-        job_state.mark_done();
         outcome
     });
     Task::new(handle, state, &shared)
+}
+
+/// Marks a `spawn_blocking` job done when its closure goes away: after it ran (the closure's
+/// captures are dropped as its call returns, before tokio hands the output to the `Task`),
+/// or unrun (cancelled before it started, or the pool shut down).
+struct DoneOnDrop(Arc<TaskState>);
+
+impl Drop for DoneOnDrop {
+    fn drop(&mut self) {
+        self.0.mark_done();
+    }
 }
 
 /// Counts a `spawn_blocking` job as in flight from spawn until its closure returns (or the
