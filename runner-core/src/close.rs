@@ -6,12 +6,12 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::runtime::Handle;
+use tokio::runtime::{Handle, Runtime};
 
 use crate::deadline::{block_until, CatchUnwind};
 use crate::debug::{Report, ReportKind};
 use crate::error::{dispose, panic_message};
-use crate::event_loop::{HomeLoop, Loop, LoopRef};
+use crate::event_loop::{HomeLoop, Loop, LoopRef, NotHere};
 use crate::local::ElsewhereHome;
 use crate::progress::{self, Stage};
 use crate::scope::{self, Scope};
@@ -34,10 +34,16 @@ enum Waiting {
     /// Nowhere: this thread polls a task or a `block_on` future (ours or a foreign
     /// runtime's), and blocking it would stall that runtime, or make tokio panic.
     Nowhere,
+    /// On a helper thread: this thread is exiting and its thread-locals are being destroyed
+    /// (a Runner kept in a `thread_local!`), tokio's context or runner's record among them,
+    /// so no runtime can be driven here (tokio's `block_on` would panic).
+    ThreadExit,
 }
 
 fn waiting() -> Waiting {
-    if scope::in_run() {
+    if thread_torn_down() {
+        Waiting::ThreadExit
+    } else if scope::in_run() {
         Waiting::Nowhere
     } else if Handle::try_current().is_err() {
         Waiting::Here
@@ -48,23 +54,41 @@ fn waiting() -> Waiting {
     }
 }
 
+/// `true` once tokio's context or runner's record of this thread has been destroyed: the
+/// thread is running its thread-local destructors. (A failed `try_current` meant "no
+/// runtime here" before; at thread exit it means "tokio cannot run here any more".)
+fn thread_torn_down() -> bool {
+    let tokio_gone = matches!(Handle::try_current(), Err(e) if e.is_thread_local_destroyed());
+    tokio_gone || scope::read(|_| ()).is_none()
+}
+
 /// The four steps of `close()`. Never panics and never waits past its deadlines (as long as
 /// no poll, `Drop` or finalizer blocks its thread).
 pub(crate) fn shutdown(rt: Loop, shared: Arc<Shared>, ctx: CtxState, timeout: Duration) {
-    // The runtime stays findable from its threads until it is gone: plain tokio tasks that
-    // still run during the close (its step 1 lets them) may `runner::spawn`, `at_close`...
-    let forget = ForgetRuntime(shared.clone());
     let rt = match rt.into_here() {
         Ok(rt) => rt,
-        Err(home) => {
-            // A `LocalRuntime` away from its thread: nothing of it may be touched here.
+        // Its home thread closed it at its exit (see `event_loop`).
+        Err(NotHere::Closed) => return,
+        Err(NotHere::Elsewhere(hand)) => {
+            // A `LocalRuntime` away from its thread: nothing of it may be touched here. Its
+            // home thread closes it at its exit, with what this close would have used; until
+            // then it stays findable there (its plain tasks still look for their Runner).
+            let home = hand.home();
+            let what = if hand.hand_over(shared.clone(), ctx, timeout) {
+                "the close is left to that thread, which does it when it exits (until then \
+                 the runtime and its tasks stay as they are); close a Runner with a local loop \
+                 on the thread that built it"
+                    .to_owned()
+            } else {
+                scope::forget_runtime(&shared);
+                "the runtime is leaked with them".to_owned()
+            };
             shared.report(Report::new(
                 ReportKind::Other,
                 format!(
                     "Runner closed on thread {:?}, but its loop is a tokio LocalRuntime bound \
                      to thread {home:?}, the thread that built it: its tasks cannot be \
-                     cancelled or dropped on another thread, so the runtime is leaked with \
-                     them; close a Runner with a local loop on the thread that built it",
+                     cancelled or dropped on another thread; {what}",
                     std::thread::current().id()
                 ),
                 None,
@@ -73,6 +97,20 @@ pub(crate) fn shutdown(rt: Loop, shared: Arc<Shared>, ctx: CtxState, timeout: Du
             return;
         }
     };
+    shutdown_at_home(rt, shared, ctx, timeout);
+}
+
+/// [`shutdown`] of a loop on a thread where it may be shut down; also the close that a local
+/// loop's home thread does at its exit.
+pub(crate) fn shutdown_at_home(
+    rt: HomeLoop,
+    shared: Arc<Shared>,
+    ctx: CtxState,
+    timeout: Duration,
+) {
+    // The runtime stays findable from its threads until it is gone: plain tokio tasks that
+    // still run during the close (its step 1 lets them) may `runner::spawn`, `at_close`...
+    let forget = ForgetRuntime(shared.clone());
     let waiting = match (waiting(), &rt) {
         // A `LocalRuntime` cannot go to a helper thread: it waits on its own, which is
         // allowed in such a context (a blocking thread, `Handle::enter`). Only a poll hidden
@@ -81,14 +119,15 @@ pub(crate) fn shutdown(rt: Loop, shared: Arc<Shared>, ctx: CtxState, timeout: Du
         (Waiting::Helper, HomeLoop::Local(_)) => Waiting::HereContained,
         (waiting, _) => waiting,
     };
-    if matches!(waiting, Waiting::Helper | Waiting::Nowhere) {
+    if matches!(
+        waiting,
+        Waiting::Helper | Waiting::Nowhere | Waiting::ThreadExit
+    ) {
         // The loop's waits run elsewhere, or nowhere: the `spawn_local` tasks, which only
-        // this thread may touch, cannot wait for their cleanup.
-        drop_local_tasks(
-            rt.as_ref(),
-            &shared,
-            "close() could not wait on this thread",
-        );
+        // this thread may touch, cannot wait for their cleanup. At thread exit tokio's
+        // context cannot be entered for their destructors either.
+        let enter = !matches!(waiting, Waiting::ThreadExit);
+        drop_local_tasks(rt.as_ref(), &shared, enter);
     }
     match (waiting, rt) {
         (Waiting::Here, rt) => wait_and_shut_down(rt, shared, ctx, timeout),
@@ -108,28 +147,22 @@ pub(crate) fn shutdown(rt: Loop, shared: Arc<Shared>, ctx: CtxState, timeout: Du
                 dispose(payload);
             }
         }
-        (Waiting::Helper, HomeLoop::Runtime(rt)) => {
-            let parts = crate::sync::Mutex::new(Some((rt, shared.clone(), ctx)));
-            let joined = std::thread::scope(|s| {
-                let helper = std::thread::Builder::new()
-                    .name("runner-close".into())
-                    .spawn_scoped(s, || {
-                        if let Some((rt, shared, ctx)) = lock(&parts).take() {
-                            wait_and_shut_down(HomeLoop::Runtime(rt), shared, ctx, timeout);
-                        }
-                    });
-                helper.map(|h| h.join())
-            });
-            match joined {
-                Ok(Ok(())) => {}
-                Ok(Err(payload)) => dispose(payload),
-                // No thread to wait on: do what can be done without waiting.
-                Err(_) => {
-                    if let Some((rt, shared, _ctx)) = lock(&parts).take() {
-                        shut_down_unwaited(HomeLoop::Runtime(rt), &shared);
-                    }
-                }
-            }
+        (Waiting::Helper | Waiting::ThreadExit, HomeLoop::Runtime(rt)) => {
+            on_a_helper_thread(rt, &shared, ctx, timeout);
+        }
+        (Waiting::ThreadExit, rt @ HomeLoop::Local(_)) => {
+            // Only when its home thread could not list it (see `event_loop`): it can neither
+            // run here any more nor leave this thread.
+            shared.report(Report::new(
+                ReportKind::Other,
+                "Runner closed at the exit of its thread, after tokio's thread-locals were \
+                 destroyed: its LocalRuntime cannot run any more, so its tasks were dropped \
+                 without their cleanup and its at_close finalizers did not run"
+                    .to_owned(),
+                None,
+                None,
+            ));
+            rt.shutdown_background();
         }
         // Turned into `HereContained` above.
         (Waiting::Helper, rt @ HomeLoop::Local(_)) | (Waiting::Nowhere, rt) => {
@@ -137,6 +170,43 @@ pub(crate) fn shutdown(rt: Loop, shared: Arc<Shared>, ctx: CtxState, timeout: Du
         }
     }
     drop(forget);
+}
+
+/// The whole close of a `Runtime` on a helper thread, joined from here.
+fn on_a_helper_thread(rt: Runtime, shared: &Arc<Shared>, ctx: CtxState, timeout: Duration) {
+    let parts = crate::sync::Mutex::new(Some((rt, shared.clone(), ctx)));
+    // A thread-local destructor must not unwind: should starting a thread panic there,
+    // that is contained too.
+    let joined = panic::catch_unwind(AssertUnwindSafe(|| {
+        std::thread::scope(|s| {
+            let helper = std::thread::Builder::new()
+                .name("runner-close".into())
+                .spawn_scoped(s, || {
+                    if let Some((rt, shared, ctx)) = lock(&parts).take() {
+                        wait_and_shut_down(HomeLoop::Runtime(rt), shared, ctx, timeout);
+                    }
+                });
+            helper.map(|h| h.join())
+        })
+    }));
+    let ran = match joined {
+        Ok(Ok(Ok(()))) => true,
+        Ok(Ok(Err(payload))) => {
+            dispose(payload);
+            true
+        }
+        Ok(Err(_)) => false,
+        Err(payload) => {
+            dispose(payload);
+            false
+        }
+    };
+    if !ran {
+        // No thread to wait on: do what can be done without waiting.
+        if let Some((rt, shared, _ctx)) = lock(&parts).take() {
+            shut_down_unwaited(HomeLoop::Runtime(rt), &shared);
+        }
+    }
 }
 
 /// Takes the Runner out of the runtime lookup table when dropped: after the runtime is gone,
@@ -149,23 +219,26 @@ impl Drop for ForgetRuntime {
     }
 }
 
-/// Takes the `spawn_local` tasks out and drops them where they stand, on their thread, inside
-/// the runtime's context (their destructors may need it). Each task that was still pending
-/// leaves the registry (or counts down the close pass) as it is dropped.
-fn drop_local_tasks(rt: LoopRef<'_>, shared: &Shared, why: &str) {
+/// Takes the `spawn_local` tasks out and drops them where they stand, on their thread,
+/// inside the runtime's context when `enter` (their destructors may need it). Each task
+/// that was still pending leaves the registry (or counts down the close pass) as it is
+/// dropped. From here on a `spawn_local` drops its future at once (see `local`).
+fn drop_local_tasks(rt: LoopRef<'_>, shared: &Shared, enter: bool) {
     match shared.local.take() {
-        Ok(None) => {}
+        Ok(None) | Err(ElsewhereHome { pending: 0 }) => {}
         Ok(Some(set)) => {
-            let _entered = rt.enter();
+            let _entered = enter.then(|| rt.enter());
             if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| drop(set))) {
                 dispose(payload);
             }
         }
-        Err(ElsewhereHome) => shared.report(Report::new(
+        Err(ElsewhereHome { pending }) => shared.report(Report::new(
             ReportKind::Other,
             format!(
-                "Runner closed on another thread than the one running its spawn_local tasks \
-                 ({why}): they cannot be cancelled or dropped here, and are leaked"
+                "Runner closed on another thread than the one running its spawn_local tasks: \
+                 {pending} local task(s) cannot be cancelled or dropped here, and are left to \
+                 that thread, which drops them (without their async cleanup) when it next \
+                 starts local tasks or exits; the rest of the Runner is closed"
             ),
             None,
             None,
@@ -201,7 +274,7 @@ fn wait_and_shut_down(rt: HomeLoop, shared: Arc<Shared>, ctx: CtxState, timeout:
             run_finalizers(rt.as_ref(), &shared, deadline, timeout);
             // What is left of them (a task ignoring its cancel past the timeout) is dropped
             // with the set, as step 4 drops the runtime's.
-            drop_local_tasks(rt.as_ref(), &shared, "close() ran on another thread");
+            drop_local_tasks(rt.as_ref(), &shared, true);
             // A task of the pass that outlived step 1's wait may have panicked meanwhile.
             report_shutdown_panics(&shared);
         });

@@ -677,6 +677,7 @@ impl Runner {
                 config.handler.clone(),
             ));
             scope::remember_runtime(&shared);
+            rt.remember_closer(&shared, config.shutdown_timeout);
             self.state = State::Initialized(Inner {
                 rt,
                 shared,
@@ -726,6 +727,8 @@ fn drive<F: IntoFuture>(
     mut run: scope::RunGuard,
 ) -> Result<F::Output, RunError> {
     let rt = inner.rt.here()?;
+    // Bound to the thread of its pending `spawn_local` tasks (one load when there are none).
+    inner.shared.local.check_thread()?;
     let record = match inner.main.take() {
         Some(record) if Arc::strong_count(&record) == 1 && Arc::weak_count(&record) == 0 => {
             std::sync::atomic::fence(Ordering::Acquire);
