@@ -259,25 +259,30 @@ fn shut_down_unwaited(rt: HomeLoop, shared: &Shared) {
 }
 
 fn wait_and_shut_down(rt: HomeLoop, shared: Arc<Shared>, ctx: CtxState, timeout: Duration) {
+    // All four steps run in the Runner's own scope: what is called while it closes (by a
+    // destructor of a plain tokio task that step 4 drops, say) finds this Runner, not the
+    // one of the code that called `close()` (a blocking job of another Runner, for one).
+    let mut scope = Scope {
+        ctx,
+        runner: Some(shared.clone()),
+        task: None,
+        in_run: true,
+    };
+    scope::poll_in(&mut scope, || steps(rt, &shared, timeout));
+}
+
+fn steps(rt: HomeLoop, shared: &Arc<Shared>, timeout: Duration) {
     let result = panic::catch_unwind(AssertUnwindSafe(|| {
-        let mut scope = Scope {
-            ctx,
-            runner: Some(shared.clone()),
-            task: None,
-            in_run: true,
-        };
-        scope::poll_in(&mut scope, || {
-            // The thread that runs the loop now runs the `spawn_local` tasks too.
-            shared.local.claim_home();
-            let deadline = Instant::now().checked_add(timeout);
-            cancel_pending(rt.as_ref(), &shared, deadline, timeout);
-            run_finalizers(rt.as_ref(), &shared, deadline, timeout);
-            // What is left of them (a task ignoring its cancel past the timeout) is dropped
-            // with the set, as step 4 drops the runtime's.
-            drop_local_tasks(rt.as_ref(), &shared, true);
-            // A task of the pass that outlived step 1's wait may have panicked meanwhile.
-            report_shutdown_panics(&shared);
-        });
+        // The thread that runs the loop now runs the `spawn_local` tasks too.
+        shared.local.claim_home();
+        let deadline = Instant::now().checked_add(timeout);
+        cancel_pending(rt.as_ref(), shared, deadline, timeout);
+        run_finalizers(rt.as_ref(), shared, deadline, timeout);
+        // What is left of them (a task ignoring its cancel past the timeout) is dropped
+        // with the set, as step 4 drops the runtime's.
+        drop_local_tasks(rt.as_ref(), shared, true);
+        // A task of the pass that outlived step 1's wait may have panicked meanwhile.
+        report_shutdown_panics(shared);
     }));
     if let Err(payload) = result {
         shared.report(Report::new(
@@ -300,7 +305,7 @@ fn wait_and_shut_down(rt: HomeLoop, shared: Arc<Shared>, ctx: CtxState, timeout:
             });
             (shared.wait_blocking(wait) == 0).then_some(())
         },
-        |waited| progress::report_waiting(&shared, Stage::CloseBlocking { timeout }, waited),
+        |waited| progress::report_waiting(shared, Stage::CloseBlocking { timeout }, waited),
     );
     let abandoned = match drained {
         Some(()) => 0,
@@ -317,7 +322,7 @@ fn wait_and_shut_down(rt: HomeLoop, shared: Arc<Shared>, ctx: CtxState, timeout:
             None,
         ));
         rt.shutdown_background();
-        report_shutdown_panics(&shared);
+        report_shutdown_panics(shared);
         return;
     }
     // Plain `tokio::task::spawn_blocking` work (and so `tokio::fs`) is counted nowhere but
@@ -338,7 +343,7 @@ fn wait_and_shut_down(rt: HomeLoop, shared: Arc<Shared>, ctx: CtxState, timeout:
             None,
         ));
     }
-    report_shutdown_panics(&shared);
+    report_shutdown_panics(shared);
 }
 
 /// Step 1: one pass of cancellation over the tasks pending now, then wait for them.
