@@ -725,3 +725,61 @@ fn closed_on_another_thread_a_runner_leaves_only_its_local_tasks_to_their_thread
         );
     }
 }
+
+/// Found by the lifecycle fuzzer: a Runner with no local task pending, closed on another
+/// thread, runs its loop there, so a finalizer, or a destructor of a task its close cancels,
+/// may start local tasks there (they then run, and are dropped, there).
+#[test]
+fn a_destructor_run_by_a_close_on_another_thread_may_spawn_local() {
+    common::watchdog(common::TEST_LIMIT);
+    for flavor in [Loop::CurrentThread, Loop::MultiThread] {
+        let reports = Reports::default();
+        let (spawned, dropped) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let finalized = Arc::new(std::sync::Mutex::new(None));
+        let mut runner = reports.install(builder(flavor)).build();
+        let (counts, done) = ((spawned.clone(), dropped.clone()), finalized.clone());
+        runner
+            .run(async move {
+                // A local task made and finished here: this thread was their home.
+                assert_eq!(runner::spawn_local(async { *Rc::new(1) }).await.unwrap(), 1);
+                runner::at_close(move || async move {
+                    let task =
+                        runner::spawn_local(async { (*Rc::new(7), std::thread::current().id()) });
+                    *done.lock().unwrap() = Some(task.await.unwrap());
+                });
+                if matches!(flavor, Loop::CurrentThread) {
+                    let on_drop = SpawnsLocalOnDrop {
+                        spawned: counts.0,
+                        dropped: counts.1,
+                    };
+                    let (ready, started) = tokio::sync::oneshot::channel();
+                    // Dropped by the close's cancel, on the thread that runs the loop then.
+                    runner::spawn(async move {
+                        let _on_drop = on_drop;
+                        let _ = ready.send(());
+                        std::future::pending::<()>().await
+                    });
+                    started.await.unwrap();
+                }
+            })
+            .unwrap();
+        let closer = std::thread::spawn(move || {
+            runner.close();
+            std::thread::current().id()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            *finalized.lock().unwrap(),
+            Some((7, closer)),
+            "{flavor:?}: {:?}",
+            reports.take()
+        );
+        if matches!(flavor, Loop::CurrentThread) {
+            assert_eq!(spawned.load(Ordering::SeqCst), 1);
+            assert_eq!(dropped.load(Ordering::SeqCst), 1);
+        }
+        let reports = reports.take();
+        assert!(reports.is_empty(), "{flavor:?}: {reports:?}");
+    }
+}

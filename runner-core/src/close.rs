@@ -119,13 +119,16 @@ pub(crate) fn shutdown_at_home(
         (Waiting::Helper, HomeLoop::Local(_)) => Waiting::HereContained,
         (waiting, _) => waiting,
     };
-    if matches!(
+    let waits_elsewhere = matches!(
         waiting,
         Waiting::Helper | Waiting::Nowhere | Waiting::ThreadExit
-    ) {
+    );
+    if waits_elsewhere || !shared.local.runs_here() {
         // The loop's waits run elsewhere, or nowhere: the `spawn_local` tasks, which only
         // this thread may touch, cannot wait for their cleanup. At thread exit tokio's
-        // context cannot be entered for their destructors either.
+        // context cannot be entered for their destructors either. Or they live on another
+        // thread: reported and left there now, so that a `spawn_local` during this close
+        // (a destructor of a task it cancels) drops its future instead of panicking.
         let enter = !matches!(waiting, Waiting::ThreadExit);
         drop_local_tasks(rt.as_ref(), &shared, enter);
     }

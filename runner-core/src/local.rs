@@ -124,10 +124,13 @@ impl LocalTasks {
         }))
     }
 
-    /// `true` unless local tasks exist and live on another thread than this one.
+    /// `true` unless local tasks exist and live on another thread than this one (also once
+    /// `close()` left them there).
     pub(crate) fn runs_here(&self) -> bool {
-        self.0.state.load(Ordering::Acquire) != MADE
-            || self.0.tag.load(Ordering::Acquire) == this_thread()
+        let home = &self.0;
+        home.state.load(Ordering::Acquire) == NONE
+            || home.pending.load(Ordering::Acquire) == 0
+            || home.tag.load(Ordering::Acquire) == this_thread()
     }
 
     /// DESIGN's "bound to the thread that made its local tasks", at the start of a run: `Ok`
@@ -145,10 +148,11 @@ impl LocalTasks {
         self.0.moved()
     }
 
-    /// Makes this thread the home of the local tasks, unless a set lives somewhere already:
-    /// `close()` runs the loop here now.
+    /// Makes this thread the home of the local tasks, unless some are pending on another
+    /// thread (or a set lives here already): `close()` runs the loop here now, and a task it
+    /// runs may start local tasks (a destructor of one it cancels, say).
     pub(crate) fn claim_home(&self) {
-        if self.0.state.load(Ordering::Acquire) == NONE {
+        if self.check_thread().is_ok() && self.0.state.load(Ordering::Acquire) == NONE {
             self.0.claim(this_thread());
         }
     }
