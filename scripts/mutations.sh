@@ -4,8 +4,9 @@
 # it, and expects it to FAIL (a mutation that does not build is a broken case). The file is put back after each case, from a copy (not from git, so local
 # changes survive).
 #
-#   scripts/mutations.sh            every case (about 3 minutes with the test build warm, 2 cores)
-#   scripts/mutations.sh FILTER     the cases whose name contains FILTER
+#   scripts/mutations.sh            every case (about 6 minutes with the test build warm, 2 cores)
+#   scripts/mutations.sh FILTER     the cases whose name contains FILTER (e.g. `fuzz_`: the
+#                                   lifecycle fuzzer against each fix of issue 29 reverted)
 #
 # Prints one line per case; exits 1 if a mutation did not apply or a test passed under it.
 set -uo pipefail
@@ -100,4 +101,49 @@ case_ one_cpu tests/bin/sigint_child.rs \
 case_ finalizer_progress runner-core/src/close.rs \
     's/\|until\| block_until\(rt, until, driving\.as_mut\(\)\)/|_until| block_until(rt, deadline, driving.as_mut())/' \
     -- --test shutdown_progress close_names_an_at_close_finalizer
+# Issue 29: each fix, reverted, fails its own test...
+case_ i29_late_spawn_local runner-core/src/local.rs \
+    's/    if home\.state\.load\(Ordering::Acquire\) == CLOSED \{\n        return dropped_at_once\(location, shared, fut\);\n    \}\n//' \
+    -- --test spawn_local a_spawn_local_after_close_took_the_local_tasks
+case_ i29_fork_reset runner-core/src/signal.rs \
+    's/unsafe \{ libc::pthread_atfork\(None, None, Some\(after_fork\)\) \};/let _ = after_fork;/' \
+    -- --test fork
+case_ i29_thread_exit_runtime runner-core/src/close.rs \
+    's/(fn thread_torn_down\(\) -> bool \{\n)/$1    return false;\n/' \
+    -- --test thread_exit
+case_ i29_thread_exit_local_loop runner-core/src/event_loop.rs \
+    's/loops\.push\(slot\.clone\(\)\);/let _ = \&slot;/' \
+    -- --test thread_exit
+case_ i29_blocking_handle_done runner-core/src/task.rs \
+    's/let _done = done;//; s/let done = DoneOnDrop\(state\.clone\(\)\);//; s/(\n\s*)outcome\n(\s*)\}\);\n(\s*)Task::new\(handle, state, &shared\)/$1job_state.mark_done();$1outcome\n$2});\n$3Task::new(handle, state, &shared)/' \
+    -- --test blocking_handles
+case_ i29_local_tasks_bind_the_runner runner-core/src/runner.rs \
+    's/    inner\.shared\.local\.check_thread\(\)\?;\n//' \
+    -- --test spawn_local with_local_tasks_pending_run_on_another_thread_is_wrong_thread
+case_ i29_close_elsewhere_leaves_local_tasks runner-core/src/local.rs \
+    's/(pub\(crate\) fn runs_here\(&self\) -> bool \{\n)/$1        return true;\n/' \
+    -- --test spawn_local closed_on_another_thread_a_runner_leaves_only_its_local_tasks
+case_ i29_close_rehomes_local_tasks runner-core/src/local.rs \
+    's/if self\.check_thread\(\)\.is_ok\(\) && self\.0\.state/if self.0.state/' \
+    -- --test spawn_local a_destructor_run_by_a_close_on_another_thread_may_spawn_local
+case_ i29_nested_close_scope runner-core/src/close.rs \
+    's/scope::poll_in\(&mut scope, \|\| steps\(rt, &shared, timeout\)\);/drop(scope);\n    steps(rt, &shared, timeout);/' \
+    -- --test lifecycle a_nested_runners_close_is_its_own_down_to_the_runtimes_shutdown
+# ... and the lifecycle fuzzer's bounded run finds each one of fixes 1-4 (its output names
+# the case that failed: how many generated cases it took).
+case_ fuzz_late_spawn_local runner-core/src/local.rs \
+    's/    if home\.state\.load\(Ordering::Acquire\) == CLOSED \{\n        return dropped_at_once\(location, shared, fut\);\n    \}\n//' \
+    -- --test lifecycle_fuzz
+case_ fuzz_fork_reset runner-core/src/signal.rs \
+    's/unsafe \{ libc::pthread_atfork\(None, None, Some\(after_fork\)\) \};/let _ = after_fork;/' \
+    -- --test lifecycle_fuzz
+case_ fuzz_thread_exit_runtime runner-core/src/close.rs \
+    's/(fn thread_torn_down\(\) -> bool \{\n)/$1    return false;\n/' \
+    -- --test lifecycle_fuzz
+case_ fuzz_thread_exit_local_loop runner-core/src/event_loop.rs \
+    's/loops\.push\(slot\.clone\(\)\);/let _ = \&slot;/' \
+    -- --test lifecycle_fuzz
+case_ fuzz_blocking_handle_done runner-core/src/task.rs \
+    's/let _done = done;//; s/let done = DoneOnDrop\(state\.clone\(\)\);//; s/(\n\s*)outcome\n(\s*)\}\);\n(\s*)Task::new\(handle, state, &shared\)/$1job_state.mark_done();$1outcome\n$2});\n$3Task::new(handle, state, &shared)/' \
+    -- --test lifecycle_fuzz
 exit "$bad"

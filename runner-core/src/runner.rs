@@ -49,7 +49,9 @@ type LoopFactory = Box<dyn FnOnce() -> io::Result<Loop> + Send>;
 /// `LocalSet`. The loop factory runs at the Runner's lazy init, on the thread of its first
 /// `run` (or `get_loop`): that thread is the loop's home. The Runner stays `Send`, but away
 /// from that thread `run` and `get_loop` return [`RunError::WrongThread`], and `close()`
-/// leaks the runtime with a report rather than drop its `!Send` tasks on a foreign thread.
+/// reports it and leaves the close to the home thread, which does it when it exits, rather
+/// than drop its `!Send` tasks on a foreign thread. A local loop still open when its home
+/// thread exits (a Runner kept in a `thread_local!`, say) is closed then, fully.
 ///
 /// ```
 /// # use runner_core as runner;

@@ -313,6 +313,13 @@ where
 /// (`flavor = "local"`) it is a task of that runtime, next to those of
 /// `tokio::task::spawn_local`.
 ///
+/// While local tasks are pending, the Runner is bound to their thread: `run` on another
+/// thread returns [`RunError::WrongThread`](crate::RunError::WrongThread), and `close()` on
+/// another thread closes the rest and leaves them to their thread, which drops them when it
+/// next starts local tasks or exits. Once `close()` is done with local tasks (a destructor
+/// run by its last step, say), `spawn_local` drops `fut` at once, and its `Task` awaits to
+/// `Cancelled`.
+///
 /// # Panics
 /// Outside a Runner, and on a thread that does not run the Runner's loop: call it from the
 /// main task, from a task started with `spawn_local`, or (on the default current-thread
