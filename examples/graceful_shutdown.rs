@@ -44,8 +44,10 @@ async fn main() -> std::io::Result<()> {
     });
 
     let mut client = TcpStream::connect(addr).await?;
-    let cancelled = runner::cancelled();
-    tokio::pin!(cancelled);
+    // One `cancelled()` for the whole loop (it is `Unpin`: select on `&mut` it): a Ctrl-C
+    // that comes while a request is in flight is seen at the next iteration, and the
+    // request is not cut.
+    let mut cancelled = runner::cancelled();
     println!("serving on {addr}; press Ctrl-C to stop");
     let mut served = 0u64;
     loop {

@@ -4,7 +4,7 @@
 # it, and expects it to FAIL (a mutation that does not build is a broken case). The file is put back after each case, from a copy (not from git, so local
 # changes survive).
 #
-#   scripts/mutations.sh            every case (about 6 minutes with the test build warm, 2 cores)
+#   scripts/mutations.sh            every case (several minutes with the test build warm, 2 cores)
 #   scripts/mutations.sh FILTER     the cases whose name contains FILTER (e.g. `fuzz_`: the
 #                                   lifecycle fuzzer against each fix of issue 29 reverted)
 #
@@ -101,6 +101,105 @@ case_ one_cpu tests/bin/sigint_child.rs \
 case_ finalizer_progress runner-core/src/close.rs \
     's/\|until\| block_until\(rt, until, driving\.as_mut\(\)\)/|_until| block_until(rt, deadline, driving.as_mut())/' \
     -- --test shutdown_progress close_names_an_at_close_finalizer
+case_ plain_cancelled runner-core/src/task.rs \
+    's/let Some\(\(main, stop\)\) = scope::plain_observed\(\) else \{/let Some((main, stop)) = None::<(Option<Arc<TaskState>>, Arc<RunnerStop>)> else {/' \
+    -- --test plain_tasks a_cancelled_made_in_a_plain_task_resolves_when_the_main_task_is_cancelled
+case_ plain_cancelled_axum runner-core/src/task.rs \
+    's/let Some\(\(main, stop\)\) = scope::plain_observed\(\) else \{/let Some((main, stop)) = None::<(Option<Arc<TaskState>>, Arc<RunnerStop>)> else {/' \
+    -- --test plain_tasks signals::axum_async_fn_shutdown_signal
+case_ main_published_for_workers runner-core/src/shared.rs \
+    's/active_main: multi_thread\.then\(\|\| Mutex::new\(None\)\),/active_main: None,/' \
+    -- --test plain_tasks a_cancelled_made_in_a_plain_task_resolves_when_the_main_task_is_cancelled
+case_ plain_cancelled_at_close runner-core/src/close.rs \
+    's/    shared\.stop\.close\(\);\n//' \
+    -- --test plain_tasks a_cancelled_made_in_a_plain_task_resolves_at_close
+case_ context_set_refused runner-core/src/scope.rs \
+    's/!s\.isolated && tokio::task::try_id\(\)\.is_some\(\)/false/' \
+    -- --test context_isolation a_value_set_in_one_plain_task_is_never_seen_by_another
+case_ context_set_refused_axum runner-core/src/scope.rs \
+    's/!s\.isolated && tokio::task::try_id\(\)\.is_some\(\)/false/' \
+    -- --test context_isolation naive_set_middleware
+case_ dropped_mid_work_report runner-core/src/guarded.rs \
+    's/report_dropped_mid_work\(state\);//' \
+    -- --test plain_tasks a_task_dropped_mid_work_after_polling
+# Issue 28: shutdown that fits the orchestrator. The loom cases build in target/loom, as
+# .ci/run does (RUSTFLAGS would otherwise rebuild everything in target/).
+LOOM=(RUSTFLAGS=--cfg\ runner_loom LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom)
+case_ sigterm_by_default runner-core/src/__private.rs \
+    's/let mut runner = builder\.handle_sigterm_unless_set\(\)\.build\(\);/let mut runner = builder.build();/' \
+    -- --test sigterm runner_main_handles_sigterm_by_default
+case_ grace_period_timer runner-core/src/signal.rs \
+    's/if t\.grace_deadline\(\)\.is_some_and\(\|at\| now >= at\) \{/if false \&\& t.grace_deadline().is_some_and(|at| now >= at) {/' \
+    -- --test orchestrator grace_period_ends_a_drain_after_sigterm
+case_ grace_report_third runner-core/src/runner.rs \
+    's/self\.shutdown_report_after\.min\(grace \/ 3\)/self.shutdown_report_after.max(grace - grace)/' \
+    -- --test orchestrator grace_period_ends_a_drain_after_sigterm
+case_ grace_key runner-macros/src/expand.rs \
+    's/builder = quote!\(#builder\.grace_period\(#grace\)\);/let _ = grace;/' \
+    -- --test orchestrator grace_period_ends_a_main_task_that_never_yields
+case_ run_ended_published runner-core/src/signal.rs \
+    's/fn hit_run\(signal: StopSignal\) \{\n    imp::run_was_hit\(signal\);/fn hit_run(signal: StopSignal) {\n    let _ = signal;/' \
+    -- --test orchestrator grace_period_holds_when_the_run_ends
+case_ drain_delay_armed runner-core/src/signal.rs \
+    's/signals = signals\.with_drain_delay\(\);//' \
+    -- --test orchestrator a_second_sigterm_cuts_the_drain_delay_short
+case_ drain_delay_key runner-macros/src/expand.rs \
+    's/builder = quote!\(#builder\.drain_delay\(#delay\)\);/let _ = delay;/' \
+    -- --test orchestrator a_second_sigterm_cuts_the_drain_delay_short
+case_ cut_short_not_kill runner-core/src/signal_state.rs \
+    's/\} else if word & DELAYING != 0 \{\n(\s*)word & !DELAYING\n/} else if false {\n$1word\n/' \
+    -- --test orchestrator a_second_signal_at_a_random_moment
+case_ loom_cut_short_not_kill runner-core/src/signal_state.rs \
+    's/\} else if word & DELAYING != 0 \{\n(\s*)word & !DELAYING\n/} else if false {\n$1word\n/' \
+    "${LOOM[@]}" -- -p tokio-runner-core --release --lib loom_drain_delay_ends_once
+case_ loom_end_delay_once runner-core/src/signal_state.rs \
+    's/match self\.word\.compare_exchange\(\n\s*word,\n\s*word & !DELAYING,\n\s*Ordering::SeqCst,\n\s*Ordering::SeqCst,\n\s*\) \{\n\s*Ok\(_\) => return true,\n\s*Err\(now\) => word = now,\n\s*\}/self.word.store(word & !DELAYING, Ordering::SeqCst);\n            return true;/' \
+    "${LOOM[@]}" -- -p tokio-runner-core --release --lib loom_drain_delay_ends_once
+case_ loom_handler_marks_the_shutdown runner-core/src/signal_state.rs \
+    's/self\.shutting_down\(generation\);\n(\s*)return if next/return if next/' \
+    "${LOOM[@]}" -- -p tokio-runner-core --release --lib loom_after_a_hit
+case_ forced_exit_during_close runner-core/src/signal.rs \
+    's/Decision::ShuttingDown\(generation\) if dies_here\(signo\) => unsafe \{\n\s*forced_exit\(signal, generation\)\n\s*\},/Decision::ShuttingDown(_) if dies_here(signo) => unsafe { die_now(signal) },/' \
+    -- --test orchestrator a_second_signal_during_close_forces_the_exit
+case_ final_words_bound runner-core/src/shutdown.rs \
+    's/FINAL_WORDS_LIMIT: Duration = Duration::from_millis\(100\)/FINAL_WORDS_LIMIT: Duration = Duration::from_secs(600)/' \
+    -- --test orchestrator a_forced_exit_is_not_held_back
+case_ final_words_without_stderr_lock runner-core/src/shutdown.rs \
+    's/if shared\.shutdown\.default_handler && !to_tracing\(\) \{/if false {/' \
+    -- --test orchestrator final_words_come_out_while_a_stuck_thread
+case_ plain_tasks_counted runner-core/src/shutdown.rs \
+    's/Some\(alive\.saturating_sub\(ours \+ own\)\)/Some(alive.saturating_sub(own))/' \
+    -- --test shutdown_progress close_names_a_task_ignoring
+case_ local_driver_not_plain runner-core/src/shared.rs \
+    's/self\.local_runtime\.is_none\(\)\n(\s*)&& self\.local\.is_made\(\)/false\n$1\&\& self.local.is_made()/' \
+    -- --test shutdown_progress close_names_a_task_ignoring
+case_ signal_named_in_reports runner-core/src/progress.rs \
+    's/Some\(signal\) => format!\("a second \{\} forces the exit", signal\.name\(\)\),/Some(_) => "a second Ctrl-C forces the exit".to_owned(),/' \
+    -- --test orchestrator a_second_signal_forces_the_exit_with_final_words
+case_ requested_at_close runner-core/src/runner.rs \
+    's/closing\.shutdown\.request\(\);//' \
+    -- --test orchestrator shutdown_requested_answers
+case_ requested_at_signal runner-core/src/shutdown.rs \
+    's/self\.requested\.store\(true, Ordering::Release\);\n(\s*)self\.generation\.fetch_max/self.generation.fetch_max/' \
+    -- --test orchestrator axum_readiness
+case_ stopping_notified runner-core/src/shutdown.rs \
+    's/crate::notify::stopping\(\);//' \
+    -- --test systemd_notify notify_socket_at_a_path
+case_ watchdog_from_the_loop runner-core/src/notify.rs \
+    's/ringer\.due\.store\(true, Ordering::Release\);/send("WATCHDOG=1");/' \
+    -- --test systemd_notify watchdog_pings_stop
+case_ watchdog_not_plain runner-core/src/runner.rs \
+    's/shared\.shutdown\.own_task_started\(\);//' \
+    -- --test systemd_notify notify_socket_at_a_path
+case_ watchdog_pid runner-core/src/notify.rs \
+    's/if pid\.trim\(\)\.parse::<libc::pid_t>\(\)\.ok\(\) != Some\(me\) \{/if false {/' \
+    -- --test systemd_notify no_watchdog_pings
+case_ notify_reported_once runner-core/src/notify.rs \
+    's/if REPORTED\.swap\(true, Ordering::AcqRel\) \{/if false {/' \
+    -- --test systemd_notify a_broken_notify_socket
+case_ notify_abstract_name runner-core/src/notify.rs \
+    's/\[b.\@., abstract_name \@ \.\.\] => abstract_addr\(abstract_name\)\?,/[b\x27\@\x27, abstract_name \@ ..] => abstract_addr(\&[abstract_name, b"x"].concat())?,/' \
+    -- --test systemd_notify notify_socket_with_an_abstract_name
 # Issue 29: each fix, reverted, fails its own test...
 case_ i29_late_spawn_local runner-core/src/local.rs \
     's/    if home\.state\.load\(Ordering::Acquire\) == CLOSED \{\n        return dropped_at_once\(location, shared, fut\);\n    \}\n//' \

@@ -84,19 +84,21 @@
 //!
 //! # SIGTERM
 //!
-//! Opt in with [`Builder::handle_sigterm`] or `#[runner::main(handle_sigterm = true)]` (off by
-//! default, as in asyncio, except as PID 1 of a PID namespace: a container without an init,
-//! where the kernel would drop an unhandled SIGTERM) for containers, systemd and `kill`:
-//! SIGTERM then follows the same rules, `run` returns [`RunError::Terminated`], a second
-//! SIGTERM or a SIGINT kills, and `#[runner::main]` closes the Runner (its `at_close`
-//! finalizers run) and dies by SIGTERM (status 143, [`die_by_sigterm`]; as PID 1, exit
-//! status 143).
+//! `#[runner::main]` handles SIGTERM by default, as it handles Ctrl-C: SIGTERM is how every
+//! supervisor says "stop" (docker, systemd, Kubernetes, `kill`). `handle_sigterm = false`
+//! turns that off. A [`Runner`] built by hand keeps asyncio's default, SIGINT only (a
+//! library that calls `Runner::run` must not take SIGTERM over), except as PID 1 of a PID
+//! namespace (a container without an init, where the kernel would drop an unhandled
+//! SIGTERM); [`Builder::handle_sigterm`] turns it on. Handled, SIGTERM follows the same
+//! rules as Ctrl-C: `run` returns [`RunError::Terminated`], a second SIGTERM or a SIGINT
+//! kills, and `#[runner::main]` closes the Runner (its `at_close` finalizers run) and dies
+//! by SIGTERM (status 143, [`die_by_sigterm`]; as PID 1, exit status 143).
 //!
 //! A shutdown that takes long says what it waits for: a
 //! [`ReportKind::ShutdownWaiting`] report after [`Builder::shutdown_report_after`] (5 s).
 //!
 //! ```no_run
-//! #[runner::main(handle_sigterm = true)]
+//! #[runner::main]
 //! async fn main() {
 //!     runner::at_close(|| async { println!("flushed") });
 //!     // Ctrl-C or SIGTERM: this future resolves, wherever it is polled (here: in a task
@@ -107,11 +109,89 @@
 //! }
 //! ```
 //!
+//! # In production
+//!
+//! For Kubernetes, docker and systemd (the README's "In production" has the details):
+//! - [`Builder::grace_period`] (`grace_period = "25s"`) bounds the whole shutdown from the
+//!   first signal; at its end one report names what still runs, and the process ends as on
+//!   a second signal. Set it below the orchestrator's own limit.
+//! - [`Builder::drain_delay`] (`drain_delay = "5s"`) holds a SIGTERM's cancel back while
+//!   [`shutdown_requested()`] already says `true`, for a readiness endpoint to fail before
+//!   the server stops accepting.
+//! - [`notify_ready()`] tells systemd the service is ready; runner sends `STOPPING=1`,
+//!   `STATUS=` and `WATCHDOG=1` (from the Runner's loop) itself.
+//! - A forced exit (a second signal, the grace period's end) writes one line naming what
+//!   it cut short.
+//!
+//! ```no_run
+//! #[runner::main(drain_delay = "5s", grace_period = "25s")]
+//! async fn main() {
+//!     // serve; a readiness handler answers 503 once `runner::shutdown_requested()`
+//!     let _ = runner::notify_ready();
+//!     runner::cancelled().await; // after SIGTERM and the delay: drain
+//! }
+//! ```
+//!
 //! # Context variables
 //!
 //! [`ContextVar`] is `contextvars.ContextVar`. Every `run` of a Runner shares the Runner's
 //! [`Context`]. Each task started with [`spawn`] or [`spawn_blocking`] gets a copy of its
 //! spawner's. Copies share structure, so spawning never clones your values.
+//!
+//! # Servers: plain tokio tasks
+//!
+//! axum, hyper and tonic run your handlers, middleware and shutdown future in tasks they
+//! start themselves with `tokio::spawn`. runner treats them as first-class:
+//! - [`cancelled()`] made in such a task (axum's `async fn shutdown_signal() {
+//!   runner::cancelled().await }`) resolves when the Runner shuts down (the first Ctrl-C or
+//!   SIGTERM, `close()`), and keeps the main task observing meanwhile, so the requests in
+//!   flight drain;
+//! - a [`ContextVar::set`] there is refused with a report (every plain task on a thread
+//!   shares one context, so the value would leak into other requests); give each request's
+//!   future its own value with [`ContextVar::scope`] instead (or [`Context::scope`]):
+//!
+//! ```
+//! use axum::extract::Request;
+//! use axum::middleware::{self, Next};
+//! use axum::response::Response;
+//! use axum::routing::get;
+//! use axum::Router;
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! static REQUEST_ID: runner::ContextVar<u64> = runner::ContextVar::new("request_id");
+//!
+//! /// Request-scoped: each request's future runs with its own id, wherever it is polled.
+//! async fn request_id(req: Request, next: Next) -> Response {
+//!     let id = req.headers()["x-request-id"].to_str().unwrap().parse().unwrap();
+//!     REQUEST_ID.scope(id, next.run(req)).await
+//! }
+//!
+//! async fn handler() -> String {
+//!     tokio::task::yield_now().await;
+//!     let spawned = runner::spawn(async { REQUEST_ID.get() }).await.unwrap();
+//!     format!("request {:?}, its task {spawned:?}", REQUEST_ID.get())
+//! }
+//!
+//! runner::run(async {
+//!     let app = Router::new()
+//!         .route("/", get(handler))
+//!         .layer(middleware::from_fn(request_id));
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+//!     let addr = listener.local_addr().unwrap();
+//!     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+//!     for id in [1, 2] {
+//!         let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+//!         let request = format!(
+//!             "GET / HTTP/1.1\r\nHost: x\r\nx-request-id: {id}\r\nConnection: close\r\n\r\n"
+//!         );
+//!         conn.write_all(request.as_bytes()).await.unwrap();
+//!         let mut response = String::new();
+//!         conn.read_to_string(&mut response).await.unwrap();
+//!         assert!(response.ends_with(&format!("request Some({id}), its task Some({id})")));
+//!     }
+//! })
+//! .unwrap();
+//! ```
 //!
 //! # Debug mode
 //!

@@ -1275,7 +1275,7 @@ thread_local! {
 
 /// Where the case's Runner is: owned by the program, or in the case thread's `BRIDGE`.
 enum Holder {
-    Owned(Runner),
+    Owned(Box<Runner>),
     Bridge,
 }
 
@@ -1415,7 +1415,7 @@ fn execute(case: Case) -> Vec<String> {
             BRIDGE.with(|b| *b.borrow_mut() = Some(runner));
             Holder::Bridge
         } else {
-            Holder::Owned(c.config.builder(&sink).build())
+            Holder::Owned(Box::new(c.config.builder(&sink).build()))
         };
         run_steps(c, 0, holder, x);
     });

@@ -169,6 +169,19 @@ fn as_pid1_sigterm_without_the_option_is_handled_by_default_and_exits_143() {
     p.proc.assert_printed("finalizer ran");
 }
 
+/// A Runner built by hand handles SIGTERM by default as PID 1 (where the default action
+/// cannot run anyway), unlike elsewhere.
+#[test]
+fn as_pid1_a_runner_built_by_hand_handles_sigterm_by_default_and_exits_143() {
+    let mut p = Pid1::start("term_builder", &[]);
+    p.ready();
+    p.signal(libc::SIGTERM);
+    p.assert_exit_code(143, EXIT_TIMEOUT);
+    p.proc.assert_printed("cancelled observed");
+    p.proc.assert_printed("cleanup done");
+    p.proc.assert_printed("finalizer ran");
+}
+
 #[test]
 fn as_pid1_handle_sigterm_false_leaves_sigterm_to_the_kernel_which_drops_it() {
     let mut p = Pid1::start("term_off", &[]);
@@ -307,13 +320,85 @@ fn not_pid1_sigterm_with_handle_sigterm_still_dies_by_sigterm() {
     p.assert_printed("finalizer ran");
 }
 
-/// Not PID 1, SIGTERM stays off by default: it kills at once, no cleanup.
+/// Not PID 1, `#[runner::main]` handles SIGTERM by default too: cleanup, finalizer, then
+/// death by SIGTERM.
 #[test]
-fn not_pid1_sigterm_is_not_handled_by_default() {
+fn not_pid1_runner_main_handles_sigterm_by_default() {
     let mut p = Proc::example("pid1_child", &["term_default"], Start::Default, &[]);
+    p.ready();
+    p.sigterm();
+    p.assert_died_by_sigterm(EXIT_TIMEOUT);
+    p.assert_printed("cancelled observed");
+    p.assert_printed("cleanup done");
+    p.assert_printed("finalizer ran");
+}
+
+/// Not PID 1, a Runner built by hand keeps asyncio's default: SIGTERM kills at once, no
+/// cleanup.
+#[test]
+fn not_pid1_a_runner_built_by_hand_does_not_handle_sigterm_by_default() {
+    let mut p = Proc::example("pid1_child", &["term_builder"], Start::Default, &[]);
     p.ready();
     p.sigterm();
     p.assert_died_by_sigterm(Duration::from_secs(2));
     p.assert_not_printed("cancelled observed");
     p.assert_not_printed("finalizer ran");
+}
+
+/// Not PID 1, `handle_sigterm = false` on `#[runner::main]`: SIGTERM kills at once.
+#[test]
+fn not_pid1_runner_main_with_handle_sigterm_false_dies_by_sigterm_at_once() {
+    let mut p = Proc::example("pid1_child", &["term_off"], Start::Default, &[]);
+    p.ready();
+    p.sigterm();
+    p.assert_died_by_sigterm(Duration::from_secs(2));
+    p.assert_not_printed("cancelled observed");
+    p.assert_not_printed("finalizer ran");
+}
+
+/// As PID 1, a drain that never finishes (`grace_period = "1.5s"`): the grace period ends
+/// the process with exit status 143 (not a crash), within the grace period plus half a
+/// second, after one final report naming what still runs.
+#[test]
+fn as_pid1_a_drain_that_never_finishes_exits_143_at_the_grace_period_with_the_final_report() {
+    let mut p = Pid1::start_example("orchestrator_child", &["grace_stuck"], &[]);
+    assert_eq!(p.proc.expect_line_starting("pid "), "1");
+    let main_at = p.proc.expect_line_starting("main at ");
+    p.proc.ready();
+    p.signal(libc::SIGTERM);
+    let sent = Instant::now();
+    p.proc.expect_line("cleanup started");
+    p.assert_exit_code(143, Duration::from_secs(5));
+    let took = sent.elapsed();
+    assert!(
+        took >= Duration::from_millis(1450) && took <= Duration::from_millis(2000),
+        "ended {took:?} after SIGTERM; the grace period is 1.5 s"
+    );
+    let stderr = p.proc.stderr();
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("runner: Grace period of 1.5 s after SIGTERM is over")
+            && last.contains(&format!("<main task run at {main_at}:")),
+        "{stderr}"
+    );
+}
+
+/// As PID 1, a second signal forces the exit with final words, and exit status 128 + n.
+#[test]
+fn as_pid1_a_second_signal_exits_with_final_words_and_128_plus_n() {
+    let mut p = Pid1::start_example("orchestrator_child", &["forced"], &[]);
+    assert_eq!(p.proc.expect_line_starting("pid "), "1");
+    let main_at = p.proc.expect_line_starting("main at ");
+    p.proc.ready();
+    p.signal(libc::SIGTERM);
+    p.proc.expect_line("cleanup started");
+    p.signal(libc::SIGINT);
+    p.assert_exit_code(130, Duration::from_secs(5));
+    let stderr = p.proc.stderr();
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("runner: Forced exit by a second signal (Ctrl-C)")
+            && last.contains(&format!("<main task run at {main_at}:")),
+        "{stderr}"
+    );
 }

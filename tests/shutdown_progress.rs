@@ -1,8 +1,10 @@
 //! A shutdown that shows its progress (DESIGN.md "Shutdown that shows its progress"): when
 //! the main task is still running `shutdown_report_after` after a signal cancelled it, or
 //! `close()` has waited that long for cancelled tasks or blocking work, a `ShutdownWaiting`
-//! report names how long, the pending tasks by spawn location, the blocking work, and that a
-//! second Ctrl-C forces the exit; then again at most once per threshold.
+//! report names how long, the pending tasks by spawn location, how many plain tokio tasks
+//! are alive, the blocking work, and the signal that forces the exit (a second one of what
+//! began the shutdown); then again at most once per threshold. After SIGTERM, and with a
+//! grace period, see `tests/orchestrator.rs`.
 //!
 //! Signal cases run real child processes (`examples/shutdown_child`, source
 //! `tests/bin/shutdown_child.rs`, and `examples/axum_server`) with real kill(2), reading
@@ -94,6 +96,13 @@ fn close_names_a_task_ignoring_its_cancel_and_blocking_work_by_spawn_location() 
             let blocking_line = line!() + 1;
             let job = runner::spawn_blocking(|| std::thread::sleep(Duration::from_secs(4)));
             drop(job);
+            // Plain tokio tasks (a server's connections): counted, not named.
+            for _ in 0..3 {
+                drop(tokio::spawn(pending::<()>()));
+            }
+            // A local task, whose driver on a current-thread loop is a tokio task of
+            // runner's own (not a plain one); dropped by the close's cancel.
+            drop(runner::spawn_local(pending::<()>()));
             tokio::task::yield_now().await;
             (task_line, blocking_line)
         })
@@ -121,7 +130,10 @@ fn close_names_a_task_ignoring_its_cancel_and_blocking_work_by_spawn_location() 
         );
         assert!(m.contains(&task_at), "{m}\nexpected {task_at}");
         assert!(m.contains(&blocking_at), "{m}\nexpected {blocking_at}");
-        assert!(m.contains("a second Ctrl-C forces the exit"), "{m}");
+        // Runner's own tasks (the one of the close pass) are not counted as plain.
+        assert!(m.contains("plain tokio tasks: 3;"), "{m}");
+        // No signal began this shutdown: a Ctrl-C is the first, and it ends the process.
+        assert!(m.ends_with("; Ctrl-C forces the exit"), "{m}");
     }
     for (_, report) in &step3 {
         let m = report.message();
@@ -183,7 +195,7 @@ fn close_names_an_at_close_finalizer_that_does_not_finish_by_where_it_was_regist
             "{m}\nexpected {stuck_at}"
         );
         assert!(!m.contains(&format!(":{quick_line}:")), "{m}");
-        assert!(m.contains("a second Ctrl-C forces the exit"), "{m}");
+        assert!(m.ends_with("; Ctrl-C forces the exit"), "{m}");
         assert_eq!(report.location().map(|l| l.line()), Some(stuck_line));
     }
     assert_spaced(&waiting, threshold);
@@ -240,6 +252,12 @@ fn close_on_a_multi_thread_loop_names_the_task_it_waits_for() {
         );
         assert!(
             report.message().contains("blocking work: none"),
+            "{}",
+            report.message()
+        );
+        // The task of the close pass is runner's, on a worker thread: not a plain task.
+        assert!(
+            report.message().contains("plain tokio tasks: 0;"),
             "{}",
             report.message()
         );

@@ -1,8 +1,11 @@
-//! SIGTERM, opt-in, with real child processes and real `kill(2)` (DESIGN.md "SIGTERM").
+//! SIGTERM with real child processes and real `kill(2)` (DESIGN.md "SIGTERM"): handled by
+//! default under `#[runner::main]` (`handle_sigterm = false` turns it off), opt-in for a
+//! `Runner` built by hand (`Builder::handle_sigterm(true)`; on by default only as PID 1,
+//! see `tests/pid1.rs`).
 //!
-//! Scenarios run `examples/sigint_child` (source: `tests/bin/sigint_child.rs`, `term_*`) and
-//! `examples/sigterm_main` (`tests/bin/sigterm_main.rs`, `#[runner::main(handle_sigterm =
-//! true)]`).
+//! Scenarios run `examples/sigint_child` (source: `tests/bin/sigint_child.rs`, `term_*`:
+//! Runners built by hand) and `examples/sigterm_main` (`tests/bin/sigterm_main.rs`:
+//! `#[runner::main]`, with and without `handle_sigterm = false`).
 #![cfg(unix)]
 
 mod common;
@@ -29,8 +32,8 @@ fn sigterm_lets_an_observing_main_task_clean_up_and_the_run_returns_terminated()
 }
 
 #[test]
-fn runner_main_with_handle_sigterm_runs_its_finalizer_then_dies_by_sigterm() {
-    let mut p = Proc::example("sigterm_main", &[], Start::Default, &[]);
+fn runner_main_handles_sigterm_by_default_runs_its_finalizer_then_dies_by_sigterm() {
+    let mut p = Proc::example("sigterm_main", &["default"], Start::Default, &[]);
     p.ready();
     p.sigterm();
     p.assert_died_by_sigterm(EXIT_TIMEOUT);
@@ -94,8 +97,10 @@ fn sigterm_to_a_runner_on_a_non_main_thread_kills_by_default() {
     p.assert_not_printed("joined");
 }
 
+/// `Runner::new()` keeps asyncio's default: SIGINT only (a library that calls `Runner::run`
+/// must not take SIGTERM over). Not PID 1, SIGTERM then kills at once.
 #[test]
-fn without_handle_sigterm_sigterm_kills_at_once() {
+fn a_runner_built_by_hand_leaves_sigterm_alone_by_default() {
     let mut p = Proc::spawn("term_off");
     p.ready();
     p.sigterm();
@@ -131,4 +136,23 @@ fn a_process_started_with_sigterm_ignored_keeps_it_ignored() {
     p.assert_not_printed("cancelled observed");
     p.assert_printed("result: Ok(\"ok\")");
     p.assert_printed("disposition after: ignored");
+}
+
+/// `#[runner::main(handle_sigterm = false)]`: SIGTERM keeps its default action and kills at
+/// once, with no cleanup (not PID 1; as PID 1 the kernel drops it, see `tests/pid1.rs`).
+#[test]
+fn runner_main_with_handle_sigterm_false_dies_by_sigterm_at_once_without_cleanup() {
+    let mut p = Proc::example("sigterm_main", &["off"], Start::Default, &[]);
+    p.ready();
+    p.sigterm();
+    p.assert_died_by_sigterm(KILL_TIMEOUT);
+    p.assert_not_printed("cancelled observed");
+    p.assert_not_printed("finalizer ran");
+    // A Ctrl-C is still handled: the same program cleans up on SIGINT.
+    let mut p = Proc::example("sigterm_main", &["off"], Start::Default, &[]);
+    p.ready();
+    p.sigint();
+    p.assert_died_by_sigint(EXIT_TIMEOUT);
+    p.assert_printed("cleanup done");
+    p.assert_printed("finalizer ran");
 }

@@ -19,7 +19,14 @@ use crate::{die_by_sigint, die_by_sigterm, RunError};
 type Body<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
 /// The body of a `#[runner::main]` fn: run `main`, close, and turn a run error into the
-/// process's ending (Ctrl-C: die by SIGINT; anything else: a message and exit status 1).
+/// process's ending (Ctrl-C: die by SIGINT; SIGTERM: die by SIGTERM; anything else: a
+/// message and exit status 1).
+///
+/// SIGTERM is handled unless the attribute says `handle_sigterm = false`: a program whose
+/// entry point is the attribute asked for a graceful shutdown, and SIGTERM is how every
+/// supervisor says "stop" (docker, systemd, Kubernetes, `kill`). A `Runner` built by hand
+/// keeps asyncio's default (SIGINT only; SIGTERM too as PID 1): a library that calls
+/// `Runner::run` must not take SIGTERM over.
 #[track_caller]
 pub fn block_main<F: IntoFuture>(builder: Builder, main: F) -> F::Output {
     main_body(builder, Box::pin(main.into_future()))
@@ -27,7 +34,7 @@ pub fn block_main<F: IntoFuture>(builder: Builder, main: F) -> F::Output {
 
 #[track_caller]
 fn main_body<T>(builder: Builder, main: Body<'_, T>) -> T {
-    let mut runner = builder.build();
+    let mut runner = builder.handle_sigterm_unless_set().build();
     let result = runner.run(main);
     runner.close();
     match result {
@@ -43,19 +50,28 @@ fn main_body<T>(builder: Builder, main: Body<'_, T>) -> T {
 }
 
 /// The body of a `#[runner::test]` fn. Ctrl-C belongs to the test harness, so SIGINT (and
-/// SIGTERM) are not handled. With `timeout`, a test still running at the deadline is
+/// SIGTERM) are not handled. With `timeout` (the limit, and the string the attribute gave
+/// it, which the failure quotes as written), a test still running at the deadline is
 /// cancelled and fails with a panic naming the timeout and the tasks still pending.
 #[track_caller]
 pub fn block_test<F: IntoFuture>(
     builder: Builder,
-    timeout: Option<Duration>,
+    timeout: Option<(Duration, &'static str)>,
     main: F,
 ) -> F::Output {
     test_body(builder, timeout, Box::pin(main.into_future()))
 }
 
 #[track_caller]
-fn test_body<T>(builder: Builder, timeout: Option<Duration>, main: Body<'_, T>) -> T {
+fn test_body<T>(
+    builder: Builder,
+    timeout: Option<(Duration, &'static str)>,
+    main: Body<'_, T>,
+) -> T {
+    let (timeout, written) = match timeout {
+        Some((limit, written)) => (Some(limit), written),
+        None => (None, ""),
+    };
     // Signals belong to the test harness, also in a container where the test binary is
     // PID 1 (where `handle_sigterm` would default to on).
     let mut runner: Runner = builder.handle_sigint(false).handle_sigterm(false).build();
@@ -83,7 +99,7 @@ fn test_body<T>(builder: Builder, timeout: Option<Duration>, main: Body<'_, T>) 
         }
     };
     runner.close();
-    let limit = attribute_duration(timeout.unwrap_or_default());
+    let limit = written;
     let list = |pending: Vec<String>| {
         if pending.is_empty() {
             "none besides the test body".to_owned()
@@ -115,23 +131,6 @@ enum Overrun {
     /// Finished, but only after the deadline (a poll blocked the thread), taking this long;
     /// the tasks still pending then.
     Late(Duration, Vec<String>),
-}
-
-/// `d` as `#[runner::test(timeout = ..)]` writes it: `"250ms"` under a second when whole
-/// milliseconds, otherwise seconds with as many decimals as needed (`"1.5s"`, `"90s"`).
-fn attribute_duration(d: Duration) -> String {
-    if d < Duration::from_secs(1) && d.subsec_nanos() % 1_000_000 == 0 {
-        return format!("{}ms", d.subsec_millis());
-    }
-    let mut text = format!("{}.{:09}", d.as_secs(), d.subsec_nanos());
-    while text.ends_with('0') {
-        text.pop();
-    }
-    if text.ends_with('.') {
-        text.pop();
-    }
-    text.push('s');
-    text
 }
 
 /// tokio's runtime builder, for the expansion to name. Cargo builds one tokio per build,
@@ -221,26 +220,4 @@ pub fn build_local(builder: &mut RuntimeBuilder) -> io::Result<LocalRuntime> {
 /// The loop factory behind `flavor = "local"`: tokio's `LocalRuntime`.
 pub fn local() -> io::Result<LocalRuntime> {
     build_local(&mut RuntimeBuilder::new_current_thread())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn attribute_duration_writes_what_the_timeout_key_accepts() {
-        let cases = [
-            (Duration::from_millis(200), "200ms"),
-            (Duration::from_millis(1500), "1.5s"),
-            (Duration::from_secs(5), "5s"),
-            (Duration::from_secs(120), "120s"),
-            (Duration::from_millis(1001), "1.001s"),
-            (Duration::from_micros(500), "0.0005s"),
-            (Duration::from_nanos(1), "0.000000001s"),
-            (Duration::ZERO, "0ms"),
-        ];
-        for (duration, text) in cases {
-            assert_eq!(attribute_duration(duration), text);
-        }
-    }
 }

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::runtime::{Handle, Runtime};
@@ -73,6 +74,8 @@ pub(crate) fn shutdown(rt: Loop, shared: Arc<Shared>, ctx: CtxState, timeout: Du
             // A `LocalRuntime` away from its thread: nothing of it may be touched here. Its
             // home thread closes it at its exit, with what this close would have used; until
             // then it stays findable there (its plain tasks still look for their Runner).
+            // This `close()` has asked the Runner to stop all the same.
+            shared.stop.close();
             let home = hand.home();
             let what = if hand.hand_over(shared.clone(), ctx, timeout) {
                 "the close is left to that thread, which does it when it exits (until then \
@@ -111,6 +114,9 @@ pub(crate) fn shutdown_at_home(
     // The runtime stays findable from its threads until it is gone: plain tokio tasks that
     // still run during the close (its step 1 lets them) may `runner::spawn`, `at_close`...
     let forget = ForgetRuntime(shared.clone());
+    // Every `cancelled()` made in plain code resolves now (see `stop`), whether or not this
+    // close can wait for what they clean up.
+    shared.stop.close();
     let waiting = match (waiting(), &rt) {
         // A `LocalRuntime` cannot go to a helper thread: it waits on its own, which is
         // allowed in such a context (a blocking thread, `Handle::enter`). Only a poll hidden
@@ -270,6 +276,7 @@ fn wait_and_shut_down(rt: HomeLoop, shared: Arc<Shared>, ctx: CtxState, timeout:
         runner: Some(shared.clone()),
         task: None,
         in_run: true,
+        isolated: true,
     };
     scope::poll_in(&mut scope, || steps(rt, &shared, timeout));
 }
@@ -298,6 +305,9 @@ fn steps(rt: HomeLoop, shared: &Arc<Shared>, timeout: Duration) {
     }
     // Steps 3 and 4 share one deadline: the blocking pool is waited for (tokio's own Drop
     // would wait forever), then the runtime gets what is left of it.
+    shared
+        .shutdown
+        .waiting(Some(&Stage::CloseBlocking { timeout }));
     let started = Instant::now();
     let drained = progress::wait_reporting(
         started.checked_add(timeout),
@@ -354,10 +364,21 @@ fn cancel_pending(rt: LoopRef<'_>, shared: &Shared, deadline: Option<Instant>, t
     // Cut into slices at each report of a slow close (see `progress`).
     let observing = std::cell::RefCell::new(Vec::new());
     let mut pass = std::pin::pin!(async {
-        *observing.borrow_mut() = shared.begin_close_pass();
+        let pass = shared.begin_close_pass();
+        shared.shutdown.waiting(Some(&Stage::CloseTasks {
+            observing: &pass,
+            left: 0,
+            timeout,
+        }));
+        *observing.borrow_mut() = pass;
         std::future::poll_fn(|cx| {
             shared.local.drive(cx);
-            shared.poll_close_pass(cx)
+            // The tasks of the pass, then the plain tasks that hold a `cancelled()` (woken by
+            // the close, cleaning up as the pass's tasks do).
+            match shared.poll_close_pass(cx) {
+                Poll::Ready(()) => shared.stop.poll_idle(cx),
+                Poll::Pending => Poll::Pending,
+            }
         })
         .await
     });
@@ -376,11 +397,17 @@ fn cancel_pending(rt: LoopRef<'_>, shared: &Shared, deadline: Option<Instant>, t
     );
     if finished.is_none() {
         let left = shared.close_pass_left();
+        let plain = shared.stop.observers();
+        let plain = if plain > 0 {
+            format!(", and {plain} runner::cancelled() future(s) still held in plain tokio tasks")
+        } else {
+            String::new()
+        };
         shared.report(Report::new(
             ReportKind::ShutdownTimeout,
             format!(
-                "Runner shutdown: {left} cancelled task(s) still running after the shutdown \
-                 timeout of {timeout:?}; dropping them"
+                "Runner shutdown: {left} cancelled task(s) still running{plain} after the \
+                 shutdown timeout of {timeout:?}; dropping them"
             ),
             None,
             None,
@@ -417,6 +444,9 @@ fn run_finalizers(rt: LoopRef<'_>, shared: &Shared, deadline: Option<Instant>, t
         };
         let outcome = match made {
             Ok(fut) => {
+                shared
+                    .shutdown
+                    .waiting(Some(&Stage::CloseFinalizer { location, timeout }));
                 let mut fut = std::pin::pin!(CatchUnwind(fut));
                 // Polled first: a finalizer may start local tasks, which the drive then runs.
                 let mut driving = std::pin::pin!(std::future::poll_fn(|cx| {

@@ -6,9 +6,14 @@
 
 use std::borrow::Borrow;
 use std::fmt;
+use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
+use std::panic::Location;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskCx, Poll};
 
 use crate::error::ContextError;
 use crate::scope;
@@ -125,21 +130,53 @@ impl Context {
     /// assert_eq!(ctx.get(&N), Some(5));
     /// ```
     pub fn run<R>(&self, f: impl FnOnce() -> R) -> R {
-        struct Restore<'a> {
+        /// Keeps what `f` made of the context, also if `f` unwinds.
+        struct Store<'a> {
             ctx: &'a Context,
-            saved: CtxState,
+            state: CtxState,
         }
-        impl Drop for Restore<'_> {
+        impl Drop for Store<'_> {
             fn drop(&mut self) {
-                let saved = &mut self.saved;
-                scope::with(|s| std::mem::swap(&mut s.ctx, saved));
-                self.ctx.store(self.saved.clone());
+                let state = std::mem::replace(&mut self.state, CtxState::EMPTY);
+                self.ctx.store(state);
             }
         }
-        let mut saved = self.state();
-        scope::with(|s| std::mem::swap(&mut s.ctx, &mut saved));
-        let _restore = Restore { ctx: self, saved };
-        f()
+        let mut store = Store {
+            ctx: self,
+            state: self.state(),
+        };
+        scope::enter_ctx(&mut store.state, f)
+    }
+
+    /// Runs `fut` inside this context, wherever it is polled (asyncio's
+    /// `create_task(coro, context=ctx)` for a future): each poll enters this context, so what
+    /// `fut` reads and sets is this context's, isolated from the code that polls it. The
+    /// future keeps the context from here on.
+    ///
+    /// This is how a plain tokio task gets a context: `tokio::spawn` (and axum, hyper or
+    /// tonic, which spawn a task per connection) does not copy runner's context the way
+    /// [`runner::spawn`](crate::spawn) does, and a plain task cannot
+    /// [`set`](ContextVar::set) a variable otherwise (see [`ContextVar`]).
+    ///
+    /// ```
+    /// # use runner_core as runner;
+    /// use runner::{Context, ContextVar};
+    /// static USER: ContextVar<&'static str> = ContextVar::new("user");
+    /// runner::run(async {
+    ///     USER.set("ada");
+    ///     // A plain tokio task, carrying the spawner's context along.
+    ///     let seen = tokio::spawn(Context::current().scope(async {
+    ///         let seen = USER.get();
+    ///         USER.set("bob"); // its own context: allowed, and seen by nobody else
+    ///         seen
+    ///     }));
+    ///     assert_eq!(seen.await.unwrap(), Some("ada"));
+    ///     assert_eq!(USER.get(), Some("ada"));
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn scope<F: IntoFuture>(self, fut: F) -> Scoped<F::IntoFuture> {
+        Scoped::new(self.state(), fut.into_future())
     }
 
     /// The value of `var` in this context (or its default), without entering it.
@@ -199,6 +236,37 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// })
 /// .unwrap();
 /// ```
+///
+/// # Plain tokio tasks (axum, hyper, tonic)
+///
+/// A server runs your handlers and middleware in tasks it starts itself with
+/// `tokio::spawn`, not with [`runner::spawn`](crate::spawn). Such a plain task has no
+/// context of its own: it runs in its thread's, which every plain task polled on that
+/// thread shares. So the rule is:
+/// - in a plain task, [`get`](ContextVar::get) reads the thread's context (or what a
+///   scope gave the future, below);
+/// - a [`set`](ContextVar::set) there is **refused**: the value would be seen by every other
+///   request on the thread. Nothing is set, and a [`Report`](crate::Report) of kind
+///   [`ContextSetRefused`](crate::ReportKind::ContextSetRefused) names the variable, the call
+///   site and the fix (once per call site);
+/// - give the future a context of its own instead, wherever it is polled:
+///   [`ContextVar::scope`] (one variable) or [`Context::scope`] (a whole context). Inside
+///   it, `set` works and stays inside.
+///
+/// A request-id middleware in axum (the pattern, written with `axum::middleware::from_fn`):
+///
+/// ```ignore
+/// static REQUEST_ID: runner::ContextVar<u64> = runner::ContextVar::new("request_id");
+///
+/// async fn request_id(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+///     let id = next_id();
+///     // Not `REQUEST_ID.set(id)`: that would be refused (and, were it allowed, seen by
+///     // every other request on this thread).
+///     REQUEST_ID.scope(id, next.run(req)).await
+/// }
+/// ```
+///
+/// The crate `tokio-runner`'s documentation runs that middleware in a real axum server.
 pub struct ContextVar<T> {
     name: &'static str,
     id: AtomicUsize,
@@ -274,6 +342,67 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         }
     }
 
+    /// Runs `fut` with this variable set to `value`, wherever it is polled: each poll
+    /// enters a copy of the current context (taken now) in which the variable is `value`.
+    /// What `fut` sets stays inside it. The way to give a request its own value in code
+    /// that runs in plain tokio tasks, such as axum middleware (see [`ContextVar`]):
+    ///
+    /// ```
+    /// # use runner_core as runner;
+    /// static REQUEST_ID: runner::ContextVar<u64> = runner::ContextVar::new("request_id");
+    /// runner::run(async {
+    ///     // Two requests handled by plain tokio tasks, each with its own id.
+    ///     let a = tokio::spawn(REQUEST_ID.scope(1, async {
+    ///         tokio::task::yield_now().await;
+    ///         REQUEST_ID.get()
+    ///     }));
+    ///     let b = tokio::spawn(REQUEST_ID.scope(2, async { REQUEST_ID.get() }));
+    ///     assert_eq!(a.await.unwrap(), Some(1));
+    ///     assert_eq!(b.await.unwrap(), Some(2));
+    ///     assert_eq!(REQUEST_ID.get(), None); // the caller's context is untouched
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn scope<F: IntoFuture>(&self, value: T, fut: F) -> Scoped<F::IntoFuture> {
+        let mut ctx = scope::copy_ctx();
+        let (map, _) = inserted(ctx.map.as_deref(), self.id(), Arc::new(value));
+        ctx.map = Some(map);
+        Scoped::new(ctx, fut.into_future())
+    }
+
+    /// A refused `set` (see [`ContextVar`]): reported once per call site.
+    #[cold]
+    fn refuse(&self, at: &'static Location<'static>) {
+        let runner = scope::current_runner();
+        let first = match &runner {
+            Some(shared) => shared.first_refusal(self.id(), at),
+            None => first_refusal_outside(self.id(), at),
+        };
+        if !first {
+            return;
+        }
+        let name = self.name;
+        let report = crate::debug::Report::new(
+            crate::debug::ReportKind::ContextSetRefused,
+            format!(
+                "ContextVar \"{name}\" was not set at {at}: this code runs in a plain tokio task \
+                 (one runner did not start, such as an axum handler or middleware), whose \
+                 context is shared by every plain task on its thread, so the value would be \
+                 seen by other requests. Give the future a context of its own: \
+                 `VAR.scope(value, fut).await` (in axum middleware: \
+                 `VAR.scope(id, next.run(req)).await`) or \
+                 `runner::Context::current().scope(fut)`, or start the task with \
+                 runner::spawn"
+            ),
+            Some(at),
+            None,
+        );
+        match runner {
+            Some(shared) => shared.report(report),
+            None => crate::debug::default_exception_handler(&report),
+        }
+    }
+
     /// The value in the current context, else the default, else `None`.
     ///
     /// ```
@@ -302,16 +431,30 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// V.reset(token).unwrap();
     /// assert_eq!(V.get(), None);
     /// ```
+    #[track_caller]
     pub fn set(&self, value: T) -> Token<T> {
         let id = self.id();
+        let mut value = Some(value);
         // The replaced map leaves the closure to be dropped after it: nothing may reach the
         // scope while it is being changed (see `scope::with`), and a drop can run user code.
-        let (ctx, old, _replaced) = scope::with(|s| {
-            let (map, old) = inserted(s.ctx.map.as_deref(), id, Arc::new(value));
+        let set = scope::with(|s| {
+            if scope::set_would_leak(s) {
+                return None;
+            }
+            let value = Arc::new(value.take()?);
+            let (map, old) = inserted(s.ctx.map.as_deref(), id, value);
             let replaced = s.ctx.map.replace(map);
-            (s.ctx.id(), old, replaced)
-        })
-        .unwrap_or((0, None, None));
+            Some((s.ctx.id(), old, replaced))
+        });
+        let (ctx, old, _replaced) = match set {
+            Some(Some(set)) => set,
+            Some(None) => {
+                drop(value);
+                self.refuse(Location::caller());
+                (REFUSED, None, None)
+            }
+            None => (0, None, None),
+        };
         Token {
             var: id,
             ctx,
@@ -342,6 +485,11 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         }
         if token.var != self.id() {
             return Err(ContextError::WrongVar);
+        }
+        if token.ctx == REFUSED {
+            // The `set` was refused (a plain tokio task): there is nothing to put back.
+            token.used.store(true, Ordering::Release);
+            return Ok(());
         }
         // What the reset replaces is dropped after the closure (see `set`).
         let replaced = scope::with(|s| {
@@ -401,6 +549,67 @@ impl<T> fmt::Debug for Token<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Token")
             .field("used", &self.used.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `ctx` of a [`Token`] whose `set` was refused.
+const REFUSED: u64 = u64::MAX;
+
+/// Refused `set`s already reported outside any Runner: (variable, call site).
+fn first_refusal_outside(var: usize, at: &'static Location<'static>) -> bool {
+    static SEEN: Mutex<Vec<(usize, &'static Location<'static>)>> = Mutex::new(Vec::new());
+    let mut seen = lock(&SEEN);
+    if seen.contains(&(var, at)) {
+        return false;
+    }
+    seen.push((var, at));
+    true
+}
+
+/// A future polled inside a context of its own, wherever it is polled: made by
+/// [`ContextVar::scope`] and [`Context::scope`].
+///
+/// Its destructor runs in that context too, as a task's does.
+#[must_use = "futures do nothing unless polled"]
+pub struct Scoped<F> {
+    fut: ManuallyDrop<F>,
+    ctx: CtxState,
+}
+
+impl<F> Scoped<F> {
+    fn new(ctx: CtxState, fut: F) -> Scoped<F> {
+        Scoped {
+            fut: ManuallyDrop::new(fut),
+            ctx,
+        }
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<F::Output> {
+        // SAFETY: `fut` is pinned with `Scoped` (never moved out: dropped in place in
+        // `Drop`); `ctx` is not structurally pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        let fut = unsafe { Pin::new_unchecked(&mut *this.fut) };
+        scope::enter_ctx(&mut this.ctx, || fut.poll(cx))
+    }
+}
+
+impl<F> Drop for Scoped<F> {
+    fn drop(&mut self) {
+        let fut = &mut self.fut;
+        // SAFETY: dropped once, here, in place.
+        scope::enter_ctx(&mut self.ctx, || unsafe { ManuallyDrop::drop(fut) });
+    }
+}
+
+impl<F> fmt::Debug for Scoped<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scoped")
+            .field("vars", &self.ctx.map.as_ref().map_or(0, |m| m.len()))
             .finish_non_exhaustive()
     }
 }

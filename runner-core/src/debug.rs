@@ -29,9 +29,31 @@ pub enum ReportKind {
     /// A shutdown has waited longer than `Builder::shutdown_report_after` (the main task
     /// after a signal cancelled it, or `close()` for its cancelled tasks, an `at_close`
     /// finalizer or blocking work):
-    /// how long, for what, and that a second Ctrl-C forces the exit. Repeated at most once
-    /// per that duration while the wait goes on.
+    /// how long, for what (pending tasks by spawn location, the number of plain tokio tasks
+    /// alive, blocking work), and the signal whose second coming forces the exit. Repeated
+    /// at most once per that duration while the wait goes on (with a grace period, at least
+    /// every third of it).
     ShutdownWaiting,
+    /// A cancel dropped a task that had polled `runner::cancelled()` before but held none
+    /// at that moment (a `select!` loop that makes a fresh `cancelled()` each iteration,
+    /// caught in the middle of its work): the work in progress was cut. Reported also
+    /// outside debug mode.
+    DroppedMidWork,
+    /// A `ContextVar::set` in a plain tokio task (one runner did not start: an axum handler
+    /// or middleware, any `tokio::spawn`) was refused: every plain task polled on that thread
+    /// shares one context, so the value would leak into the others. Use
+    /// `ContextVar::scope` / `Context::scope`, or `runner::spawn`. Reported once per call site.
+    ContextSetRefused,
+    /// The grace period (`Builder::grace_period`) is over: the last report before the
+    /// process ends as on a second signal. It names what still runs: the main task, what
+    /// `close()` waits for, pending tasks, plain tokio tasks and blocking work.
+    GracePeriodExpired,
+    /// A second signal (during the main task's drain or `close()`) forces the exit: the
+    /// final words, naming what it cuts short.
+    ForcedExit,
+    /// A systemd notification (`NOTIFY_SOCKET`) could not be sent; reported once, and the
+    /// program goes on.
+    NotifyFailed,
     /// The Runner could not shut down cleanly for another reason.
     Other,
 }

@@ -23,7 +23,8 @@ pub enum RunError {
     NestedRun,
     /// The main task was cancelled by Ctrl-C (asyncio raises `KeyboardInterrupt`).
     Interrupted,
-    /// The main task was cancelled by SIGTERM (only with `Builder::handle_sigterm(true)`).
+    /// The main task was cancelled by SIGTERM (when handled: by default under
+    /// `#[runner::main]`, with `Builder::handle_sigterm(true)`, or as PID 1).
     Terminated,
     /// The main task was cancelled by something other than a signal, through its
     /// [`TaskHandle`](crate::TaskHandle) ([`current_task`](crate::current_task)), also when

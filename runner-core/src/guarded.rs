@@ -73,6 +73,7 @@ impl<F: Future> Guarded<F> {
             runner,
             task: Some(task),
             in_run: true,
+            isolated: true,
         };
         Guarded {
             inner: Some(inner),
@@ -111,6 +112,9 @@ impl<F: Future> Guarded<F> {
                     Some(payload) => Step::Panicked(payload),
                     None => Step::Cancelled,
                 };
+                if state.polled_cancelled() {
+                    report_dropped_mid_work(state);
+                }
                 return (step, None, TIMED.then(|| state.stop_signal()).flatten());
             }
             let Some(fut) = inner.as_mut() else {
@@ -187,7 +191,9 @@ impl<F: Future> Future for Guarded<F> {
         }
         let step = if *debug {
             let (step, took, dropped_by) = Self::step::<true>(inner, scope, state, cx);
-            // The main task has no `runner` of its own: it finds it through the run.
+            // The main task has no `runner` of its own: it finds it through the run. A main
+            // task that had looked for cancellation before got `report_dropped_mid_work`.
+            let dropped_by = dropped_by.filter(|_| !state.polled_cancelled());
             if took.is_some() || dropped_by.is_some() {
                 if let Some(shared) = scope.runner.clone().or_else(scope::current_runner) {
                     if let Some(signal) = dropped_by {
@@ -265,6 +271,31 @@ impl<F> Drop for Guarded<F> {
                 finish(state, &self.scope);
             }
         }
+    }
+}
+
+/// A cancel dropped a task that had polled a `cancelled()` before but held none when the
+/// cancel came: the unit of work it was in is lost. Reported in every mode: the task looked
+/// for cancellation, so this is a surprise to its author (the `select!` loop that makes a
+/// fresh `cancelled()` each iteration, ported from `CancellationToken`).
+/// Called inside the task's scope (where its Runner is found, the main task's too).
+#[cold]
+fn report_dropped_mid_work(state: &TaskState) {
+    if let Some(shared) = scope::current_runner() {
+        shared.report(Report::new(
+            ReportKind::DroppedMidWork,
+            format!(
+                "{} was dropped by a cancel while it held no runner::cancelled(), although it \
+                 had polled one before: the work it was doing was cut. A select! loop that \
+                 makes a fresh runner::cancelled() each iteration is not observing while it \
+                 works; make one before the loop (`let mut stop = runner::cancelled();`) and \
+                 select on `&mut stop`, so that a cancel during the work is seen at the next \
+                 iteration",
+                state.describe()
+            ),
+            Some(state.location),
+            None,
+        ));
     }
 }
 

@@ -1,6 +1,6 @@
-//! The runtime layer of [`runner`](https://docs.rs/runner): Python's `asyncio.run()` and
-//! `asyncio.Runner` on tokio. Use it through the `runner` crate, which re-exports all of
-//! this together with the `#[runner::main]` and `#[runner::test]` macros.
+//! The runtime layer of [`tokio-runner`](https://docs.rs/tokio-runner) (in code: `runner`):
+//! Python's `asyncio.run()` and `asyncio.Runner` on tokio. Use it through that crate, which
+//! re-exports all of this together with the `#[runner::main]` and `#[runner::test]` macros.
 //!
 //! ```
 //! # use runner_core as runner;
@@ -17,13 +17,16 @@ mod error;
 mod event_loop;
 mod guarded;
 mod local;
+mod notify;
 mod progress;
 mod registry;
 mod runner;
 mod scope;
 mod shared;
+mod shutdown;
 mod signal;
 mod signal_state;
+mod stop;
 mod sync;
 mod task;
 mod task_state;
@@ -33,13 +36,15 @@ mod vars;
 #[doc(hidden)]
 pub mod __private;
 
-pub use crate::context::{Context, ContextVar, Token};
+pub use crate::context::{Context, ContextVar, Scoped, Token};
 pub use crate::debug::{default_exception_handler, Report, ReportKind};
 pub use crate::error::{ContextError, RunError, TaskError};
+pub use crate::notify::notify_ready;
 pub use crate::runner::{
     debug_enabled, run, Builder, IntoRuntime, Runner, DEFAULT_SHUTDOWN_REPORT_AFTER,
     DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SLOW_CALLBACK_DURATION,
 };
+pub use crate::shutdown::shutdown_requested;
 pub use crate::signal::{die_by_sigint, die_by_sigterm};
 pub use crate::task::{
     at_close, cancelled, current_task, spawn, spawn_blocking, spawn_local, Cancelled, Task,

@@ -124,6 +124,12 @@ impl LocalTasks {
         }))
     }
 
+    /// Whether a set was made (a `spawn_local` happened): on a current-thread loop, the
+    /// plain task that drives it then runs.
+    pub(crate) fn is_made(&self) -> bool {
+        self.0.driver.load(Ordering::Acquire) || self.0.state.load(Ordering::Acquire) == MADE
+    }
+
     /// `true` unless local tasks exist and live on another thread than this one (also once
     /// `close()` left them there).
     pub(crate) fn runs_here(&self) -> bool {

@@ -4,10 +4,16 @@
 //! [`ReportKind::ShutdownWaiting`] report names how long it has waited, what it waits for,
 //! and the way out; then again at most every threshold (`Builder::shutdown_report_after`).
 //!
-//! None of it is on a run's path. The main task's watch runs on the signal listener thread,
-//! from the moment a signal cancelled the main task; `close()` cuts its waits into slices
-//! that end at the next report, and starts no thread for that (each slice's deadline is the
-//! one thread `close()` already starts when it has something to wait for).
+//! None of it is on a run's path. The main task's watch runs on the helper thread of the
+//! shutdown (see `shutdown`), from the moment a signal's cancel reached the main task;
+//! `close()` cuts its waits into slices that end at the next report, and starts no thread
+//! for that (each slice's deadline is the one thread `close()` already starts when it has
+//! something to wait for).
+//!
+//! Each report names the plain tokio tasks still alive (an axum connection that never
+//! drains is one), and the way out as it is: the signal that began the shutdown, whose
+//! second one (or any other) forces the exit. Under systemd (`NOTIFY_SOCKET`) its text is
+//! also the service's `STATUS=`.
 
 use std::panic::Location;
 use std::sync::{Arc, Mutex, Weak};
@@ -22,7 +28,7 @@ use crate::util::lock_std;
 const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
 /// The interval between reports for `threshold`; `None`: reports are off.
-fn interval(threshold: Duration) -> Option<Duration> {
+pub(crate) fn interval(threshold: Duration) -> Option<Duration> {
     (threshold != Duration::MAX).then(|| threshold.max(MIN_INTERVAL))
 }
 
@@ -80,21 +86,27 @@ pub(crate) enum Stage<'a> {
 }
 
 /// Sends one `ShutdownWaiting` report: how long the shutdown has waited at `stage`, the tasks
-/// still pending there and in the Runner, the blocking work, and that a second Ctrl-C ends
-/// the process.
+/// still pending there and in the Runner, the plain tokio tasks, the blocking work, and the
+/// signal that ends the process.
 pub(crate) fn report_waiting(runner: &Shared, stage: Stage<'_>, waited: Duration) {
+    if runner.shutdown.is_forcing() {
+        // The final words of a forced exit are out or on their way: they are the last.
+        return;
+    }
+    let mut signal = runner.shutdown.signal();
     let mut pending: Vec<(&'static Location<'static>, String)> = Vec::new();
     let mut unnamed = 0;
     let mut at = None;
     let headline = match stage {
-        Stage::MainTask(signal, main) => {
+        Stage::MainTask(hit, main) => {
+            signal = Some(hit);
             if !main.is_done() {
                 pending.push((main.location, main.describe()));
             }
             format!(
                 "after {} for the main task to finish (it holds runner::cancelled(), or has \
                  not reached an await point since)",
-                signal.name()
+                hit.name()
             )
         }
         Stage::CloseTasks {
@@ -136,20 +148,29 @@ pub(crate) fn report_waiting(runner: &Shared, stage: Stage<'_>, waited: Duration
         tasks.join(", ")
     };
     let blocking = describe_blocking(&runner.blocking_jobs());
+    let plain = crate::shutdown::plain_tasks(runner, true).unwrap_or(0);
+    // Any signal forces the exit once one began the shutdown; before that (a `close()` that
+    // no signal began), a Ctrl-C is the first, and ends the process as it would anyway.
+    let way_out = match signal {
+        Some(signal) => format!("a second {} forces the exit", signal.name()),
+        None => "Ctrl-C forces the exit".to_owned(),
+    };
+    let message = format!(
+        "Shutdown waiting {:.1} s {headline}; pending tasks: {tasks}; plain tokio tasks: \
+         {plain}; blocking work: {blocking}; {way_out}",
+        waited.as_secs_f64()
+    );
+    crate::notify::status(&message);
     runner.report(Report::new(
         ReportKind::ShutdownWaiting,
-        format!(
-            "Shutdown waiting {:.1} s {headline}; pending tasks: {tasks}; blocking work: \
-             {blocking}; a second Ctrl-C forces the exit",
-            waited.as_secs_f64()
-        ),
+        message,
         location,
         None,
     ));
 }
 
 /// `2 spawn_blocking job(s) (spawned at src/a.rs:3:5, src/b.rs:9:1 ×2)`, or `none`.
-fn describe_blocking(jobs: &[(&'static Location<'static>, usize)]) -> String {
+pub(crate) fn describe_blocking(jobs: &[(&'static Location<'static>, usize)]) -> String {
     let total: usize = jobs.iter().map(|(_, n)| n).sum();
     if total == 0 {
         return "none".to_owned();
@@ -188,83 +209,18 @@ pub(crate) fn remember_main_task(record: &Arc<TaskState>, runner: &Arc<Shared>) 
     table.push((key, Arc::downgrade(runner)));
 }
 
+/// The Runner whose main task `record` is, if it is still alive. With `wait` false, `None`
+/// also when the table's lock is busy (a forced exit must not wait on it).
 #[cfg_attr(runner_loom, allow(dead_code))]
-fn runner_of(record: &Weak<TaskState>) -> Option<Arc<Shared>> {
+pub(crate) fn runner_of(record: &Weak<TaskState>, wait: bool) -> Option<Arc<Shared>> {
     let key = record.as_ptr() as usize;
-    let table = lock_std(&MAIN_RECORDS);
+    let table = if wait {
+        lock_std(&MAIN_RECORDS)
+    } else {
+        crate::util::try_lock_std(&MAIN_RECORDS)?
+    };
     let (_, owner) = table.iter().find(|(known, _)| *known == key)?;
     owner.upgrade()
-}
-
-/// The listener's watch over a main task that a signal cancelled: while its run stays armed,
-/// a report at each interval. (The listener is not built under loom.)
-#[cfg_attr(runner_loom, allow(dead_code))]
-pub(crate) struct MainTaskWatch {
-    generation: u64,
-    signal: StopSignal,
-    started: Instant,
-    due: Instant,
-    every: Duration,
-    record: Weak<TaskState>,
-    runner: Weak<Shared>,
-}
-
-#[cfg_attr(runner_loom, allow(dead_code))]
-impl MainTaskWatch {
-    /// Starts watching the run of `generation`, whose main task `record` `signal` has just
-    /// cancelled; `None` if its Runner's reports are off (or it is gone).
-    pub(crate) fn start(
-        generation: u64,
-        signal: StopSignal,
-        record: Weak<TaskState>,
-    ) -> Option<MainTaskWatch> {
-        let runner = runner_of(&record)?;
-        let every = interval(runner.report_after)?;
-        let started = Instant::now();
-        Some(MainTaskWatch {
-            generation,
-            signal,
-            started,
-            due: started.checked_add(every)?,
-            every,
-            record,
-            runner: Arc::downgrade(&runner),
-        })
-    }
-
-    /// How long until the next report is due.
-    pub(crate) fn until_due(&self) -> Duration {
-        self.due.saturating_duration_since(Instant::now())
-    }
-
-    /// Reports if one is due and the run is still the armed one (`armed_generation`);
-    /// `false` once there is nothing left to watch.
-    pub(crate) fn report_if_due(&mut self, armed_generation: u64) -> bool {
-        if armed_generation != self.generation {
-            return false;
-        }
-        if Instant::now() < self.due {
-            return true;
-        }
-        let (Some(runner), Some(main)) = (self.runner.upgrade(), self.record.upgrade()) else {
-            return false;
-        };
-        if main.is_done() {
-            return false;
-        }
-        report_waiting(
-            &runner,
-            Stage::MainTask(self.signal, &main),
-            self.started.elapsed(),
-        );
-        match Instant::now().checked_add(self.every) {
-            Some(due) => {
-                self.due = due;
-                true
-            }
-            None => false,
-        }
-    }
 }
 
 #[cfg(test)]

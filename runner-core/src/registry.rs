@@ -20,7 +20,7 @@ use std::task::{Context as TaskCx, Poll, Waker};
 use crate::sync::atomic::{AtomicUsize, Ordering};
 use crate::sync::Mutex;
 use crate::task_state::{Ended, TaskState, NO_SLOT};
-use crate::util::lock;
+use crate::util::{lock, try_lock};
 
 /// A task of the close pass that panicked: where it was spawned, its name, the panic.
 pub(crate) type ShutdownPanic = (&'static Location<'static>, String, String);
@@ -187,6 +187,36 @@ impl Registry {
         let records = reg.slots.iter().filter_map(|t| unsafe { t.as_ref() });
         let pending = records.filter(|t| !t.is_done());
         pending.map(|t| (t.location, t.describe())).collect()
+    }
+
+    /// [`pending`](Self::pending), or `None` when the lock is held (a forced exit's final
+    /// words must not wait on a thread that may be stuck).
+    pub(crate) fn try_pending(&self) -> Option<Vec<(&'static Location<'static>, String)>> {
+        let reg = try_lock(&self.tasks)?;
+        // SAFETY: under the lock, the records of the slab are alive (see `Slab`).
+        let records = reg.slots.iter().filter_map(|t| unsafe { t.as_ref() });
+        let pending = records.filter(|t| !t.is_done());
+        Some(pending.map(|t| (t.location, t.describe())).collect())
+    }
+
+    /// How many of the Runner's tasks are tokio tasks of its runtime now: the pending
+    /// registered ones (`spawn_local` ones only if `local_too`: a `LocalSet`'s tasks are not
+    /// the runtime's) and those of a close pass under way. `None` if the lock is held and
+    /// `wait` is false.
+    pub(crate) fn runtime_tasks(&self, local_too: bool, wait: bool) -> Option<usize> {
+        let reg = if wait {
+            lock(&self.tasks)
+        } else {
+            try_lock(&self.tasks)?
+        };
+        // SAFETY: under the lock, the records of the slab are alive (see `Slab`).
+        let records = reg.slots.iter().filter_map(|t| unsafe { t.as_ref() });
+        let registered = records
+            .filter(|t| !t.is_done() && (local_too || !t.is_local()))
+            .count();
+        drop(reg);
+        let pass = self.pass_left.load(Ordering::Acquire);
+        Some(registered + if pass >= TAKING / 2 { 0 } else { pass })
     }
 }
 

@@ -176,6 +176,8 @@ pub struct Builder {
     slow_callback_duration: Duration,
     loop_factory: Option<LoopFactory>,
     handler: Option<Handler>,
+    grace_period: Option<Duration>,
+    drain_delay: Option<Duration>,
 }
 
 impl Builder {
@@ -235,11 +237,14 @@ impl Builder {
     /// process. Only on the main thread, and only while SIGTERM still has its default
     /// disposition. For containers, systemd and `kill`.
     ///
-    /// The default is off (as asyncio), except when the process is PID 1 of its PID
-    /// namespace (a container without an init: `docker run` of a scratch or distroless
-    /// image, most Kubernetes pods). There the kernel drops a SIGTERM nobody handles, so
-    /// `docker stop` would wait and then SIGKILL: handling it is the only way to a clean
-    /// shutdown. `handle_sigterm(false)` turns it off there too.
+    /// The default here is off (as asyncio: a library that calls `Runner::run` must not take
+    /// SIGTERM over), except when the process is PID 1 of its PID namespace (a container
+    /// without an init: `docker run` of a scratch or distroless image, most Kubernetes
+    /// pods). There the kernel drops a SIGTERM nobody handles, so `docker stop` would wait
+    /// and then SIGKILL: handling it is the only way to a clean shutdown.
+    /// `handle_sigterm(false)` turns it off there too. `#[runner::main]` turns it on
+    /// everywhere unless it says `handle_sigterm = false`: a program whose entry point is
+    /// the attribute asked for a graceful shutdown.
     ///
     /// As with [`handle_sigint`](Builder::handle_sigint), runner steps aside for SIGTERM
     /// outside a run that handles it: a handler of the program's own gets it, and without
@@ -271,11 +276,15 @@ impl Builder {
     /// signal cancelled it, and when `close()` has waited this long for its cancelled tasks
     /// (step 1), for an `at_close` finalizer (step 2, named by where it was registered) or
     /// for blocking work (step 3). It names how long the shutdown has waited,
-    /// the tasks still pending (by spawn location, the main task included), the
-    /// `spawn_blocking` jobs still running, and that a second Ctrl-C forces the exit. While
-    /// the wait goes on it comes again at most once per this duration (never more often
-    /// than every 10 ms). A shutdown that ends sooner reports nothing, and a run that no
-    /// signal reached pays nothing for it.
+    /// the tasks still pending (by spawn location, the main task included), how many plain
+    /// tokio tasks (ones runner did not start, such as a server's connections) are alive,
+    /// the `spawn_blocking` jobs still running, and the signal that forces the exit (a
+    /// second SIGTERM after a SIGTERM, a second Ctrl-C after a Ctrl-C). While the wait goes
+    /// on it comes again at most once per this duration (never more often than every
+    /// 10 ms), and with a [`grace_period`](Builder::grace_period) at least every third of
+    /// it. Under systemd (`NOTIFY_SOCKET`) its text is also the unit's `STATUS=`. A
+    /// shutdown that ends sooner reports nothing, and a run that no signal reached pays
+    /// nothing for it.
     ///
     /// ```
     /// # use runner_core as runner;
@@ -288,6 +297,84 @@ impl Builder {
     /// ```
     pub fn shutdown_report_after(mut self, threshold: Duration) -> Builder {
         self.shutdown_report_after = threshold;
+        self
+    }
+
+    /// A deadline for the whole shutdown (default: none): from the first signal (Ctrl-C, or
+    /// SIGTERM when handled) the main task's drain and then `close()` together may take this
+    /// long. When it passes, one last report
+    /// ([`ReportKind::GracePeriodExpired`](crate::ReportKind::GracePeriodExpired)) names
+    /// what still runs (the main task, what `close()` waits for, pending tasks, plain tokio
+    /// tasks, blocking work), and the process ends as a second signal would end it: by that
+    /// signal (status 130 or 143), or with exit status 130 / 143 as PID 1.
+    ///
+    /// Set it a little below the orchestrator's own limit, after which it kills without a
+    /// word: Kubernetes' `terminationGracePeriodSeconds` (30 s by default), docker's stop
+    /// timeout (`docker stop -t`, 10 s by default), systemd's `TimeoutStopSec` (90 s). The
+    /// drain delay counts in it. It ends when the Runner's `close()` returns; a Runner kept
+    /// running after a signal (another `run`) is still within it. While it runs, the
+    /// progress reports of the shutdown
+    /// ([`shutdown_report_after`](Builder::shutdown_report_after)) come at least every third
+    /// of it.
+    ///
+    /// The deadline is kept by runner's signal thread, which never waits on the program: a
+    /// main task stuck in a loop that never yields, or a finalizer that never returns, ends
+    /// on time all the same.
+    ///
+    /// ```
+    /// # use runner_core as runner;
+    /// use std::time::Duration;
+    /// let mut runner = runner::Runner::builder()
+    ///     .handle_sigterm(true)
+    ///     .grace_period(Duration::from_secs(25)) // terminationGracePeriodSeconds: 30
+    ///     .build();
+    /// runner.run(async { /* serve until the first signal, then drain */ }).unwrap();
+    /// runner.close();
+    /// ```
+    pub fn grace_period(mut self, grace: Duration) -> Builder {
+        self.grace_period = Some(grace);
+        self
+    }
+
+    /// How long the main task's cancel waits after a SIGTERM (default: none). The first
+    /// SIGTERM turns [`shutdown_requested()`](crate::shutdown_requested) true at once, and
+    /// cancels the main task only when the delay is over: meanwhile the program serves as
+    /// usual, and its readiness endpoint (which asks `shutdown_requested()`) fails, so a
+    /// load balancer stops sending new requests before the server stops taking them.
+    /// Kubernetes removes a pod from its Service's endpoints at the moment it sends SIGTERM,
+    /// and for a few seconds new connections still arrive: this replaces the `preStop: sleep`
+    /// of a pod spec. systemd hears `STOPPING=1` at the signal (with `NOTIFY_SOCKET`).
+    ///
+    /// SIGTERM only (with [`handle_sigterm`](Builder::handle_sigterm) on): a Ctrl-C at a
+    /// terminal is never delayed. A second signal (SIGTERM or Ctrl-C) during the delay cuts
+    /// it short: the main task is cancelled at once, and the drain begins; a further signal
+    /// then forces the exit as usual. The [`grace_period`](Builder::grace_period) counts the
+    /// delay. `Duration::ZERO` is no delay.
+    ///
+    /// ```
+    /// # use runner_core as runner;
+    /// use std::time::Duration;
+    /// let mut runner = runner::Runner::builder()
+    ///     .handle_sigterm(true)
+    ///     .drain_delay(Duration::from_secs(5))
+    ///     .grace_period(Duration::from_secs(25))
+    ///     .build();
+    /// runner
+    ///     .run(async {
+    ///         // readiness: 503 once the SIGTERM came, while the server still serves
+    ///         let ready = !runner::shutdown_requested();
+    ///         assert!(ready);
+    ///     })
+    ///     .unwrap();
+    /// ```
+    pub fn drain_delay(mut self, delay: Duration) -> Builder {
+        self.drain_delay = Some(delay);
+        self
+    }
+
+    /// `#[runner::main]`'s default: SIGTERM handled unless the attribute said otherwise.
+    pub(crate) fn handle_sigterm_unless_set(mut self) -> Builder {
+        self.handle_sigterm.get_or_insert(true);
         self
     }
 
@@ -360,20 +447,30 @@ impl Builder {
             slow_callback_duration,
             loop_factory,
             handler,
+            grace_period,
+            drain_delay,
         } = self;
+        let handle_sigterm = handle_sigterm.unwrap_or_else(crate::signal::is_pid1);
+        let drain_delay = drain_delay.filter(|d| !d.is_zero());
         Runner {
             state: State::Created(loop_factory),
             config: Config {
                 debug,
                 shutdown_timeout,
-                handle_sigint,
-                handle_sigterm: handle_sigterm.unwrap_or_else(crate::signal::is_pid1),
+                signals: crate::signal::Wanted::new(
+                    handle_sigint,
+                    handle_sigterm,
+                    drain_delay.is_some(),
+                ),
                 shutdown_report_after,
                 slow_callback_duration,
+                default_handler: handler.is_none(),
                 handler: match handler {
                     Some(user) => contained(user),
                     None => Arc::new(debug::default_handler),
                 },
+                grace_period,
+                drain_delay,
             },
         }
     }
@@ -402,6 +499,8 @@ impl Default for Builder {
             slow_callback_duration: DEFAULT_SLOW_CALLBACK_DURATION,
             loop_factory: None,
             handler: None,
+            grace_period: None,
+            drain_delay: None,
         }
     }
 }
@@ -417,6 +516,8 @@ impl fmt::Debug for Builder {
             .field("slow_callback_duration", &self.slow_callback_duration)
             .field("loop_factory", &self.loop_factory.is_some())
             .field("exception_handler", &self.handler.is_some())
+            .field("grace_period", &self.grace_period)
+            .field("drain_delay", &self.drain_delay)
             .finish()
     }
 }
@@ -424,12 +525,30 @@ impl fmt::Debug for Builder {
 struct Config {
     debug: Option<bool>,
     shutdown_timeout: Duration,
-    handle_sigint: bool,
-    /// Resolved at `build()` (the PID 1 default), so a run reads a plain `bool`.
-    handle_sigterm: bool,
+    /// The signals a run on the main thread arms, resolved at `build()` (the PID 1 default
+    /// of SIGTERM, the drain delay), so a run copies them as they are.
+    signals: crate::signal::Wanted,
     shutdown_report_after: Duration,
     slow_callback_duration: Duration,
     handler: Handler,
+    /// No `exception_handler` was set (final words may bypass std's `Stderr`).
+    default_handler: bool,
+    grace_period: Option<Duration>,
+    /// `None` also for a zero delay.
+    drain_delay: Option<Duration>,
+}
+
+impl Config {
+    /// How often a slow shutdown reports: `shutdown_report_after`, and with a grace period
+    /// at least every third of it (unless reports are off).
+    fn report_after(&self) -> Duration {
+        match self.grace_period {
+            Some(grace) if self.shutdown_report_after != Duration::MAX => {
+                self.shutdown_report_after.min(grace / 3)
+            }
+            _ => self.shutdown_report_after,
+        }
+    }
 }
 
 enum State {
@@ -545,10 +664,7 @@ impl Runner {
             return Err(RunError::NestedRun);
         }
         // Signals are armed only on the process's main thread (asyncio: only there).
-        let signals = crate::signal::Wanted {
-            sigint: self.config.handle_sigint && run.main_thread,
-            sigterm: self.config.handle_sigterm && run.main_thread,
-        };
+        let signals = self.config.signals.on_thread(run.main_thread);
         let inner = self.lazy_init()?;
         drive(inner, ctx, main, location, signals, run)
     }
@@ -629,7 +745,12 @@ impl Runner {
             let Inner {
                 rt, shared, ctx, ..
             } = inner;
+            // `shutdown_requested()` answers true from the start of the close, and the
+            // shutdown that a signal began (its grace period) ends with it.
+            let closing = shared.clone();
+            closing.shutdown.request();
             close::shutdown(rt, shared, ctx, self.config.shutdown_timeout);
+            closing.shutdown.end();
         }
     }
 
@@ -670,16 +791,25 @@ impl Runner {
                 }
             };
             let config = &self.config;
-            let shared = Arc::new(Shared::new(
+            let mut shared = Shared::new(
                 rt.handle().clone(),
                 rt.home(),
                 config.debug.unwrap_or_else(debug::env_debug),
                 config.slow_callback_duration,
-                config.shutdown_report_after,
+                config.report_after(),
                 config.handler.clone(),
-            ));
+            );
+            shared.shutdown = crate::shutdown::Stop::new(
+                config.grace_period,
+                config.drain_delay,
+                config.default_handler,
+            );
+            let shared = Arc::new(shared);
             scope::remember_runtime(&shared);
             rt.remember_closer(&shared, config.shutdown_timeout);
+            if crate::notify::start_watchdog(&shared) {
+                shared.shutdown.own_task_started();
+            }
             self.state = State::Initialized(Inner {
                 rt,
                 shared,
@@ -714,8 +844,10 @@ impl fmt::Debug for Runner {
             .field("state", &state)
             .field("debug", &self.debug())
             .field("shutdown_timeout", &self.config.shutdown_timeout)
-            .field("handle_sigint", &self.config.handle_sigint)
-            .field("handle_sigterm", &self.config.handle_sigterm)
+            .field("handle_sigint", &self.config.signals.sigint())
+            .field("handle_sigterm", &self.config.signals.sigterm())
+            .field("grace_period", &self.config.grace_period)
+            .field("drain_delay", &self.config.drain_delay)
             .finish()
     }
 }
@@ -744,6 +876,9 @@ fn drive<F: IntoFuture>(
         _ => {
             let record = Arc::new(TaskState::new(location, Origin::Main));
             crate::progress::remember_main_task(&record, &inner.shared);
+            // Plain tasks polled on this thread find the main task there (a reused record
+            // is at the same address: nothing to do per run).
+            inner.shared.set_run_main(&record);
             record
         }
     };
@@ -754,12 +889,23 @@ fn drive<F: IntoFuture>(
     // The main task runs on this thread, where the run guard lets it (and plain tokio tasks
     // of a current-thread loop) find the Runner: no `Arc<Shared>` of its own.
     let debug = inner.shared.debug;
+    // On a multi-thread loop, plain tasks on worker threads find the main task published
+    // in `Shared` for the length of the run. (Withdrawn below, not by a guard: `block_on`
+    // does not unwind, the wrapper catches the main future's panic; and the next run's
+    // publication would replace a stale one.)
+    let published = inner.shared.publishes_main();
+    if published {
+        inner.shared.publish_main(Some(&record));
+    }
     let guarded = Guarded::new(main.into_future(), entry_ctx, record, None, debug, signals)
         .driving(&inner.shared.local);
     let mut guarded = std::pin::pin!(guarded);
     run.enter(&inner.shared);
     let outcome = rt.block_on(guarded.as_mut());
     drop(run);
+    if published {
+        inner.shared.publish_main(None);
+    }
     let (exit_ctx, record) = guarded.as_mut().take_ended();
     match ctx {
         Some(ctx) => ctx.store(exit_ctx),

@@ -28,6 +28,11 @@ pub(crate) struct Scope {
     /// True while a task of a Runner (or a `close()`) runs: a nested `run` there would make
     /// tokio panic, so `run` reports `NestedRun` instead.
     pub(crate) in_run: bool,
+    /// The context belongs to the running code alone (a task of the Runner, a blocking job,
+    /// `close()`, or a future given a scope of its own: `ContextVar::scope`). False for a
+    /// thread's own scope, which every plain tokio task polled on the thread shares: a
+    /// `ContextVar::set` there would be seen by all of them, so it is refused.
+    pub(crate) isolated: bool,
 }
 
 impl Scope {
@@ -36,6 +41,7 @@ impl Scope {
         runner: None,
         task: None,
         in_run: false,
+        isolated: false,
     };
 }
 
@@ -133,6 +139,45 @@ pub(crate) fn read<R>(f: impl FnOnce(&Scope) -> R) -> Option<R> {
         f(unsafe { &*h.current() })
     })
     .ok()
+}
+
+/// Runs `f` with `ctx` as the running code's context, isolated (see `Scope::isolated`), in
+/// whatever scope is current (a task's, a plain task's thread scope): the task, Runner and
+/// run stay what they are. `ctx` holds what `f` made of it afterwards. Should `f` unwind,
+/// the previous context is current again. For `Context::run` and scoped futures.
+pub(crate) fn enter_ctx<R>(ctx: &mut CtxState, f: impl FnOnce() -> R) -> R {
+    /// Swaps the context back (and the isolation flag) when dropped.
+    struct Back<'a>(&'a mut CtxState, bool);
+    impl Drop for Back<'_> {
+        fn drop(&mut self) {
+            let (ctx, isolated) = (&mut *self.0, self.1);
+            with(|s| {
+                std::mem::swap(&mut s.ctx, ctx);
+                s.isolated = isolated;
+            });
+        }
+    }
+    let was_isolated = with(|s| {
+        std::mem::swap(&mut s.ctx, ctx);
+        std::mem::replace(&mut s.isolated, true)
+    });
+    match was_isolated {
+        Some(was_isolated) => {
+            let _back = Back(ctx, was_isolated);
+            f()
+        }
+        // The thread is being torn down: run without a record.
+        None => f(),
+    }
+}
+
+/// `true` if a `ContextVar::set` here must be refused: the running code is a plain tokio
+/// task (or a plain `tokio::task::spawn_blocking` job), whose context is its thread's, shared
+/// with every other plain task polled on the thread. Code outside any tokio task (a thread's
+/// own code, a `block_on` future such as a `#[tokio::main]` body) keeps its per-thread
+/// context, as in asyncio outside any task.
+pub(crate) fn set_would_leak(s: &Scope) -> bool {
+    !s.isolated && tokio::task::try_id().is_some()
 }
 
 /// A copy of the running code's context (asyncio's `copy_context()`).
@@ -280,6 +325,49 @@ pub(crate) fn with_runner<R>(f: impl FnOnce(&Arc<Shared>) -> R) -> Option<R> {
         return call(&shared);
     }
     call(&runner_of_current_runtime()?)
+}
+
+/// What a `cancelled()` made in plain code observes (plain code: not a task of a Runner, but
+/// on a Runner's runtime: a plain tokio task such as axum's shutdown task, a blocking job).
+/// Its Runner's close, and the main task of the Runner's active run where that can be
+/// reached: on the run's own thread (every plain task of a current-thread or local loop), or
+/// through the Runner where it publishes its main task (a multi-thread loop). `None`
+/// outside any Runner.
+pub(crate) fn plain_observed() -> Option<(Option<Arc<TaskState>>, Arc<crate::stop::RunnerStop>)> {
+    // The scope's own Runner (a blocking job, `close()`) comes first, as in `with_runner`.
+    if let Some(found) = read(|s| {
+        s.runner
+            .as_ref()
+            .map(|shared| (shared.active_main(), shared.stop.clone()))
+    })
+    .flatten()
+    {
+        return Some(found);
+    }
+    let on_run_thread = HERE
+        .try_with(|h| {
+            let run = h.run.get();
+            if run.is_null() {
+                return None;
+            }
+            // SAFETY: as in `with_runner`: borrowed, never dropped here.
+            let shared = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(run) });
+            // SAFETY: the record of the run active on this very thread (see
+            // `Shared::run_main`), alive while the run is; one more strong reference, given
+            // back by the `Arc` made from it.
+            let main = shared.run_main().map(|main| unsafe {
+                Arc::increment_strong_count(main);
+                Arc::from_raw(main)
+            });
+            Some((main, shared.stop.clone()))
+        })
+        .ok()
+        .flatten();
+    if on_run_thread.is_some() {
+        return on_run_thread;
+    }
+    let shared = runner_of_current_runtime()?;
+    Some((shared.active_main(), shared.stop.clone()))
 }
 
 fn is_main(h: &Here) -> bool {

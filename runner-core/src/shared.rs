@@ -14,9 +14,12 @@ use tokio::runtime::Handle;
 use crate::debug::{self, Handler, Report, ReportKind};
 use crate::local::LocalTasks;
 use crate::registry::{Registry, ShutdownPanic};
+use crate::shutdown::Stop;
+use crate::stop::RunnerStop;
+use crate::sync::atomic::{AtomicPtr, Ordering};
 use crate::sync::Mutex;
 use crate::task_state::{Ended, StopSignal, TaskState};
-use crate::util::{lock, lock_std};
+use crate::util::{lock, lock_std, try_lock_std};
 
 /// An `at_close` finalizer: called once at close, it gives the future to run.
 pub(crate) type Finalizer = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>> + Send>;
@@ -37,9 +40,27 @@ pub(crate) struct Shared {
     /// The `spawn_local` tasks, on the thread that runs the Runner's loop.
     pub(crate) local: LocalTasks,
     finalizers: Mutex<Vec<(&'static Location<'static>, Finalizer)>>,
+    /// Refused `ContextVar::set`s already reported: (variable, call site).
+    refused: Mutex<Vec<(usize, &'static Location<'static>)>>,
+    /// What a `cancelled()` made in plain code observes of the Runner (see `stop`).
+    pub(crate) stop: Arc<RunnerStop>,
+    /// The main task's record of the Runner's latest run, for a `cancelled()` made in a plain
+    /// tokio task polled on that run's thread (every plain task of a current-thread or local
+    /// loop). Only ever read on the run's own thread, while the run is active there (found
+    /// through the thread's run record, `scope::plain_observed`), where the run's wrapper
+    /// keeps the record alive; written before the run starts, only when the Runner makes a
+    /// new record (a reused one is at the same address): nothing per warm run.
+    run_main: AtomicPtr<TaskState>,
+    /// On a multi-thread loop, the main task's record while a run is active, for a
+    /// `cancelled()` made in a plain task on a worker thread (which cannot see the run's
+    /// thread-local record). Not kept on a current-thread or local loop, whose plain tasks
+    /// run on the run's own thread: a run pays nothing for it there.
+    active_main: Option<Mutex<Option<Arc<TaskState>>>>,
     /// std's, for its `Condvar` (loom's has no timed wait; no model covers it).
     blocking: std::sync::Mutex<Blocking>,
     blocking_done: Condvar,
+    /// The shutdown: `shutdown_requested()`, the grace period, the drain delay (`shutdown`).
+    pub(crate) shutdown: Stop,
 }
 
 /// The `spawn_blocking` jobs in flight, counted by where they were spawned (for the reports
@@ -64,6 +85,7 @@ impl Shared {
         report_after: Duration,
         handler: Handler,
     ) -> Shared {
+        let multi_thread = handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread;
         Shared {
             handle,
             local_runtime,
@@ -74,9 +96,60 @@ impl Shared {
             tasks: Registry::new(),
             local: LocalTasks::new(),
             finalizers: Mutex::new(Vec::new()),
+            refused: Mutex::new(Vec::new()),
+            run_main: AtomicPtr::new(std::ptr::null_mut()),
+            stop: Arc::new(RunnerStop::new()),
+            active_main: multi_thread.then(|| Mutex::new(None)),
             blocking: std::sync::Mutex::default(),
             blocking_done: Condvar::new(),
+            shutdown: Stop::new(None, None, false),
         }
+    }
+
+    /// The runs from now on have `main` as their main task's record (until the next call).
+    pub(crate) fn set_run_main(&self, main: &Arc<TaskState>) {
+        self.run_main
+            .store(Arc::as_ptr(main).cast_mut(), Ordering::Relaxed);
+    }
+
+    /// The main task's record of the run active on this thread (see `run_main`); callers
+    /// make sure a run of this Runner is active on the calling thread.
+    pub(crate) fn run_main(&self) -> Option<*const TaskState> {
+        let main = self.run_main.load(Ordering::Relaxed);
+        (!main.is_null()).then_some(main.cast_const())
+    }
+
+    /// Whether runs publish their main task here (a multi-thread loop; see `active_main`).
+    #[inline]
+    pub(crate) fn publishes_main(&self) -> bool {
+        self.active_main.is_some()
+    }
+
+    /// Publishes (`Some`) or withdraws (`None`) the active run's main task, where the loop
+    /// keeps it (see `active_main`).
+    #[cold]
+    pub(crate) fn publish_main(&self, main: Option<&Arc<TaskState>>) {
+        if let Some(slot) = &self.active_main {
+            let old = std::mem::replace(&mut *lock(slot), main.cloned());
+            drop(old);
+        }
+    }
+
+    /// `true` the first time a `ContextVar::set` of `var` at `at` is refused in this Runner.
+    pub(crate) fn first_refusal(&self, var: usize, at: &'static Location<'static>) -> bool {
+        let mut seen = lock(&self.refused);
+        if seen.contains(&(var, at)) {
+            return false;
+        }
+        seen.push((var, at));
+        true
+    }
+
+    /// The active run's main task, where the loop publishes it.
+    pub(crate) fn active_main(&self) -> Option<Arc<TaskState>> {
+        self.active_main
+            .as_ref()
+            .and_then(|slot| lock(slot).clone())
     }
 
     pub(crate) fn report(&self, report: Report) {
@@ -225,5 +298,30 @@ impl Shared {
 impl Shared {
     pub(crate) fn describe_pending(&self) -> Vec<String> {
         self.pending_tasks().into_iter().map(|(_, d)| d).collect()
+    }
+
+    /// [`pending_tasks`](Self::pending_tasks), or `None` when a lock is held (see
+    /// `shutdown`: the final words of a forced exit).
+    pub(crate) fn try_pending_tasks(&self) -> Option<Vec<(&'static Location<'static>, String)>> {
+        self.tasks.try_pending()
+    }
+
+    /// [`blocking_jobs`](Self::blocking_jobs), or `None` when the lock is held.
+    pub(crate) fn try_blocking_jobs(&self) -> Option<Vec<(&'static Location<'static>, usize)>> {
+        try_lock_std(&self.blocking).map(|jobs| jobs.by_location.clone())
+    }
+
+    /// How many of the Runner's tasks are tokio tasks of its runtime (to tell the plain ones
+    /// apart); `None` if a lock is held and `wait` is false.
+    pub(crate) fn runner_tasks_on_runtime(&self, wait: bool) -> Option<usize> {
+        self.tasks.runtime_tasks(self.local_runtime.is_some(), wait)
+    }
+
+    /// Whether the plain tokio task that drives the `spawn_local` tasks of a current-thread
+    /// loop runs (see `task::spawn_local`).
+    pub(crate) fn local_driver_running(&self) -> bool {
+        self.local_runtime.is_none()
+            && self.local.is_made()
+            && self.handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread
     }
 }

@@ -11,6 +11,16 @@
 //! thread cancels that run's main task (unless the run has ended meanwhile); a second one
 //! ends the process.
 //!
+//! # The orchestrator's shutdown
+//! The listener thread also keeps the timers of a shutdown (see `shutdown`): a SIGTERM of a
+//! run with a drain delay is written to the pipe at once (the Runner reports
+//! `shutdown_requested()` from then on) and the listener cancels the main task when the
+//! delay is over, unless the next signal cuts the delay short first (the state word decides
+//! which, once); the grace period ends the process from the listener. A signal after the
+//! first (of the run, or during the `close()` that follows it) is a forced exit: the handler
+//! asks the listener for the final words and ends the process itself if they are not out
+//! within 100 ms.
+//!
 //! # Outside an armed run
 //! The handler is a plain `sigaction` handler of our own, installed once, only over the
 //! default disposition, and never removed. Outside an armed run it does what the process
@@ -42,16 +52,53 @@ use crate::task_state::{StopSignal, TaskState};
 /// Signal handling armed for one run; dropping it disarms (see [`Armed::disarm`]).
 pub(crate) struct Armed(());
 
-/// Which signals a run asks to handle.
+/// Which signals a run asks to handle: a set of bits (one byte in every task's wrapper, and
+/// a run copies its Runner's with one `and`).
 #[derive(Clone, Copy, Default)]
-pub(crate) struct Wanted {
-    pub(crate) sigint: bool,
-    pub(crate) sigterm: bool,
-}
+pub(crate) struct Wanted(u8);
 
 impl Wanted {
+    const SIGINT: u8 = 1;
+    const SIGTERM: u8 = 2;
+    /// A SIGTERM waits for the Runner's drain delay before it cancels the main task.
+    const DRAIN_DELAY: u8 = 4;
+
+    pub(crate) fn new(sigint: bool, sigterm: bool, drain_delay: bool) -> Wanted {
+        let mut bits = 0;
+        if sigint {
+            bits |= Wanted::SIGINT;
+        }
+        if sigterm {
+            bits |= Wanted::SIGTERM;
+            if drain_delay {
+                bits |= Wanted::DRAIN_DELAY;
+            }
+        }
+        Wanted(bits)
+    }
+
+    /// These signals on the process's main thread; none elsewhere (asyncio arms them only
+    /// there).
+    #[inline]
+    pub(crate) fn on_thread(self, main_thread: bool) -> Wanted {
+        Wanted(self.0 * u8::from(main_thread))
+    }
+
     pub(crate) fn any(self) -> bool {
-        self.sigint || self.sigterm
+        self.0 & (Wanted::SIGINT | Wanted::SIGTERM) != 0
+    }
+
+    pub(crate) fn sigint(self) -> bool {
+        self.0 & Wanted::SIGINT != 0
+    }
+
+    pub(crate) fn sigterm(self) -> bool {
+        self.0 & Wanted::SIGTERM != 0
+    }
+
+    #[cfg_attr(not(all(unix, not(runner_loom))), allow(dead_code))]
+    fn drain_delay(self) -> bool {
+        self.0 & Wanted::DRAIN_DELAY != 0
     }
 }
 
@@ -78,10 +125,12 @@ impl StopSignal {
 mod imp {
     // Process-wide statics need `const` constructors: std's, not `crate::sync`'s (see there).
     use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
-    use std::sync::{Arc, Mutex};
+    use std::sync::{Arc, Mutex, Weak};
+    use std::time::Instant;
 
     use super::{Armed, Wanted};
-    use crate::progress::MainTaskWatch;
+    use crate::shared::Shared;
+    use crate::shutdown::{Forced, Helper, FINAL_WORDS_LIMIT};
     use crate::signal_state::{Arming, Decision, SignalState};
     use crate::task_state::{StopSignal, TaskState};
     use crate::util::lock_std;
@@ -90,6 +139,76 @@ mod imp {
     static PIPE_WRITE: AtomicI32 = AtomicI32::new(-1);
     /// The listener's end of the pipe, for a `fork`ed child to close (see `after_fork`).
     static PIPE_READ: AtomicI32 = AtomicI32::new(-1);
+    /// The Runner of a run that a signal hit, as the run's own thread saw it at disarm:
+    /// for the listener, when the run ended before it could look (see `Kind::RunEnded`).
+    static HIT_RUN: Mutex<Option<(u64, Weak<Shared>, StopSignal)>> = Mutex::new(None);
+
+    /// What a message on the self-pipe is about. A message is one `u64`,
+    /// `generation << 8 | signal << 4 | kind`: one `write` of 8 bytes, which a pipe keeps
+    /// whole, from a signal handler too.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    enum Kind {
+        /// The first signal of a run: cancel its main task.
+        Forward = 1,
+        /// The first signal, a SIGTERM, of a run with a drain delay: the shutdown is
+        /// requested; the cancel comes when the delay is over.
+        Delay = 2,
+        /// A signal cut the run's drain delay short: cancel its main task now.
+        CutShort = 3,
+        /// A signal forced the exit: final words, then the end.
+        ForcedExit = 4,
+        /// A run that a signal hit has disarmed; its Runner is in `HIT_RUN`.
+        RunEnded = 5,
+        /// A Runner's shutdown is over (its `close()` returned).
+        Over = 6,
+        /// The final words are out.
+        Said = 7,
+    }
+
+    struct Message {
+        kind: Kind,
+        signal: Option<StopSignal>,
+        generation: u64,
+    }
+
+    fn encode(kind: Kind, signal: Option<StopSignal>, generation: u64) -> u64 {
+        generation << 8 | (signal.map_or(0, |s| s as u64)) << 4 | kind as u64
+    }
+
+    fn decode(raw: u64) -> Option<Message> {
+        let kind = match raw & 0xf {
+            1 => Kind::Forward,
+            2 => Kind::Delay,
+            3 => Kind::CutShort,
+            4 => Kind::ForcedExit,
+            5 => Kind::RunEnded,
+            6 => Kind::Over,
+            7 => Kind::Said,
+            _ => return None,
+        };
+        let signal = match raw >> 4 & 0xf {
+            1 => Some(StopSignal::Interrupt),
+            2 => Some(StopSignal::Terminate),
+            _ => None,
+        };
+        Some(Message {
+            kind,
+            signal,
+            generation: raw >> 8,
+        })
+    }
+
+    /// Writes one message to the listener's pipe (async-signal-safe: one `write`, to a pipe
+    /// that never blocks; a message that does not fit is lost, and every sender copes).
+    fn send(kind: Kind, signal: Option<StopSignal>, generation: u64) {
+        let fd = PIPE_WRITE.load(Ordering::Acquire);
+        if fd < 0 {
+            return;
+        }
+        let bytes = encode(kind, signal, generation).to_ne_bytes();
+        // SAFETY: writing our own buffer to our own pipe (non-blocking).
+        unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    }
 
     const UNKNOWN: u8 = 0;
     const INSTALLED: u8 = 1;
@@ -305,26 +424,62 @@ mod imp {
             _ => return,
         };
         match SIGNALS.on_signal(signal) {
-            Decision::Forward(generation) => {
-                let bytes = generation.to_ne_bytes();
-                let fd = PIPE_WRITE.load(Ordering::Acquire);
-                // SAFETY: writing our own buffer to our own pipe (non-blocking).
-                unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-            }
-            // SAFETY (the three): `die_now` is async-signal-safe, and the process ends here.
-            Decision::Die => unsafe { die_now(signal) },
-            Decision::NotArmed => match current_action(signo) {
-                // Ours is still the process's handler: nobody else wants the signal, so it
-                // gets its default action.
-                Some(action) if action == our_handler() => unsafe { die_now(signal) },
-                // Put back to the default by the program since (a race with this delivery).
-                Some(libc::SIG_DFL) => unsafe { die_now(signal) },
-                // A handler installed over ours called us first; it goes on to the program's
-                // own actions (or the program ignores the signal now).
-                _ => {}
+            Decision::Forward(generation) => send(Kind::Forward, Some(signal), generation),
+            Decision::Delay(generation) => send(Kind::Delay, Some(signal), generation),
+            Decision::CutShort(generation) => send(Kind::CutShort, Some(signal), generation),
+            // SAFETY (the three): `forced_exit` and `die_now` are async-signal-safe, and the
+            // process ends here.
+            Decision::Die(generation) => unsafe { forced_exit(signal, generation) },
+            Decision::ShuttingDown(generation) if dies_here(signo) => unsafe {
+                forced_exit(signal, generation)
             },
+            Decision::NotArmed if dies_here(signo) => unsafe { die_now(signal) },
+            // A handler installed over ours called us first; it goes on to the program's own
+            // actions (or the program ignores the signal now).
+            Decision::ShuttingDown(_) | Decision::NotArmed => {}
         }
         errno.restore();
+    }
+
+    /// Outside an armed run: whether the signal gets its default action, death (ours is
+    /// still the process's handler, so nobody else wants it; or the program put the default
+    /// back since, a race with this delivery). Async-signal-safe.
+    fn dies_here(signo: libc::c_int) -> bool {
+        match current_action(signo) {
+            Some(action) if action == our_handler() => true,
+            Some(libc::SIG_DFL) => true,
+            _ => false,
+        }
+    }
+
+    /// A forced exit by `signal`: asks the listener for the final words (it ends the process
+    /// once they are out), and ends the process here if that has not happened within
+    /// `FINAL_WORDS_LIMIT` (a listener stuck, or gone). The thread that took the signal waits
+    /// here meanwhile, whatever it was doing (a loop that never yields included).
+    /// Async-signal-safe: `write`, `nanosleep`.
+    ///
+    /// # Safety
+    /// Ends the process without running destructors or flushing anything.
+    unsafe fn forced_exit(signal: StopSignal, generation: u64) -> ! {
+        send(Kind::ForcedExit, Some(signal), generation);
+        let limit = FINAL_WORDS_LIMIT;
+        let mut wait = libc::timespec {
+            tv_sec: libc::time_t::try_from(limit.as_secs()).unwrap_or(0),
+            // Below 10^9: fits a `c_long` of any width.
+            tv_nsec: limit.subsec_nanos() as libc::c_long,
+        };
+        // Interrupted by another signal: sleep for what is left (bounded: a few rounds).
+        for _ in 0..64 {
+            let mut left = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            if libc::nanosleep(&wait, &mut left) == 0 {
+                break;
+            }
+            wait = left;
+        }
+        die_now(signal)
     }
 
     /// Ends the process by `signal`: the default action, re-raised; if the process is still
@@ -403,48 +558,291 @@ mod imp {
         None
     }
 
-    fn listen(read_fd: libc::c_int) {
-        // Set while a run that a signal cancelled is still running: at each threshold the
-        // listener reports what that shutdown waits for.
-        let mut watch: Option<MainTaskWatch> = None;
-        loop {
-            let wait = watch.as_ref().map(MainTaskWatch::until_due);
-            match wait_readable(read_fd, wait) {
-                Ready::Readable => {}
-                Ready::TimedOut => {
-                    let armed = SIGNALS.armed_generation();
-                    if watch.as_mut().is_some_and(|w| !w.report_if_due(armed)) {
-                        watch = None;
-                    }
-                    continue;
-                }
-                Ready::Closed => return,
-            }
-            let mut buf = [0u8; 8];
-            // SAFETY: reading into our own buffer of the stated length.
-            let n = unsafe { libc::read(read_fd, buf.as_mut_ptr().cast(), buf.len()) };
-            if n == 8 {
-                let generation = u64::from_ne_bytes(buf);
-                let cancelled = SIGNALS.deliver(generation, |main, signal| {
-                    main.request_cancel(Some(signal));
-                    // SAFETY: a main task's record lives in an `Arc` (see `arm`), alive here.
-                    let record = unsafe {
-                        Arc::increment_strong_count(main);
-                        Arc::from_raw(main)
-                    };
-                    (signal, Arc::downgrade(&record))
-                });
-                if let Some((signal, record)) = cancelled {
-                    watch = MainTaskWatch::start(generation, signal, record);
-                }
-            } else if n < 0
-                && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
-            {
-                continue;
-            } else if n <= 0 {
-                return;
+    /// The listener's view of the shutdown under way.
+    struct Tracked {
+        runner: Weak<Shared>,
+        /// The signal that began it.
+        signal: StopSignal,
+        /// The run it waits on now (the one the cancel or the drain delay is for).
+        generation: u64,
+        /// The end of that run's drain delay, while it goes on.
+        delay_until: Option<Instant>,
+        helper: Option<Helper>,
+    }
+
+    impl Tracked {
+        fn is_over(&self) -> bool {
+            self.runner.upgrade().is_none_or(|r| r.shutdown.is_over())
+        }
+
+        fn grace_deadline(&self) -> Option<Instant> {
+            self.runner.upgrade()?.shutdown.grace_deadline()
+        }
+
+        /// When the listener must look at the shutdown next, without a message.
+        fn next_timer(&self) -> Option<Instant> {
+            match (self.delay_until, self.grace_deadline()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
             }
         }
+    }
+
+    fn listen(read_fd: libc::c_int) {
+        let mut tracked: Option<Tracked> = None;
+        loop {
+            on_timers(&mut tracked, read_fd);
+            let wait = tracked
+                .as_ref()
+                .and_then(Tracked::next_timer)
+                .map(|at| at.saturating_duration_since(Instant::now()));
+            match wait_readable(read_fd, wait) {
+                Ready::Readable => {}
+                Ready::TimedOut => continue,
+                Ready::Closed => return,
+            }
+            match read_message(read_fd) {
+                Read::Message(message) => on_message(&mut tracked, read_fd, message),
+                Read::Again => {}
+                Read::End => return,
+            }
+        }
+    }
+
+    enum Read {
+        Message(Message),
+        Again,
+        End,
+    }
+
+    fn read_message(read_fd: libc::c_int) -> Read {
+        let mut buf = [0u8; 8];
+        // SAFETY: reading into our own buffer of the stated length.
+        let n = unsafe { libc::read(read_fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n == 8 {
+            match decode(u64::from_ne_bytes(buf)) {
+                Some(message) => Read::Message(message),
+                None => Read::Again,
+            }
+        } else if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+        {
+            Read::Again
+        } else {
+            Read::End
+        }
+    }
+
+    fn on_message(tracked: &mut Option<Tracked>, read_fd: libc::c_int, message: Message) {
+        let Message {
+            kind,
+            signal,
+            generation,
+        } = message;
+        match (kind, signal) {
+            (Kind::Forward, Some(_)) => first_signal(tracked, generation, false),
+            (Kind::Delay, Some(_)) => first_signal(tracked, generation, true),
+            (Kind::CutShort, Some(_)) => cancel_now(tracked, generation),
+            (Kind::ForcedExit, Some(signal)) => {
+                force_exit(tracked, read_fd, Forced::Signal(signal), signal, generation)
+            }
+            (Kind::RunEnded, _) => run_ended(tracked),
+            (Kind::Over, _) if tracked.as_ref().is_some_and(Tracked::is_over) => {
+                *tracked = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// The main task of the armed run of `generation`, as a `Weak` (and the signal that hit
+    /// its run), after `act` on it; `None` if that run has ended.
+    fn main_task(
+        generation: u64,
+        act: impl FnOnce(&TaskState, StopSignal),
+    ) -> Option<(StopSignal, Weak<TaskState>)> {
+        SIGNALS.deliver(generation, |main, signal| {
+            act(main, signal);
+            // SAFETY: a main task's record lives in an `Arc` (see `arm`), alive here.
+            let record = unsafe {
+                Arc::increment_strong_count(main);
+                Arc::from_raw(main)
+            };
+            (signal, Arc::downgrade(&record))
+        })
+    }
+
+    /// Cancels the main task of the run of `generation` (if it is still armed): the one
+    /// cancel request a signal makes.
+    fn cancel(generation: u64) -> Option<(StopSignal, Weak<TaskState>)> {
+        main_task(generation, |main, signal| {
+            main.request_cancel(Some(signal));
+        })
+    }
+
+    /// The shutdown of `runner`, begun by `signal`: the one tracked, or a new one.
+    fn track<'a>(
+        tracked: &'a mut Option<Tracked>,
+        runner: &Arc<Shared>,
+        signal: StopSignal,
+        main: Weak<TaskState>,
+    ) -> &'a mut Tracked {
+        let ours = tracked
+            .as_ref()
+            .is_some_and(|t| std::ptr::eq(t.runner.as_ptr(), Arc::as_ptr(runner)));
+        if !ours {
+            let runner = Arc::downgrade(runner);
+            let helper = Helper::start(runner.clone(), signal, main, said);
+            *tracked = Some(Tracked {
+                runner,
+                signal,
+                generation: 0,
+                delay_until: None,
+                helper,
+            });
+        }
+        tracked.as_mut().expect("tracked just now")
+    }
+
+    /// The helper's word that the final words are out.
+    fn said() {
+        send(Kind::Said, None, 0);
+    }
+
+    /// The first signal of the run of `generation`: cancel its main task now, or when the
+    /// Runner's drain delay is over.
+    fn first_signal(tracked: &mut Option<Tracked>, generation: u64, delayed: bool) {
+        let found = main_task(generation, |main, signal| {
+            if !delayed {
+                main.request_cancel(Some(signal));
+            }
+        });
+        // The run has ended meanwhile: its disarm tells (`RunEnded`).
+        let Some((signal, record)) = found else {
+            return;
+        };
+        let runner = crate::progress::runner_of(&record, true);
+        let delay = runner.as_ref().and_then(|r| r.shutdown.drain_delay);
+        if delayed && delay.is_none() {
+            // No Runner to ask for the delay (it cannot be): no delay.
+            if SIGNALS.end_delay(generation) {
+                cancel(generation);
+            }
+        }
+        let Some(runner) = runner else {
+            return;
+        };
+        runner.shutdown.begin(generation, signal);
+        let t = track(tracked, &runner, signal, record.clone());
+        t.generation = generation;
+        match delay.filter(|_| delayed) {
+            Some(delay) => t.delay_until = Instant::now().checked_add(delay),
+            None => {
+                if let Some(helper) = &t.helper {
+                    helper.watch(generation, signal, record);
+                }
+            }
+        }
+    }
+
+    /// A signal cut the drain delay of the run of `generation` short: cancel now.
+    fn cancel_now(tracked: &mut Option<Tracked>, generation: u64) {
+        let Some((signal, record)) = cancel(generation) else {
+            return;
+        };
+        let Some(runner) = crate::progress::runner_of(&record, true) else {
+            return;
+        };
+        runner.shutdown.begin(generation, signal);
+        let t = track(tracked, &runner, signal, record.clone());
+        t.generation = generation;
+        t.delay_until = None;
+        if let Some(helper) = &t.helper {
+            helper.watch(generation, signal, record);
+        }
+    }
+
+    /// A run that a signal hit has ended: its Runner's shutdown goes on in `close()` (the
+    /// grace period with it), also if the listener had not seen the signal yet.
+    fn run_ended(tracked: &mut Option<Tracked>) {
+        let Some((_, runner, signal)) = lock_std(&HIT_RUN).take() else {
+            return;
+        };
+        let Some(runner) = runner.upgrade() else {
+            return;
+        };
+        if !runner.shutdown.is_over() {
+            track(tracked, &runner, signal, Weak::new());
+        }
+    }
+
+    /// The timers of the tracked shutdown: the end of a drain delay, the end of the grace
+    /// period.
+    fn on_timers(tracked: &mut Option<Tracked>, read_fd: libc::c_int) {
+        let Some(t) = tracked.as_mut() else {
+            return;
+        };
+        if t.is_over() {
+            *tracked = None;
+            return;
+        }
+        let now = Instant::now();
+        if t.delay_until.is_some_and(|at| now >= at) {
+            t.delay_until = None;
+            // The timer and a signal that cuts the delay short race: the state word lets
+            // one of them end the delay, and that one cancels.
+            if SIGNALS.end_delay(t.generation) {
+                if let Some((signal, record)) = cancel(t.generation) {
+                    if let Some(helper) = &t.helper {
+                        helper.watch(t.generation, signal, record);
+                    }
+                }
+            }
+        }
+        if t.grace_deadline().is_some_and(|at| now >= at) {
+            let signal = t.signal;
+            force_exit(tracked, read_fd, Forced::Grace, signal, 0);
+        }
+    }
+
+    /// Ends the process by `dying`: the final words of `forced` first, for at most
+    /// `FINAL_WORDS_LIMIT`.
+    fn force_exit(
+        tracked: &mut Option<Tracked>,
+        read_fd: libc::c_int,
+        forced: Forced,
+        dying: StopSignal,
+        generation: u64,
+    ) -> ! {
+        let until = Instant::now() + FINAL_WORDS_LIMIT;
+        if tracked.is_none() {
+            // The second signal came before the listener read the first (two threads'
+            // handlers raced): the armed run's main task leads to its Runner, without waiting
+            // on a lock.
+            if let Some((signal, record)) = main_task(generation, |_, _| {}) {
+                if let Some(runner) = crate::progress::runner_of(&record, false) {
+                    track(tracked, &runner, signal, record);
+                }
+            }
+        }
+        if let Some(helper) = tracked.as_ref().and_then(|t| t.helper.as_ref()) {
+            helper.final_words(forced);
+            loop {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                if let Ready::Readable = wait_readable(read_fd, Some(left)) {
+                    match read_message(read_fd) {
+                        Read::Message(Message {
+                            kind: Kind::Said, ..
+                        }) => break,
+                        Read::End => break,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        // SAFETY: async-signal-safe, and the process ends here.
+        unsafe { die_now(dying) }
     }
 
     enum Ready {
@@ -484,11 +882,14 @@ mod imp {
     #[inline]
     pub(crate) fn arm(main: &TaskState, wanted: Wanted) -> Option<Armed> {
         let mut signals = Arming::default();
-        if wanted.sigint && installed(StopSignal::Interrupt) {
+        if wanted.sigint() && installed(StopSignal::Interrupt) {
             signals = signals.with(StopSignal::Interrupt);
         }
-        if wanted.sigterm && installed(StopSignal::Terminate) {
+        if wanted.sigterm() && installed(StopSignal::Terminate) {
             signals = signals.with(StopSignal::Terminate);
+            if wanted.drain_delay() {
+                signals = signals.with_drain_delay();
+            }
         }
         if signals.is_empty() {
             return None;
@@ -499,6 +900,29 @@ mod imp {
 
     pub(crate) fn disarm() -> Option<StopSignal> {
         SIGNALS.disarm()
+    }
+
+    /// The run just disarmed was hit by `signal` (on the run's thread): its Runner's
+    /// shutdown has begun, and the listener learns of it even if the run ended before the
+    /// listener could look at it.
+    pub(crate) fn run_was_hit(signal: StopSignal) {
+        let generation = SIGNALS.last_generation();
+        let Some(runner) = crate::scope::current_runner() else {
+            return;
+        };
+        runner.shutdown.begin(generation, signal);
+        *lock_std(&HIT_RUN) = Some((generation, Arc::downgrade(&runner), signal));
+        send(Kind::RunEnded, Some(signal), generation);
+    }
+
+    /// The shutdown that the run of `generation` began is over (its Runner has closed).
+    pub(crate) fn shutdown_over(generation: u64) {
+        SIGNALS.end_shutdown(generation);
+        send(Kind::Over, None, generation);
+    }
+
+    pub(crate) fn armed_generation() -> u64 {
+        SIGNALS.armed_generation()
     }
 
     /// Dies by `signal` if re-raising it ends the process; returns if it did not.
@@ -525,6 +949,14 @@ mod imp {
     pub(crate) fn is_pid1() -> bool {
         false
     }
+
+    pub(crate) fn run_was_hit(_signal: StopSignal) {}
+
+    pub(crate) fn shutdown_over(_generation: u64) {}
+
+    pub(crate) fn armed_generation() -> u64 {
+        0
+    }
 }
 
 /// Arms the `wanted` signals for the run whose main task is `main`, where the rules allow
@@ -546,8 +978,29 @@ impl Armed {
     pub(crate) fn disarm(self) -> Option<StopSignal> {
         let hit = imp::disarm();
         std::mem::forget(self);
+        if let Some(signal) = hit {
+            hit_run(signal);
+        }
         hit
     }
+}
+
+/// Only a run that a signal hit comes here (kept out of the run's path).
+#[cold]
+#[inline(never)]
+fn hit_run(signal: StopSignal) {
+    imp::run_was_hit(signal);
+}
+
+/// The shutdown that the run of `generation` began is over: its Runner has closed. From
+/// now on a signal outside a run is no longer a forced exit.
+pub(crate) fn shutdown_over(generation: u64) {
+    imp::shutdown_over(generation);
+}
+
+/// The generation of the run armed now (0: none); a hint for reports.
+pub(crate) fn armed_generation() -> u64 {
+    imp::armed_generation()
 }
 
 impl Drop for Armed {

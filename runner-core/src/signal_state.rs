@@ -4,11 +4,17 @@
 //! `sigaction`, a self-pipe and the listener thread; the loom models at the bottom create
 //! their own instances and run the same methods from model threads.
 //!
-//! The two rules the models check:
+//! The rules the models check:
 //! - every signal either reaches the run (the handler forwards it, and `disarm` returns it as
 //!   that run's hit) or goes past it (the handler decides the run is already hit, or that no
 //!   run is armed): never both, never neither;
-//! - the listener never touches a main task once `disarm` of its run has returned.
+//! - the listener never touches a main task once `disarm` of its run has returned;
+//! - a drain delay (a SIGTERM whose cancel waits, `Builder::drain_delay`) ends exactly once:
+//!   either the listener's timer ends it or the next signal cuts it short, never both (the
+//!   main task is asked to cancel once), and the signal that cuts it short never kills;
+//!   the one after it does;
+//! - once a run was hit, every later signal is a forced exit (final words, then death) until
+//!   its Runner's shutdown ends, also after the run has disarmed (during `close()`).
 
 use crate::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use crate::task_state::StopSignal;
@@ -18,7 +24,12 @@ const ARM_TERM: u64 = 2;
 const HIT_INT: u64 = 4;
 const HIT_TERM: u64 = 8;
 const HITS: u64 = HIT_INT | HIT_TERM;
-const GENERATION_SHIFT: u32 = 4;
+/// Armed with a drain delay: a SIGTERM hit waits for it before the main task is cancelled.
+const DELAY_TERM: u64 = 16;
+/// The hit waits for its drain delay now: the next signal cuts the delay short (it does not
+/// kill), and so does the listener's timer; whichever clears this bit first.
+const DELAYING: u64 = 32;
+const GENERATION_SHIFT: u32 = 6;
 
 impl StopSignal {
     fn arm_bit(self) -> u64 {
@@ -36,7 +47,8 @@ impl StopSignal {
     }
 }
 
-/// Which signals a run arms (a set of [`StopSignal`]s).
+/// Which signals a run arms (a set of [`StopSignal`]s), and whether a SIGTERM hit waits for a
+/// drain delay.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
 pub(crate) struct Arming(u64);
 
@@ -45,9 +57,16 @@ impl Arming {
         Arming(self.0 | signal.arm_bit())
     }
 
+    /// A SIGTERM that hits the run waits for the drain delay before its cancel (SIGTERM
+    /// only: a Ctrl-C at a terminal is never delayed).
+    #[cfg_attr(runner_loom, allow(dead_code))]
+    pub(crate) fn with_drain_delay(self) -> Arming {
+        Arming(self.0 | DELAY_TERM)
+    }
+
     #[cfg_attr(runner_loom, allow(dead_code))]
     pub(crate) fn is_empty(self) -> bool {
-        self.0 == 0
+        self.0 & (ARM_INT | ARM_TERM) == 0
     }
 }
 
@@ -57,8 +76,19 @@ pub(crate) enum Decision {
     /// The first signal of the armed run of this generation: the listener cancels its main
     /// task, and the run's `disarm` returns the signal.
     Forward(u64),
-    /// The armed run was hit before: this one ends the process.
-    Die,
+    /// The first signal, a SIGTERM, of a run armed with a drain delay: the listener marks the
+    /// shutdown requested at once and cancels the main task when the delay is over (unless
+    /// the next signal cuts it short first). The run's `disarm` returns the signal.
+    Delay(u64),
+    /// A signal while the run's drain delay goes on: the delay is over, and the listener
+    /// cancels the main task now. It does not kill; the next signal does.
+    CutShort(u64),
+    /// The armed run was hit before: this one ends the process (a forced exit).
+    Die(u64),
+    /// No run is armed for this signal, but the shutdown that a signal started in the run of
+    /// this generation still goes on (its `close()`, say): the process does what it would do
+    /// without runner, and if that is to die, it is a forced exit.
+    ShuttingDown(u64),
     /// No run is armed for this signal: the process does what it would do without runner.
     NotArmed,
 }
@@ -66,7 +96,8 @@ pub(crate) enum Decision {
 /// The signal state of a process: which run is armed for which signals, whether a signal
 /// hit it, and the main task the listener may cancel.
 pub(crate) struct SignalState<T> {
-    /// `generation << 4 | hits | armed signals`; 0 while no run is armed.
+    /// `generation << 6 | DELAYING | DELAY_TERM | hits | armed signals`; 0 while no run is
+    /// armed.
     word: AtomicU64,
     /// Only the arming thread (the process's main thread) touches it.
     last_generation: AtomicU64,
@@ -74,6 +105,10 @@ pub(crate) struct SignalState<T> {
     /// listener, while `busy` is set (disarm waits for it).
     main: AtomicPtr<T>,
     busy: AtomicBool,
+    /// The generation of the last run a signal hit, until its shutdown ends; 0: none. Set
+    /// by the handler as it records the hit (so a second signal on the same thread, after
+    /// the run disarmed, always sees it) and by `disarm` when it returns a hit.
+    shutdown: AtomicU64,
 }
 
 impl<T> SignalState<T> {
@@ -85,6 +120,7 @@ impl<T> SignalState<T> {
             last_generation: AtomicU64::new(0),
             main: AtomicPtr::new(std::ptr::null_mut()),
             busy: AtomicBool::new(false),
+            shutdown: AtomicU64::new(0),
         }
     }
 
@@ -95,6 +131,7 @@ impl<T> SignalState<T> {
             last_generation: AtomicU64::new(0),
             main: AtomicPtr::new(std::ptr::null_mut()),
             busy: AtomicBool::new(false),
+            shutdown: AtomicU64::new(0),
         }
     }
 
@@ -117,7 +154,7 @@ impl<T> SignalState<T> {
 
     /// Disarms; returns the signal that hit the run, if one did. Once this returns, the
     /// listener is done with the main task and will not touch it again, and every later
-    /// signal is past the run (`NotArmed`).
+    /// signal is past the run (`NotArmed`, or `ShuttingDown` after a hit).
     pub(crate) fn disarm(&self) -> Option<StopSignal> {
         // The one read-modify-write on a run's path: against the handler's compare-exchange
         // on the same word, it decides whether a signal landed before (its hit bit comes
@@ -136,7 +173,19 @@ impl<T> SignalState<T> {
         while self.busy.load(Ordering::SeqCst) {
             spin();
         }
-        hit_of(word)
+        let hit = hit_of(word);
+        if hit.is_some() {
+            self.shutting_down(word >> GENERATION_SHIFT);
+        }
+        hit
+    }
+
+    /// The shutdown of the run of `generation` goes on past the run (kept out of line: only
+    /// a run that a signal hit comes here).
+    #[cold]
+    #[inline(never)]
+    fn shutting_down(&self, generation: u64) {
+        self.shutdown.store(generation, Ordering::SeqCst);
     }
 
     /// The handler's decision for `signal` (async-signal-safe: atomics only). A
@@ -148,21 +197,76 @@ impl<T> SignalState<T> {
         let mut word = self.word.load(Ordering::Relaxed);
         loop {
             if word & signal.arm_bit() == 0 {
-                return Decision::NotArmed;
+                return match self.shutdown.load(Ordering::SeqCst) {
+                    0 => Decision::NotArmed,
+                    generation => Decision::ShuttingDown(generation),
+                };
             }
-            if word & HITS != 0 {
-                return Decision::Die;
-            }
-            match self.word.compare_exchange(
-                word,
-                word | signal.hit_bit(),
-                Ordering::SeqCst,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Decision::Forward(word >> GENERATION_SHIFT),
+            let generation = word >> GENERATION_SHIFT;
+            let next = if word & HITS == 0 {
+                let delayed = signal == StopSignal::Terminate && word & DELAY_TERM != 0;
+                word | signal.hit_bit() | if delayed { DELAYING } else { 0 }
+            } else if word & DELAYING != 0 {
+                word & !DELAYING
+            } else {
+                return Decision::Die(generation);
+            };
+            match self
+                .word
+                .compare_exchange(word, next, Ordering::SeqCst, Ordering::Relaxed)
+            {
+                Ok(_) if word & HITS != 0 => return Decision::CutShort(generation),
+                Ok(_) => {
+                    // Before the handler returns: a second signal on this thread (nested,
+                    // or after the run has disarmed) then sees the shutdown.
+                    self.shutting_down(generation);
+                    return if next & DELAYING != 0 {
+                        Decision::Delay(generation)
+                    } else {
+                        Decision::Forward(generation)
+                    };
+                }
                 Err(now) => word = now,
             }
         }
+    }
+
+    /// The listener's timer: ends the drain delay of the run of `generation` if it still
+    /// goes on; `true` if this call ended it (the listener then cancels the main task), and
+    /// `false` if a signal cut it short before (the listener cancels for that signal) or
+    /// the run has ended.
+    #[cfg_attr(runner_loom, allow(dead_code))]
+    pub(crate) fn end_delay(&self, generation: u64) -> bool {
+        let mut word = self.word.load(Ordering::SeqCst);
+        loop {
+            if word >> GENERATION_SHIFT != generation || word & DELAYING == 0 {
+                return false;
+            }
+            match self.word.compare_exchange(
+                word,
+                word & !DELAYING,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(now) => word = now,
+            }
+        }
+    }
+
+    /// The shutdown of the run of `generation` is over (its Runner has closed): from now on
+    /// a signal outside a run is `NotArmed` again. A later shutdown's mark is left alone.
+    pub(crate) fn end_shutdown(&self, generation: u64) {
+        let _ = self
+            .shutdown
+            .compare_exchange(generation, 0, Ordering::SeqCst, Ordering::Relaxed);
+    }
+
+    /// The generation of the run armed last (or arming now): what a run that `disarm` just
+    /// reported hit was. Only the arming thread may ask.
+    #[cfg_attr(runner_loom, allow(dead_code))]
+    pub(crate) fn last_generation(&self) -> u64 {
+        self.last_generation.load(Ordering::Relaxed)
     }
 
     /// The listener's step for a forwarded signal of `generation`: if that run is still
@@ -296,7 +400,7 @@ mod loom_models {
                     );
                 }
                 Decision::NotArmed => assert_eq!(hit, None, "reported and passed on"),
-                Decision::Die => panic!("a run's only signal killed"),
+                other => panic!("a run's only signal: {other:?}"),
             }
         });
     }
@@ -333,7 +437,7 @@ mod loom_models {
                 assert_eq!(hit, forwarded.first().copied(), "run {generation}");
             }
             for (signal, decision) in &decisions {
-                if *decision == Decision::Die {
+                if matches!(decision, Decision::Die(_)) {
                     assert!(
                         decisions
                             .iter()
@@ -415,6 +519,157 @@ mod loom_models {
             assert_eq!(state.disarm(), Some(StopSignal::Interrupt));
             assert!(first.cancels() <= 1);
             assert_eq!(second.cancels(), 1, "one signal, one cancel request");
+        });
+    }
+
+    fn sigterm_delayed() -> Arming {
+        sigint().with(StopSignal::Terminate).with_drain_delay()
+    }
+
+    /// A SIGTERM with a drain delay, then a Ctrl-C racing the listener's timer at the end
+    /// of the delay: the delay ends once, by whichever comes first; the Ctrl-C cuts it short
+    /// (it never kills while the delay goes on) and the one after it kills; the main task is
+    /// asked to cancel exactly once (a second request could drop it in its cleanup).
+    #[test]
+    fn loom_drain_delay_ends_once_by_its_timer_or_by_the_next_signal() {
+        loom::model(|| {
+            let state = Arc::new(SignalState::<MainTask>::new());
+            let main = Arc::new(MainTask::new());
+            let generation = state.arm(&main, sigterm_delayed());
+            assert_eq!(
+                state.on_signal(StopSignal::Terminate),
+                Decision::Delay(generation),
+                "a SIGTERM of a run with a drain delay was not delayed"
+            );
+            assert_eq!(
+                state.on_signal(StopSignal::Terminate),
+                Decision::CutShort(generation),
+                "the second signal did not cut the delay short"
+            );
+            assert!(
+                !state.end_delay(generation),
+                "a delay cut short ended again"
+            );
+            assert_eq!(
+                state.on_signal(StopSignal::Interrupt),
+                Decision::Die(generation)
+            );
+            assert_eq!(state.disarm(), Some(StopSignal::Terminate));
+
+            // The race, on a fresh run: the second signal against the timer.
+            let generation = state.arm(&main, sigterm_delayed());
+            assert_eq!(
+                state.on_signal(StopSignal::Terminate),
+                Decision::Delay(generation)
+            );
+            // Each side does what the listener does for it: cancel the main task.
+            let second = {
+                let state = state.clone();
+                thread::spawn(move || {
+                    let decision = state.on_signal(StopSignal::Interrupt);
+                    if decision == Decision::CutShort(generation) {
+                        state.deliver(generation, |task, _| task.cancel());
+                    }
+                    decision
+                })
+            };
+            let timer = {
+                let state = state.clone();
+                thread::spawn(move || {
+                    let ended = state.end_delay(generation);
+                    if ended {
+                        state.deliver(generation, |task, _| task.cancel());
+                    }
+                    ended
+                })
+            };
+            let decision = second.join().unwrap();
+            let ended = timer.join().unwrap();
+            match decision {
+                Decision::CutShort(g) => {
+                    assert_eq!(g, generation);
+                    assert!(!ended, "the delay ended twice: by its timer and cut short");
+                }
+                Decision::Die(_) => assert!(ended, "a signal during the drain delay killed"),
+                other => panic!("the second signal: {other:?}"),
+            }
+            assert_eq!(main.cancels(), 1, "one drain delay, one cancel request");
+            assert!(matches!(
+                state.on_signal(StopSignal::Terminate),
+                Decision::Die(_)
+            ));
+            assert_eq!(state.disarm(), Some(StopSignal::Terminate));
+        });
+    }
+
+    /// The run ends (its main task finished on its own) while its drain delay goes on: the
+    /// listener's timer then neither cancels nor touches the main task after disarm.
+    #[test]
+    fn loom_drain_delay_timer_never_touches_a_disarmed_main_task() {
+        loom::model(|| {
+            let state = Arc::new(SignalState::<MainTask>::new());
+            let main = Arc::new(MainTask::new());
+            let generation = state.arm(&main, sigterm_delayed());
+            assert_eq!(
+                state.on_signal(StopSignal::Terminate),
+                Decision::Delay(generation)
+            );
+            let timer = {
+                let state = state.clone();
+                thread::spawn(move || {
+                    if state.end_delay(generation) {
+                        state.deliver(generation, |task, _| task.cancel());
+                    }
+                })
+            };
+            let hit = state.disarm();
+            main.reuse();
+            timer.join().unwrap();
+            assert_eq!(hit, Some(StopSignal::Terminate));
+            assert!(main.cancels() <= 1);
+        });
+    }
+
+    /// A signal hits a run and a second one follows on the same thread while the run
+    /// disarms (its main task ends): the second is a forced exit whether it lands before the
+    /// disarm (`Die`) or after (`ShuttingDown`), never `NotArmed` (it would die without
+    /// saying what it cut short); so is a signal after the disarm, until the shutdown ends.
+    #[test]
+    fn loom_after_a_hit_every_signal_is_a_forced_exit_until_the_shutdown_ends() {
+        loom::model(|| {
+            let state = Arc::new(SignalState::<MainTask>::new());
+            let main = MainTask::new();
+            let generation = state.arm(&main, sigint());
+            let handler = {
+                let state = state.clone();
+                thread::spawn(move || {
+                    let first = state.on_signal(StopSignal::Interrupt);
+                    let second = state.on_signal(StopSignal::Interrupt);
+                    (first, second)
+                })
+            };
+            let hit = state.disarm();
+            let (first, second) = handler.join().unwrap();
+            match first {
+                Decision::Forward(g) => {
+                    assert_eq!((g, hit), (generation, Some(StopSignal::Interrupt)));
+                    assert!(
+                        matches!(second, Decision::Die(g) | Decision::ShuttingDown(g) if g == generation),
+                        "a second signal after a hit: {second:?}"
+                    );
+                    assert_eq!(
+                        state.on_signal(StopSignal::Terminate),
+                        Decision::ShuttingDown(generation),
+                        "a signal after the hit run disarmed"
+                    );
+                    state.end_shutdown(generation);
+                    assert_eq!(state.on_signal(StopSignal::Terminate), Decision::NotArmed);
+                }
+                Decision::NotArmed => {
+                    assert_eq!((hit, second), (None, Decision::NotArmed));
+                }
+                other => panic!("a run's first signal: {other:?}"),
+            }
         });
     }
 }

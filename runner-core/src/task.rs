@@ -8,10 +8,13 @@ use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context as TaskCx, Poll};
 
+#[allow(unused_imports)] // rustdoc links
+use crate::debug::ReportKind;
 use crate::error::TaskError;
 use crate::guarded::{Guarded, Outcome};
 use crate::scope::{self, Scope};
 use crate::shared::Shared;
+use crate::stop::RunnerStop;
 use crate::task_state::{Origin, TaskState};
 
 /// A handle to a task started by [`spawn`], [`spawn_local`] or [`spawn_blocking`] (asyncio's `Task`).
@@ -421,6 +424,7 @@ where
         task: None,
         // asyncio lets executor threads start a loop of their own: so do we.
         in_run: false,
+        isolated: true,
     };
     let job_state = state.clone();
     // Done when the closure is dropped, run or not: a job cancelled before it started is
@@ -514,13 +518,6 @@ where
 /// [`Task::cancel`], `close()`) does not drop the task: it wakes it, this future resolves,
 /// and the task can do async cleanup and finish on its own.
 ///
-/// The future belongs to the task that created it (that task counts as observing while the
-/// future lives), but it resolves wherever it is polled: it can be handed to another task,
-/// such as the one in which axum polls its graceful-shutdown future:
-/// `axum::serve(listener, app).with_graceful_shutdown(runner::cancelled())`. Ctrl-C then
-/// starts axum's drain while the main task awaits it. Created outside any task, it never
-/// resolves.
-///
 /// ```
 /// # use runner_core as runner;
 /// runner::run(async {
@@ -537,7 +534,45 @@ where
 /// .unwrap();
 /// ```
 ///
-/// Moved into a plain `tokio::spawn` task, it still resolves on the cancel request:
+/// # In a loop: make one, before the loop
+///
+/// A task observes cancellation only while a `cancelled()` is alive. A `select!` loop that
+/// makes a fresh one each iteration (the line-for-line port of a `CancellationToken` loop)
+/// holds none while it does its work, so a cancel that comes then drops the task in the
+/// middle of that work (and runner reports it: [`ReportKind::DroppedMidWork`]). Make one
+/// before the loop and select on `&mut` it (it is `Unpin`: no `pin!` needed); a cancel during
+/// the work is then seen at the next iteration, and no unit of work is cut:
+///
+/// ```
+/// # use runner_core as runner;
+/// # async fn work(done: &mut u32) { tokio::task::yield_now().await; *done += 1; }
+/// runner::run(async {
+///     let worker = runner::spawn(async {
+///         let mut stop = runner::cancelled();
+///         let mut done = 0;
+///         loop {
+///             tokio::select! {
+///                 _ = &mut stop => break,
+///                 // The unit of work runs in the arm, after the select: never cut.
+///                 _ = tokio::task::yield_now() => work(&mut done).await,
+///             }
+///         }
+///         done // every unit it started, it finished
+///     });
+///     tokio::task::yield_now().await;
+///     worker.cancel();
+///     assert!(worker.await.is_ok());
+/// })
+/// .unwrap();
+/// ```
+///
+/// # Where it resolves
+///
+/// A `cancelled()` made in a task of the Runner (the main task, a [`spawn`]ed or
+/// [`spawn_local`]ed task) belongs to that task: the task counts as observing while the
+/// future lives, and the task's cancel resolves it, wherever it is polled. It can be handed
+/// to another task, as in `axum::serve(listener, app).with_graceful_shutdown(runner::cancelled())`,
+/// where axum polls it in a task of its own:
 ///
 /// ```
 /// # use runner_core as runner;
@@ -553,20 +588,83 @@ where
 /// })
 /// .unwrap();
 /// ```
+///
+/// A `cancelled()` made in plain code of a Runner's runtime (a plain `tokio::spawn` task,
+/// such as the one where axum's `with_graceful_shutdown(shutdown_signal())` first polls
+/// `async fn shutdown_signal() { runner::cancelled().await }`) belongs to the Runner:
+/// - it observes the main task of the run active when it was made: the main task's cancel
+///   (the first Ctrl-C or SIGTERM, [`current_task()`]`.cancel()`) resolves it, and while it
+///   lives the main task counts as observing, exactly as with the eager form above;
+/// - `close()` resolves it, and waits (bounded by the shutdown timeout) while it is held: a
+///   plain task that keeps it alive until its cleanup is done (`(&mut stop).await`, or the
+///   loop above) gets that cleanup run before the runtime shuts down.
+///
+/// ```
+/// # use runner_core as runner;
+/// let drained = runner::Runner::new().run(async {
+///     // axum's shape: the future is made inside the server's own task.
+///     let server = tokio::spawn(async { runner::cancelled().await; "drained" });
+///     tokio::task::yield_now().await;
+///     runner::current_task().unwrap().cancel(); // as the first Ctrl-C would
+///     server.await.unwrap() // the main task was observing: not dropped
+/// });
+/// assert_eq!(drained.unwrap(), "drained");
+/// ```
+///
+/// Made in a `spawn_blocking` job of a current-thread loop (no run's thread, no published
+/// main task), it observes the Runner's close only. Made outside any Runner, it never
+/// resolves.
 pub fn cancelled() -> Cancelled {
-    let task = scope::with(|s| s.task.clone()).flatten();
-    if let Some(task) = &task {
+    // A task of the Runner observes its own record.
+    if let Some(task) = scope::with(|s| s.task.clone()).flatten() {
         task.observe();
+        return Cancelled {
+            task: Some(task),
+            watch: None,
+            runner: None,
+        };
     }
-    Cancelled { task, watch: None }
+    // Plain code on a Runner's runtime: the Runner's active main task, and its close.
+    let Some((main, stop)) = scope::plain_observed() else {
+        return Cancelled {
+            task: None,
+            watch: None,
+            runner: None,
+        };
+    };
+    if let Some(main) = &main {
+        main.observe();
+    }
+    stop.observe();
+    Cancelled {
+        task: main,
+        watch: None,
+        runner: Some(RunnerWatch { stop, watch: None }),
+    }
 }
 
 /// The future returned by [`cancelled()`].
 #[must_use = "a cancelled() future observes cancellation only while it is held"]
 pub struct Cancelled {
+    /// The record observed: the task's own, or (made in plain code) the main task's.
     task: Option<Arc<TaskState>>,
-    /// Its entry among the task's watchers, once polled.
+    /// Its entry among that record's watchers, once polled.
     watch: Option<u64>,
+    /// Made in plain code: the Runner, whose close resolves it too.
+    runner: Option<RunnerWatch>,
+}
+
+struct RunnerWatch {
+    stop: Arc<RunnerStop>,
+    watch: Option<u64>,
+}
+
+impl Cancelled {
+    /// `true` once a request for it has come (consuming a pending one of its task).
+    fn requested(&self) -> bool {
+        self.task.as_ref().is_some_and(|task| task.take_request())
+            || self.runner.as_ref().is_some_and(|r| r.stop.is_closing())
+    }
 }
 
 impl Future for Cancelled {
@@ -574,16 +672,24 @@ impl Future for Cancelled {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<()> {
         let this = &mut *self;
-        let Some(task) = &this.task else {
+        if this.task.is_none() && this.runner.is_none() {
             return Poll::Pending;
-        };
-        if task.take_request() {
+        }
+        if let Some(task) = &this.task {
+            task.mark_polled_cancelled();
+        }
+        if this.requested() {
             return Poll::Ready(());
         }
         // Whoever polls us is woken by the request, in whatever task this future now lives.
-        task.watch(&mut this.watch, cx.waker());
+        if let Some(task) = &this.task {
+            task.watch(&mut this.watch, cx.waker());
+        }
+        if let Some(runner) = &mut this.runner {
+            runner.stop.watch(&mut runner.watch, cx.waker());
+        }
         // A request made between the check and the registration has already run its wakes.
-        if task.take_request() {
+        if this.requested() {
             Poll::Ready(())
         } else {
             Poll::Pending
@@ -599,6 +705,9 @@ impl Drop for Cancelled {
             }
             task.unobserve();
         }
+        if let Some(runner) = &self.runner {
+            runner.stop.unobserve(runner.watch);
+        }
     }
 }
 
@@ -607,8 +716,10 @@ impl fmt::Debug for Cancelled {
         f.debug_struct("Cancelled")
             .field(
                 "requested",
-                &self.task.as_ref().is_some_and(|t| t.was_cancelled()),
+                &(self.task.as_ref().is_some_and(|t| t.was_cancelled())
+                    || self.runner.as_ref().is_some_and(|r| r.stop.is_closing())),
             )
+            .field("plain", &self.runner.is_some())
             .finish()
     }
 }

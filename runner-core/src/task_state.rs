@@ -49,6 +49,10 @@ const IN_CLOSE_PASS: u8 = 8;
 /// `close()`): for a main task, what makes its run return `Cancelled` rather than
 /// `Interrupted` (asyncio's `uncancel() != 0`).
 const CANCELLED_OTHERWISE: u8 = 16;
+/// A `cancelled()` of this task was polled at some point: the task looks for cancellation,
+/// so a cancel that finds it holding none (a `select!` loop that makes a fresh `cancelled()`
+/// each iteration, caught in the middle of its work) is worth a report.
+const POLLED_CANCELLED: u8 = 32;
 
 pub(crate) const NO_SLOT: usize = usize::MAX;
 
@@ -369,6 +373,19 @@ impl TaskState {
         if let Some(at) = rare.watchers.iter().position(|(w, _)| *w == id) {
             rare.watchers.swap_remove(at);
         }
+    }
+
+    /// A `cancelled()` of this task is being polled (see `POLLED_CANCELLED`): a load, and an
+    /// RMW only the first time.
+    pub(crate) fn mark_polled_cancelled(&self) {
+        if self.flags.load(Ordering::Relaxed) & POLLED_CANCELLED == 0 {
+            self.flags.fetch_or(POLLED_CANCELLED, Ordering::Relaxed);
+        }
+    }
+
+    /// `true` if a `cancelled()` of this task was ever polled.
+    pub(crate) fn polled_cancelled(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & POLLED_CANCELLED != 0
     }
 
     pub(crate) fn was_cancelled(&self) -> bool {

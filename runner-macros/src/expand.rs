@@ -92,7 +92,13 @@ fn function(kind: Macro, config: &Config, func: &AsyncFn, role: Role) -> TokenSt
             #krate::__private::block_main(#builder, #future)
         },
         Macro::Test => {
-            let timeout = option(config.timeout.map(duration));
+            // The limit and the string the user wrote, which the failure message quotes.
+            let timeout = option(config.timeout.clone().map(|limit| {
+                let mut text = Literal::string(&limit.text);
+                text.set_span(limit.span);
+                let limit = duration(limit);
+                quote!((#limit, #text))
+            }));
             quote! {
                 #krate::__private::block_test(#builder, #timeout, #future)
             }
@@ -202,11 +208,11 @@ fn builder(kind: Macro, config: &Config, krate: &TokenStream) -> TokenStream {
         let debug = option(Some(debug.to_token_stream()));
         builder = quote!(#builder.debug(#debug));
     }
-    if let Some(timeout) = config.shutdown_timeout {
+    if let Some(timeout) = config.shutdown_timeout.clone() {
         let timeout = duration(timeout);
         builder = quote!(#builder.shutdown_timeout(#timeout));
     }
-    if let Some(threshold) = config.shutdown_report_after {
+    if let Some(threshold) = config.shutdown_report_after.clone() {
         let threshold = duration(threshold);
         builder = quote!(#builder.shutdown_report_after(#threshold));
     }
@@ -216,7 +222,15 @@ fn builder(kind: Macro, config: &Config, krate: &TokenStream) -> TokenStream {
     if let (Macro::Main, Some(on)) = (kind, &config.handle_sigterm) {
         builder = quote!(#builder.handle_sigterm(#on));
     }
-    if let Some(threshold) = config.slow_callback_duration {
+    if let (Macro::Main, Some(grace)) = (kind, config.grace_period.clone()) {
+        let grace = duration(grace);
+        builder = quote!(#builder.grace_period(#grace));
+    }
+    if let (Macro::Main, Some(delay)) = (kind, config.drain_delay.clone()) {
+        let delay = duration(delay);
+        builder = quote!(#builder.drain_delay(#delay));
+    }
+    if let Some(threshold) = config.slow_callback_duration.clone() {
         let threshold = duration(threshold);
         builder = quote!(#builder.slow_callback_duration(#threshold));
     }

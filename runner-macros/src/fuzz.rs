@@ -46,6 +46,8 @@ const KEYS: &[&str] = &[
     "shutdown_report_after",
     "handle_sigint",
     "handle_sigterm",
+    "grace_period",
+    "drain_delay",
     "slow_callback_duration",
     "exception_handler",
     "timeout",
@@ -245,6 +247,17 @@ fn valid_args(rng: &mut Rng, kind: Macro) -> String {
             "exception_handler = {}",
             rng.pick(&["my_handler", "a::b", "|r| log(r)", "move |_| {}"])
         ));
+    }
+    if kind == Macro::Main && rng.chance(2) {
+        // Valid together: a grace period, and a drain delay shorter than it.
+        let grace = 1 + rng.below(1000);
+        entries.push(format!("grace_period = \"{grace}s\""));
+        if rng.chance(2) {
+            entries.push(format!(
+                "drain_delay = \"{}ms\"",
+                1 + rng.below(grace * 1000 - 1)
+            ));
+        }
     }
     match kind {
         Macro::Main if rng.chance(2) => {
@@ -457,6 +470,16 @@ fn inputs_known_to_be_wrong_are_rejected() {
         (Macro::Main, "timeout = \"1s\""),
         (Macro::Test, "handle_sigint = true"),
         (Macro::Test, "handle_sigterm = true"),
+        (Macro::Test, "grace_period = \"25s\""),
+        (Macro::Test, "drain_delay = \"5s\""),
+        (Macro::Main, "grace_period = \"0s\""),
+        (Macro::Main, "drain_delay = \"0ms\""),
+        (Macro::Main, "drain_delay = \"5s\", handle_sigterm = false"),
+        (Macro::Main, "grace_period = \"5s\", drain_delay = \"5s\""),
+        (
+            Macro::Main,
+            "grace_period = \"5s\", handle_sigint = false, handle_sigterm = false",
+        ),
         (Macro::Main, "debug = true, debug = true"),
         (Macro::Test, "worker_threads = 2"),
         (

@@ -44,6 +44,8 @@ pub(crate) enum Key {
     ShutdownReportAfter,
     HandleSigint,
     HandleSigterm,
+    GracePeriod,
+    DrainDelay,
     SlowCallbackDuration,
     ExceptionHandler,
     Timeout,
@@ -171,6 +173,20 @@ pub(crate) const KEYS: &[KeySpec] = &[
         example: "handle_sigterm = true",
     },
     KeySpec {
+        key: Key::GracePeriod,
+        name: "grace_period",
+        scope: Scope::Only(Macro::Main),
+        kind: Kind::Duration,
+        example: "grace_period = \"25s\"",
+    },
+    KeySpec {
+        key: Key::DrainDelay,
+        name: "drain_delay",
+        scope: Scope::Only(Macro::Main),
+        kind: Kind::Duration,
+        example: "drain_delay = \"5s\"",
+    },
+    KeySpec {
         key: Key::SlowCallbackDuration,
         name: "slow_callback_duration",
         scope: Scope::Both,
@@ -292,7 +308,7 @@ mod tests {
             valid_keys(Macro::Main),
             "debug, loop_factory, flavor, worker_threads, start_paused, name, \
              shutdown_timeout, shutdown_report_after, handle_sigint, handle_sigterm, \
-             slow_callback_duration, exception_handler, crate"
+             grace_period, drain_delay, slow_callback_duration, exception_handler, crate"
         );
         assert_eq!(
             valid_keys(Macro::Test),

@@ -1,5 +1,5 @@
 //! The `#[runner::main]` and `#[runner::test]` attribute macros. Use them through the
-//! [`runner`](https://docs.rs/runner) crate, which re-exports them next to the runtime
+//! [`tokio-runner`](https://docs.rs/tokio-runner) crate (in code: `runner`), which re-exports them next to the runtime
 //! they call.
 //!
 //! Each expansion goes through three small steps: `attr` collects the attribute's `key = value` pairs into a configuration that remembers every span, `valid`
@@ -23,7 +23,7 @@ mod fuzz;
 
 use keys::Macro;
 
-/// Runs an `async fn main` on a [`Runner`](https://docs.rs/runner/latest/runner/struct.Runner.html),
+/// Runs an `async fn main` on a [`Runner`](https://docs.rs/tokio-runner/latest/runner/struct.Runner.html),
 /// like Python's `asyncio.run(main())`.
 ///
 /// ```
@@ -44,9 +44,14 @@ use keys::Macro;
 ///
 /// - On the first Ctrl-C the body is cancelled, the Runner is closed (tasks cancelled,
 ///   cleanup run), and the process dies by SIGINT, as Python does: exit status 130 in a shell.
-///   SIGTERM, when handled, likewise (143). As PID 1 of a PID namespace (a container
-///   without an init), where the kernel drops such a signal, the process exits with status
-///   130 or 143 instead.
+///   SIGTERM likewise (143): the attribute handles it by default, since SIGTERM is how every
+///   supervisor says "stop" (docker, systemd, Kubernetes, `kill`); `handle_sigterm = false`
+///   turns that off. As PID 1 of a PID namespace (a container without an init), where the
+///   kernel drops such a signal, the process exits with status 130 or 143 instead.
+/// - With `grace_period`, the whole shutdown (the body's drain and the close) is bounded:
+///   at its end one last report names what still runs, and the process ends as on a second
+///   signal. With `drain_delay`, a SIGTERM turns `runner::shutdown_requested()` true at once
+///   and cancels the body only after the delay (time for a load balancer to stop sending).
 /// - If the runtime cannot be built (a `loop_factory` error), it prints
 ///   `error: #[runner::main]: ...` and exits with status 1, instead of panicking.
 ///
@@ -65,7 +70,9 @@ use keys::Macro;
 /// | `shutdown_timeout` | a duration string: how long `close()` waits for tasks | `"300s"` |
 /// | `shutdown_report_after` | a duration string, more than zero: a shutdown that waits this long (the body after a signal cancelled it, `close()` for tasks or blocking work) reports what it waits for, then again at most this often | `"5s"` |
 /// | `handle_sigint` | `true` or `false`: whether Ctrl-C cancels the body (main only) | `true` |
-/// | `handle_sigterm` | `true` or `false`: whether SIGTERM cancels the body like Ctrl-C; the process then dies by SIGTERM, or exits with status 143 as PID 1 (main only) | `false`, except as PID 1 of a PID namespace (a container without an init): `true` |
+/// | `handle_sigterm` | `true` or `false`: whether SIGTERM cancels the body like Ctrl-C; the process then dies by SIGTERM, or exits with status 143 as PID 1 (main only) | `true` (a `Runner` built by hand: `false`, except as PID 1) |
+/// | `grace_period` | a duration string, more than zero: the deadline, from the first signal, of the body's drain and the close together; at its end one report names what still runs and the process ends as on a second signal (main only) | none |
+/// | `drain_delay` | a duration string, more than zero and shorter than `grace_period`: after a SIGTERM (not a Ctrl-C), `runner::shutdown_requested()` is true at once and the body is cancelled only after this delay; a second signal cuts it short (main only; not with `handle_sigterm = false`) | none |
 /// | `slow_callback_duration` | a duration string: in debug mode, polls at least this long are reported | `"100ms"` |
 /// | `exception_handler` | a path or closure, `Fn(&runner::Report) + Send + Sync + 'static`: receives every report instead of the default handler (stderr, or `tracing` with that feature) | |
 /// | `crate` | the path of the `runner` crate, in a string: `"my::runner"` | `"::runner"` |
@@ -146,7 +153,7 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::expand(Macro::Main, args.into(), item.into()).into()
 }
 
-/// Runs an `async fn` test on its own [`Runner`](https://docs.rs/runner/latest/runner/struct.Runner.html).
+/// Runs an `async fn` test on its own [`Runner`](https://docs.rs/tokio-runner/latest/runner/struct.Runner.html).
 ///
 /// ```no_run
 /// #[runner::test]

@@ -22,6 +22,8 @@ pub(crate) struct Config {
     pub(crate) shutdown_report_after: Option<DurationLit>,
     pub(crate) handle_sigint: Option<LitBool>,
     pub(crate) handle_sigterm: Option<LitBool>,
+    pub(crate) grace_period: Option<DurationLit>,
+    pub(crate) drain_delay: Option<DurationLit>,
     pub(crate) slow_callback_duration: Option<DurationLit>,
     /// The user's handler expression, spans and all.
     pub(crate) exception_handler: Option<Expr>,
@@ -72,6 +74,8 @@ pub(crate) fn build(raw: &Configuration, errors: &mut Errors) -> Config {
         shutdown_report_after: duration_setting(raw, Key::ShutdownReportAfter),
         handle_sigint: bool_setting(raw, Key::HandleSigint),
         handle_sigterm: bool_setting(raw, Key::HandleSigterm),
+        grace_period: duration_setting(raw, Key::GracePeriod),
+        drain_delay: shutdown_keys(raw, errors),
         slow_callback_duration: duration_setting(raw, Key::SlowCallbackDuration),
         exception_handler: raw.get(Key::ExceptionHandler).and_then(|s| match &s.value {
             Value::Callable(expr) => Some(expr.clone()),
@@ -208,6 +212,46 @@ fn runtime(raw: &Configuration, errors: &mut Errors) -> Runtime {
     })
 }
 
+/// The rules between `grace_period`, `drain_delay` and the signal keys; the drain delay
+/// that is left (a rejected one is reported and dropped).
+fn shutdown_keys(raw: &Configuration, errors: &mut Errors) -> Option<DurationLit> {
+    let off = |key| bool_setting(raw, key).is_some_and(|on| !on.value);
+    let delay = duration_setting(raw, Key::DrainDelay);
+    if let (Some(setting), true) = (raw.get(Key::DrainDelay), off(Key::HandleSigterm)) {
+        errors.push(error(
+            setting,
+            "`drain_delay` delays the cancel of a SIGTERM, which `handle_sigterm = false` \
+             leaves unhandled: remove `drain_delay`, or remove `handle_sigterm = false`",
+        ));
+        return None;
+    }
+    if let Some(setting) = raw.get(Key::GracePeriod) {
+        if off(Key::HandleSigint) && off(Key::HandleSigterm) {
+            errors.push(error(
+                setting,
+                "`grace_period` counts from the first handled signal, and `handle_sigint = \
+                 false, handle_sigterm = false` handle none: remove `grace_period`, or one of \
+                 them",
+            ));
+        }
+        let grace = duration_setting(raw, Key::GracePeriod);
+        if let (Some(grace), Some(lit), Some(delay_setting)) =
+            (grace, delay.as_ref(), raw.get(Key::DrainDelay))
+        {
+            if (lit.secs, lit.nanos) >= (grace.secs, grace.nanos) {
+                errors.push(error(
+                    delay_setting,
+                    "the grace period counts the drain delay, so a `drain_delay` as long as \
+                     `grace_period` leaves no time to drain: make `drain_delay` shorter (a few \
+                     seconds), or `grace_period` longer",
+                ));
+                return None;
+            }
+        }
+    }
+    delay
+}
+
 fn bool_setting(raw: &Configuration, key: Key) -> Option<LitBool> {
     raw.get(key).and_then(|s| match &s.value {
         Value::Bool(lit) => Some(lit.clone()),
@@ -216,8 +260,8 @@ fn bool_setting(raw: &Configuration, key: Key) -> Option<LitBool> {
 }
 
 fn duration_setting(raw: &Configuration, key: Key) -> Option<DurationLit> {
-    raw.get(key).and_then(|s| match s.value {
-        Value::Duration(duration) => Some(duration),
+    raw.get(key).and_then(|s| match &s.value {
+        Value::Duration(duration) => Some(duration.clone()),
         _ => None,
     })
 }

@@ -38,11 +38,13 @@ pub(crate) struct Count {
 }
 
 /// A duration string, computed at compile time.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct DurationLit {
     pub(crate) secs: u64,
     pub(crate) nanos: u32,
     pub(crate) span: Span,
+    /// The string as the user wrote it (a test's timeout message quotes it).
+    pub(crate) text: String,
 }
 
 /// Parses `expr` as the value of `spec`.
@@ -271,10 +273,27 @@ fn duration(spec: &KeySpec, expr: &Expr) -> syn::Result<Value> {
                     spec.example
                 ),
             )),
+            Ok((0, 0)) if spec.key == Key::GracePeriod => Err(error(
+                s,
+                format!(
+                    "a `{name}` of zero would force the exit at the first signal, before any \
+                     cleanup: write `{}` (a little below the orchestrator's own limit, such as \
+                     Kubernetes' terminationGracePeriodSeconds), or remove it",
+                    spec.example
+                ),
+            )),
+            Ok((0, 0)) if spec.key == Key::DrainDelay => Err(error(
+                s,
+                format!(
+                    "a `{name}` of zero is no delay: remove it, or write `{}`",
+                    spec.example
+                ),
+            )),
             Ok((secs, nanos)) => Ok(Value::Duration(DurationLit {
                 secs,
                 nanos,
                 span: s.span(),
+                text: s.value(),
             })),
             Err(DurationError::Format)
                 if !s.value().is_empty()

@@ -32,6 +32,7 @@ mod unix {
             "term_on" => term_on(),
             "term_default" => term_default(),
             "term_off" => term_off(),
+            "term_builder" => term_builder(),
             "after_close" => after_close(),
             "between_runs" => between_runs(),
             "short_runs" => short_runs(),
@@ -74,7 +75,7 @@ mod unix {
         body().await
     }
 
-    /// No `handle_sigterm` key: as PID 1 it defaults to on.
+    /// No `handle_sigterm` key: `#[runner::main]` handles SIGTERM (as PID 1 and not).
     #[runner::main]
     async fn term_default() {
         body().await
@@ -83,6 +84,18 @@ mod unix {
     #[runner::main(handle_sigterm = false)]
     async fn term_off() {
         body().await
+    }
+
+    /// A Runner built by hand, no option: SIGTERM is handled only as PID 1.
+    fn term_builder() {
+        let mut runner = Runner::new();
+        let result = runner.run(body());
+        runner.close();
+        match result {
+            Err(RunError::Interrupted) => runner::die_by_sigint(),
+            Err(RunError::Terminated) => runner::die_by_sigterm(),
+            other => println!("result: {other:?}"),
+        }
     }
 
     /// A signal after a Runner has run and closed: runner's handler is installed, and no

@@ -17,6 +17,8 @@ fn log_report(report: &runner::Report) {
     shutdown_report_after = "2.5s",
     handle_sigint = false,
     handle_sigterm = true,
+    grace_period = "25s",
+    drain_delay = "2.5s",
     slow_callback_duration = "50ms",
     exception_handler = log_report,
     crate = "::runner"
