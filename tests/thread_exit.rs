@@ -59,6 +59,8 @@ thread_local! {
 #[derive(Default)]
 struct Seen {
     finalized: AtomicUsize,
+    /// Finalizers that saw `shutdown_requested()` (close has begun: they all must).
+    finalized_asked: AtomicUsize,
     /// Runner tasks that finished their async cleanup (an await on tokio's timer included).
     cleaned: AtomicUsize,
     /// Local tasks that finished theirs.
@@ -93,6 +95,9 @@ fn bridge_thread(kind: Kind, reports: &Reports, seen: &Arc<Seen>) -> ThreadId {
                     let s = seen.clone();
                     runner::at_close(move || async move {
                         s.finalized.fetch_add(1, Ordering::SeqCst);
+                        if runner::shutdown_requested() {
+                            s.finalized_asked.fetch_add(1, Ordering::SeqCst);
+                        }
                     });
                     let (ready, started) = tokio::sync::oneshot::channel();
                     let s = seen.clone();
@@ -137,6 +142,11 @@ fn a_runner_in_a_thread_local_closes_fully_at_thread_exit_on_every_loop_kind() {
                 seen.finalized.load(Ordering::SeqCst),
                 1,
                 "{kind:?}: finalizer runs; {reports:?}"
+            );
+            assert_eq!(
+                seen.finalized_asked.load(Ordering::SeqCst),
+                1,
+                "{kind:?}: shutdown_requested() false in a finalizer"
             );
             assert_eq!(
                 seen.cleaned.load(Ordering::SeqCst),

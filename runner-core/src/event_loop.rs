@@ -124,7 +124,11 @@ impl Drop for Loops {
                 },
                 Closer::Unknown => continue,
             };
+            // As `Runner::close` does around its close.
+            let closing = shared.clone();
+            closing.shutdown.request();
             crate::close::shutdown_at_home(HomeLoop::Local(rt), shared, ctx, timeout);
+            closing.shutdown.end();
         }
     }
 }
