@@ -23,6 +23,10 @@
 //!   `cancel()` returns `false`;
 //! - a `run` returns what the program allows (`WrongThread` only for a Runner bound to
 //!   another thread);
+//! - a context variable's value is the one its scope or `set` gave;
+//! - `shutdown_requested()` is `false` during a run nothing asked to stop, `true` in every
+//!   finalizer and, in a child process, at once after a signal (also while a drain delay
+//!   holds the cancel back, which must not come sooner);
 //! - a child process ends as its signals say, its first Ctrl-C never lost;
 //! - at the end of the run: fds, threads and RSS back where they were after the warm-up;
 //! - no hang: every wait is bounded, and a watchdog bounds the whole run.
@@ -333,6 +337,12 @@ enum Op {
     KeepLast,
     /// A Runner of its own, run and closed inside `runner::spawn_blocking`.
     Nested(Flavor, Box<Body>),
+    /// `VAR.scope(value, fut)`: the value inside, the one from before outside.
+    ScopedVar,
+    /// `VAR.set(value)` in a task of the Runner: seen by the task from then on.
+    SetVar,
+    /// `runner::shutdown_requested()` in a main task: `false` (nothing asked to stop).
+    AskShutdown,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -355,22 +365,39 @@ enum Canceller {
 /// A step of a child process's program.
 #[derive(Debug)]
 enum SigStep {
-    /// A Runner handling `signal` (SIGTERM through `handle_sigterm`), whose run raises it
-    /// with `kill(2)` from `raiser` while its main task observes `cancelled()` or not; the
-    /// run must return `Interrupted` / `Terminated` (`Ok` with no signal), and its close run
-    /// its finalizer and drop its tasks. `twice`: a second one during the run kills the
-    /// process by that signal (only as the program's last step).
-    Run {
-        flavor: Flavor,
-        signal: Option<Signal>,
-        raiser: Raiser,
-        observe: bool,
-        twice: bool,
-        pending_tasks: u8,
-    },
+    Run(SigRun),
     /// The rest of the program runs in a forked child of this process, after its runs: its
     /// first Ctrl-C is its own.
     Fork,
+}
+
+/// A Runner handling `signal` (SIGTERM through `handle_sigterm`), whose run raises it with
+/// `kill(2)` from `raiser` while its main task observes `cancelled()` or not. The run must
+/// return `Interrupted` / `Terminated` (`Ok` with no signal), `shutdown_requested()` turn
+/// true, and its close run its finalizer and drop its tasks; or, by `end`, the process must
+/// die by the signal.
+#[derive(Debug)]
+struct SigRun {
+    flavor: Flavor,
+    signal: Option<Signal>,
+    raiser: Raiser,
+    observe: bool,
+    pending_tasks: u8,
+    /// `Builder::drain_delay` (SIGTERM only delays the cancel: it must not come sooner).
+    drain_delay: Option<Duration>,
+    end: SigEnd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SigEnd {
+    /// The run ends as its signal says; the program goes on.
+    Normal,
+    /// A second signal during the run ends the process by it (a third one after a SIGTERM
+    /// with a drain delay, which the second cuts short; a last step only).
+    SecondSignal,
+    /// The main task ignores its cancel, and the grace period's end ends the process by the
+    /// signal (a last step only).
+    GraceExpires,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -393,6 +420,24 @@ enum Raiser {
     MainTask,
     RunnerTask,
     OsThread,
+}
+
+/// How a plain tokio task's body may end.
+#[derive(Clone, Copy)]
+enum PlainEnd {
+    Return,
+    Pending,
+    AwaitCancel,
+}
+
+impl std::convert::From<PlainEnd> for End {
+    fn from(end: PlainEnd) -> End {
+        match end {
+            PlainEnd::Return => End::Return,
+            PlainEnd::Pending => End::Pending,
+            PlainEnd::AwaitCancel => End::AwaitCancel(Vec::new()),
+        }
+    }
 }
 
 /// Where generated code runs: what it may call there.
@@ -473,6 +518,23 @@ fn gen_case(seed: u64) -> Case {
         }
         steps.push(Step::Run(gen_body(&mut rng, main)));
     }
+    // A `cancelled()` alive in a plain task makes the main task count as observing (DESIGN
+    // "Plain tokio tasks"): a cancel of the main task then resolves it instead of dropping
+    // the main task, which must then observe its cancel itself.
+    if steps
+        .iter()
+        .any(|s| matches!(s, Step::Run(b) if plain_awaits_cancel(b)))
+    {
+        for step in &mut steps {
+            if let Step::Run(Body {
+                end: End::CancelledByThread { observe },
+                ..
+            }) = step
+            {
+                *observe = true;
+            }
+        }
+    }
     let ending = if config.bridge {
         Ending::ThreadExit
     } else {
@@ -519,13 +581,15 @@ fn gen_body(rng: &mut Rng, ctx: Ctx) -> Body {
             }
         }
         Place::Blocking => End::Return,
-        Place::Plain => {
-            if rng.chance(30) {
-                End::Pending
-            } else {
-                End::Return
-            }
-        }
+        // A plain task that awaits a `cancelled()` of its own: it resolves when the Runner
+        // shuts down (its main task cancelled, or its close).
+        Place::Plain => rng
+            .weighted(&[
+                (PlainEnd::Return, 5),
+                (PlainEnd::Pending, 2),
+                (PlainEnd::AwaitCancel, 3),
+            ])
+            .into(),
         Place::Spawned | Place::Local => match rng.below(11) {
             0..=2 => End::Return,
             3 => End::Pending,
@@ -567,9 +631,12 @@ enum Kind {
     AwaitLast,
     KeepLast,
     Nested,
+    ScopedVar,
+    SetVar,
+    AskShutdown,
 }
 
-const KINDS: [(Kind, u64); 16] = [
+const KINDS: [(Kind, u64); 19] = [
     (Kind::Yield, 1),
     (Kind::Sleep, 1),
     (Kind::Spawn, 3),
@@ -586,6 +653,9 @@ const KINDS: [(Kind, u64); 16] = [
     (Kind::AwaitLast, 2),
     (Kind::KeepLast, 1),
     (Kind::Nested, 1),
+    (Kind::ScopedVar, 1),
+    (Kind::SetVar, 1),
+    (Kind::AskShutdown, 1),
 ];
 
 impl Rng {
@@ -706,6 +776,10 @@ fn gen_op(
             Op::AwaitLast
         }
         Kind::KeepLast if started.last().is_some_and(|s| s.handle) => Op::KeepLast,
+        Kind::ScopedVar if ctx.place != Place::Blocking => Op::ScopedVar,
+        // In a plain task a `set` is refused (its context is its thread's, shared).
+        Kind::SetVar if in_task => Op::SetVar,
+        Kind::AskShutdown if ctx.place == Place::Main => Op::AskShutdown,
         Kind::Nested if ctx.depth == 0 && ctx.place == Place::Main => {
             let flavor = rng.pick(&FLAVORS);
             let nested = Ctx {
@@ -728,6 +802,22 @@ fn gen_op(
     Some(op)
 }
 
+/// `body`, or a body it starts, is a plain task's that awaits a `cancelled()` of its own.
+fn plain_awaits_cancel(body: &Body) -> bool {
+    let ops = match &body.end {
+        End::AwaitCancel(cleanup) => body.ops.iter().chain(cleanup),
+        _ => body.ops.iter().chain(&[]),
+    };
+    ops.into_iter().any(|op| match op {
+        Op::SpawnPlain(b) => matches!(b.end, End::AwaitCancel(_)) || plain_awaits_cancel(b),
+        Op::Spawn(b) | Op::SpawnLocal(b) => plain_awaits_cancel(b),
+        Op::AtClose {
+            spawns: Some(b), ..
+        } => plain_awaits_cancel(b),
+        _ => false,
+    })
+}
+
 fn shadow(body: &Body, handle: bool) -> Shadow {
     let holds = body
         .ops
@@ -747,23 +837,31 @@ fn gen_sig_program(rng: &mut Rng) -> Vec<SigStep> {
         if i > 0 && rng.chance(60) {
             steps.push(SigStep::Fork);
         }
-        steps.push(SigStep::Run {
+        let signal = rng.pick(&[
+            Some(Signal::Int),
+            Some(Signal::Int),
+            Some(Signal::Term),
+            None,
+        ]);
+        steps.push(SigStep::Run(SigRun {
             flavor: rng.pick(&FLAVORS),
-            signal: rng.pick(&[
-                Some(Signal::Int),
-                Some(Signal::Int),
-                Some(Signal::Term),
-                None,
-            ]),
+            signal,
             raiser: rng.pick(&[Raiser::MainTask, Raiser::RunnerTask, Raiser::OsThread]),
             observe: rng.chance(50),
-            twice: false,
             pending_tasks: rng.below(3) as u8,
-        });
+            drain_delay: rng
+                .chance(30)
+                .then(|| Duration::from_millis(rng.pick(&[0, 20, 60]))),
+            end: SigEnd::Normal,
+        }));
     }
-    if rng.chance(25) {
-        if let Some(SigStep::Run { signal, twice, .. }) = steps.last_mut() {
-            *twice = signal.is_some();
+    if let Some(SigStep::Run(run)) = steps.last_mut() {
+        if run.signal.is_some() {
+            run.end = rng.weighted(&[
+                (SigEnd::Normal, 4),
+                (SigEnd::SecondSignal, 1),
+                (SigEnd::GraceExpires, 1),
+            ]);
         }
     }
     steps
@@ -937,6 +1035,15 @@ impl Started {
     }
 }
 
+/// The context variable of `Op::ScopedVar` and `Op::SetVar`.
+static VAR: runner::ContextVar<u64> = runner::ContextVar::new("fuzz");
+
+/// A value no other operation sets.
+fn next_value() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 /// What a body holds until it ends.
 enum Held {
     Cancelled(#[allow(dead_code)] runner::Cancelled),
@@ -1080,6 +1187,10 @@ async fn perform(cx: &Cx, op: &Op, held: &mut Vec<Held>, started: &mut Vec<Start
                 async move {
                     let _tracked = tracked;
                     lock(&cx.books.finalizers)[id].1 += 1;
+                    if !runner::shutdown_requested() {
+                        cx.books
+                            .problem("shutdown_requested() false in a finalizer (close began)");
+                    }
                     if panics {
                         panic!("{}a finalizer panics", stress::EXPECTED_PANIC);
                     }
@@ -1166,6 +1277,39 @@ async fn perform(cx: &Cx, op: &Op, held: &mut Vec<Held>, started: &mut Vec<Start
                 lock(&books.kept).push(handle);
             }
         }
+        Op::ScopedVar => {
+            let (before, value) = (VAR.get(), next_value());
+            let inside = VAR
+                .scope(value, async {
+                    let first = VAR.get();
+                    tokio::task::yield_now().await;
+                    (first, VAR.get())
+                })
+                .await;
+            if inside != (Some(value), Some(value)) || VAR.get() != before {
+                books.problem(format!(
+                    "ContextVar::scope: {inside:?} inside (wanted {value} twice), {:?} after \
+                     (wanted {before:?})",
+                    VAR.get()
+                ));
+            }
+        }
+        Op::SetVar => {
+            let value = next_value();
+            VAR.set(value);
+            tokio::task::yield_now().await;
+            if VAR.get() != Some(value) {
+                books.problem(format!(
+                    "ContextVar::set({value}), then get(): {:?}",
+                    VAR.get()
+                ));
+            }
+        }
+        Op::AskShutdown => {
+            if runner::shutdown_requested() {
+                books.problem("shutdown_requested() during a run that nothing asked to stop");
+            }
+        }
         Op::Nested(flavor, body) => {
             let (books2, body) = (books.clone(), Arc::new(clone_body(body)));
             let flavor = *flavor;
@@ -1246,6 +1390,9 @@ fn clone_op(op: &Op) -> Op {
         Op::AwaitLast => Op::AwaitLast,
         Op::KeepLast => Op::KeepLast,
         Op::Nested(flavor, b) => Op::Nested(*flavor, Box::new(clone_body(b))),
+        Op::ScopedVar => Op::ScopedVar,
+        Op::SetVar => Op::SetVar,
+        Op::AskShutdown => Op::AskShutdown,
     }
 }
 
@@ -1524,6 +1671,8 @@ const CHILD_FUTURES: i32 = 23;
 const CHILD_DIED: i32 = 24;
 const CHILD_PANIC: i32 = 25;
 const CHILD_FORK: i32 = 26;
+const CHILD_SHUTDOWN_FLAG: i32 = 27;
+const CHILD_DRAIN_DELAY: i32 = 28;
 
 fn child_verdict(code: i32) -> String {
     match code {
@@ -1534,6 +1683,8 @@ fn child_verdict(code: i32) -> String {
         CHILD_DIED => "a forked child died unexpectedly".into(),
         CHILD_PANIC => "a panic in the child".into(),
         CHILD_FORK => "fork failed".into(),
+        CHILD_SHUTDOWN_FLAG => "shutdown_requested() was wrong after a signal (or before)".into(),
+        CHILD_DRAIN_DELAY => "a SIGTERM's cancel came before the drain delay was over".into(),
         n if n > 128 => format!("died by signal {}", n - 128),
         n => format!("exit status {n}"),
     }
@@ -1546,11 +1697,11 @@ fn expected_status(steps: &[SigStep]) -> i32 {
         return CHILD_OK;
     }
     match steps.last() {
-        Some(SigStep::Run {
+        Some(SigStep::Run(SigRun {
             signal: Some(signal),
-            twice: true,
+            end: SigEnd::SecondSignal | SigEnd::GraceExpires,
             ..
-        }) => 128 + signal.number(),
+        })) => 128 + signal.number(),
         _ => CHILD_OK,
     }
 }
@@ -1620,17 +1771,8 @@ fn sig_program(steps: &[SigStep]) -> i32 {
                     None => CHILD_HUNG,
                 };
             }
-            SigStep::Run {
-                flavor,
-                signal,
-                raiser,
-                observe,
-                twice,
-                pending_tasks,
-            } => {
-                if let Err(code) =
-                    sig_run(*flavor, *signal, *raiser, *observe, *twice, *pending_tasks)
-                {
+            SigStep::Run(run) => {
+                if let Err(code) = sig_run(run) {
                     return code;
                 }
             }
@@ -1658,14 +1800,16 @@ fn raise(signal: Signal, times: usize) {
     }
 }
 
-fn sig_run(
-    flavor: Flavor,
-    signal: Option<Signal>,
-    raiser: Raiser,
-    observe: bool,
-    twice: bool,
-    pending_tasks: u8,
-) -> Result<(), i32> {
+fn sig_run(run: &SigRun) -> Result<(), i32> {
+    let SigRun {
+        flavor,
+        signal,
+        raiser,
+        observe,
+        pending_tasks,
+        drain_delay,
+        end,
+    } = *run;
     let config = Config {
         flavor,
         debug: false,
@@ -1674,14 +1818,23 @@ fn sig_run(
         bridge: false,
     };
     let reports = Reports::default();
-    let mut r = config
+    let mut b = config
         .builder(&reports)
         .handle_sigint(true)
-        .handle_sigterm(signal == Some(Signal::Term))
-        .build();
+        .handle_sigterm(signal == Some(Signal::Term));
+    if let Some(delay) = drain_delay {
+        b = b.drain_delay(delay);
+    }
+    b = b.grace_period(match end {
+        SigEnd::GraceExpires => Duration::from_millis(100),
+        // Far away: it must not end a healthy shutdown.
+        _ => CHILD_HANG * 10,
+    });
+    let mut r = b.build();
     let finalized = Arc::new(AtomicUsize::new(0));
     let dropped = Arc::new(AtomicUsize::new(0));
-    let (f, d) = (finalized.clone(), dropped.clone());
+    let problem = Arc::new(AtomicUsize::new(0));
+    let (f, d, p) = (finalized.clone(), dropped.clone(), problem.clone());
     let result = r.run(async move {
         runner::at_close(move || async move {
             f.fetch_add(1, Ordering::SeqCst);
@@ -1693,9 +1846,19 @@ fn sig_run(
                 std::future::pending::<()>().await
             }));
         }
+        // The grace period's end is for a main task that never finishes its drain.
+        let observe = observe || end == SigEnd::GraceExpires;
         let cancelled = observe.then(runner::cancelled);
+        let raised = Instant::now();
         if let Some(signal) = signal {
-            let times = if twice { 2 } else { 1 };
+            // A signal during a SIGTERM's drain delay cuts it short; the next one forces.
+            let delayed =
+                signal == Signal::Term && drain_delay.is_some_and(|delay| !delay.is_zero());
+            let times = match end {
+                SigEnd::SecondSignal if delayed => 3,
+                SigEnd::SecondSignal => 2,
+                _ => 1,
+            };
             match raiser {
                 Raiser::MainTask => raise(signal, times),
                 Raiser::RunnerTask => {
@@ -1705,12 +1868,32 @@ fn sig_run(
                     let _ = thread::spawn(move || raise(signal, times)).join();
                 }
             }
+            // The shutdown is requested at once, also while a drain delay holds the cancel.
+            let asked = async {
+                while !runner::shutdown_requested() {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            };
+            if tokio::time::timeout(CHILD_HANG, asked).await.is_err() {
+                p.store(CHILD_SHUTDOWN_FLAG as usize, Ordering::SeqCst);
+            }
+        } else if runner::shutdown_requested() {
+            p.store(CHILD_SHUTDOWN_FLAG as usize, Ordering::SeqCst);
         }
         match (signal, cancelled) {
             (None, _) => {}
             // The cancel comes; until then the main task waits (bounded, for a lost one).
-            (Some(_), Some(cancelled)) => {
+            (Some(signal), Some(cancelled)) => {
                 let _ = tokio::time::timeout(CHILD_HANG * 4, cancelled).await;
+                let times = if end == SigEnd::SecondSignal { 2 } else { 1 };
+                let delay = drain_delay.filter(|_| signal == Signal::Term && times == 1);
+                if delay.is_some_and(|delay| raised.elapsed() < delay) {
+                    p.store(CHILD_DRAIN_DELAY as usize, Ordering::SeqCst);
+                }
+                if end == SigEnd::GraceExpires {
+                    // A drain that never ends: the grace period ends the process.
+                    std::future::pending::<()>().await;
+                }
             }
             (Some(_), None) => tokio::time::sleep(CHILD_HANG * 4).await,
         }
@@ -1721,6 +1904,10 @@ fn sig_run(
         Some(Signal::Term) => matches!(result, Err(RunError::Terminated)),
     };
     r.close();
+    match problem.load(Ordering::SeqCst) {
+        0 => {}
+        code => return Err(code as i32),
+    }
     if !want {
         return Err(CHILD_RUN);
     }
@@ -1794,11 +1981,19 @@ impl Tally {
                 Step::Fork(program) => {
                     *self.0.entry("step fork").or_default() += 1;
                     for s in program {
-                        if let SigStep::Run {
-                            signal: Some(_), ..
-                        } = s
-                        {
-                            *self.0.entry("raised signal").or_default() += 1;
+                        if let SigStep::Run(run) = s {
+                            let mut add = |what| *self.0.entry(what).or_default() += 1;
+                            if run.signal.is_some() {
+                                add("raised signal");
+                            }
+                            if run.drain_delay.is_some() {
+                                add("drain delay");
+                            }
+                            match run.end {
+                                SigEnd::SecondSignal => add("second signal"),
+                                SigEnd::GraceExpires => add("grace period expires"),
+                                SigEnd::Normal => {}
+                            }
                         }
                     }
                 }
@@ -1832,6 +2027,9 @@ impl Tally {
                 Op::AwaitLast => "op await",
                 Op::KeepLast => "op keep handle",
                 Op::Nested(..) => "op nested runner",
+                Op::ScopedVar => "op ContextVar::scope",
+                Op::SetVar => "op ContextVar::set",
+                Op::AskShutdown => "op shutdown_requested()",
             };
             *self.0.entry(name).or_default() += 1;
             match op {
