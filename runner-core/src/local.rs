@@ -59,7 +59,12 @@ const CLOSED: u8 = 2;
 
 /// The Runner's side of its local tasks: only atomics, so that it can be shared with every
 /// thread of the runtime while the set itself stays on its own.
-pub(crate) struct LocalTasks(Arc<Home>);
+pub(crate) struct LocalTasks {
+    home: Arc<Home>,
+    /// A set was made at some point: the one check (inline, no pointer to follow) that a
+    /// run and each poll of a main task pay when the program never uses `spawn_local`.
+    ever_made: AtomicBool,
+}
 
 struct Home {
     state: AtomicU8,
@@ -115,25 +120,28 @@ fn this_thread() -> u64 {
 
 impl LocalTasks {
     pub(crate) fn new() -> LocalTasks {
-        LocalTasks(Arc::new(Home {
-            state: AtomicU8::new(NONE),
-            tag: AtomicU64::new(0),
-            thread: Mutex::new(None),
-            pending: AtomicUsize::new(0),
-            driver: AtomicBool::new(false),
-        }))
+        LocalTasks {
+            home: Arc::new(Home {
+                state: AtomicU8::new(NONE),
+                tag: AtomicU64::new(0),
+                thread: Mutex::new(None),
+                pending: AtomicUsize::new(0),
+                driver: AtomicBool::new(false),
+            }),
+            ever_made: AtomicBool::new(false),
+        }
     }
 
     /// Whether a set was made (a `spawn_local` happened): on a current-thread loop, the
     /// plain task that drives it then runs.
     pub(crate) fn is_made(&self) -> bool {
-        self.0.driver.load(Ordering::Acquire) || self.0.state.load(Ordering::Acquire) == MADE
+        self.home.driver.load(Ordering::Acquire) || self.home.state.load(Ordering::Acquire) == MADE
     }
 
     /// `true` unless local tasks exist and live on another thread than this one (also once
     /// `close()` left them there).
     pub(crate) fn runs_here(&self) -> bool {
-        let home = &self.0;
+        let home = &self.home;
         home.state.load(Ordering::Acquire) == NONE
             || home.pending.load(Ordering::Acquire) == 0
             || home.tag.load(Ordering::Acquire) == this_thread()
@@ -145,33 +153,47 @@ impl LocalTasks {
     /// next `spawn_local` makes a set here. One atomic load when no set was made.
     #[inline]
     pub(crate) fn check_thread(&self) -> Result<(), RunError> {
-        if self.0.state.load(Ordering::Acquire) != MADE {
+        if !self.ever_made.load(Ordering::Acquire) {
             return Ok(());
         }
-        if self.0.tag.load(Ordering::Acquire) == this_thread() {
+        self.check_made()
+    }
+
+    #[cold]
+    fn check_made(&self) -> Result<(), RunError> {
+        if self.home.state.load(Ordering::Acquire) != MADE
+            || self.home.tag.load(Ordering::Acquire) == this_thread()
+        {
             return Ok(());
         }
-        self.0.moved()
+        self.home.moved()
     }
 
     /// Makes this thread the home of the local tasks, unless some are pending on another
     /// thread (or a set lives here already): `close()` runs the loop here now, and a task it
     /// runs may start local tasks (a destructor of one it cancels, say).
     pub(crate) fn claim_home(&self) {
-        if self.check_thread().is_ok() && self.0.state.load(Ordering::Acquire) == NONE {
-            self.0.claim(this_thread());
+        if self.check_thread().is_ok() && self.home.state.load(Ordering::Acquire) == NONE {
+            self.home.claim(this_thread());
         }
     }
 
     /// Runs the local tasks that are ready (a tick of the set), if this is their thread, and
     /// makes `cx` the waker of the set. Called from polls that run the Runner's loop.
+    #[inline]
     pub(crate) fn drive(&self, cx: &mut TaskCx<'_>) {
-        if self.0.state.load(Ordering::Acquire) != MADE
-            || self.0.tag.load(Ordering::Acquire) != this_thread()
+        if self.ever_made.load(Ordering::Acquire) {
+            self.drive_made(cx);
+        }
+    }
+
+    fn drive_made(&self, cx: &mut TaskCx<'_>) {
+        if self.home.state.load(Ordering::Acquire) != MADE
+            || self.home.tag.load(Ordering::Acquire) != this_thread()
         {
             return;
         }
-        let Some(set) = self.0.set_if_here() else {
+        let Some(set) = self.home.set_if_here() else {
             return;
         };
         // `run_until` borrows the set shared, so a task it runs may spawn on it; with a
@@ -184,7 +206,7 @@ impl LocalTasks {
     /// `Ok(None)` if there is none, `Err` if it lives on another thread than this one (it
     /// stays there, for that thread to drop).
     pub(crate) fn take(&self) -> Result<Option<Rc<LocalSet>>, ElsewhereHome> {
-        let home = &self.0;
+        let home = &self.home;
         if home.state.swap(CLOSED, Ordering::AcqRel) != MADE {
             return Ok(None);
         }
@@ -356,7 +378,7 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
-    let home = &shared.local.0;
+    let home = &shared.local.home;
     if home.state.load(Ordering::Acquire) == CLOSED {
         return dropped_at_once(location, shared, fut);
     }
@@ -371,6 +393,7 @@ where
     let Some(set) = home.set_or_make(shared) else {
         return dropped_at_once(location, shared, fut);
     };
+    shared.local.ever_made.store(true, Ordering::Release);
     let current_thread =
         shared.handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread;
     if current_thread && !home.driver.swap(true, Ordering::AcqRel) {
