@@ -55,8 +55,11 @@ async fn main() -> std::io::Result<()> {
         .into_future();
     tokio::pin!(server);
     tokio::select! {
-        served = &mut server => return served,
+        // The cancel first: axum's own shutdown task may finish the server before this
+        // task looks (no connection to drain), and the drain is still the path taken.
+        biased;
         _ = runner::cancelled() => {}
+        served = &mut server => return served,
     }
     println!("draining (at most {} ms)", drain_timeout.as_millis());
     match tokio::time::timeout(drain_timeout, server).await {

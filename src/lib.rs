@@ -38,7 +38,8 @@
 //!   future resolves and the task keeps running, so it can clean up asynchronously and
 //!   finish on its own (asyncio's `except CancelledError:`);
 //! - otherwise its future is dropped where it stands: every destructor runs (asyncio's
-//!   `finally:`), and awaiting its [`Task`] gives [`TaskError::Cancelled`].
+//!   `finally:`), and awaiting its [`Task`] gives a [`TaskError`] whose
+//!   [`is_cancelled()`](TaskError::is_cancelled) is `true`.
 //!
 //! ```
 //! runner::run(async {

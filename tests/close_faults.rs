@@ -161,20 +161,48 @@ async fn a_runner_dropped_inside_tokio_main_does_not_panic() {
 }
 
 #[test]
-fn run_inside_a_foreign_block_on_returns_nested_run() {
+fn run_inside_a_foreign_block_on_returns_inside_tokio_runtime() {
     common::watchdog(common::TEST_LIMIT);
     foreign_current_thread().block_on(async {
         let mut r = Runner::builder().handle_sigint(false).build();
-        assert!(matches!(r.run(async { 1 }), Err(RunError::NestedRun)));
-        assert!(matches!(runner::run(async { 1 }), Err(RunError::NestedRun)));
+        let err = r.run(async { 1 }).unwrap_err();
+        assert!(matches!(err, RunError::InsideTokioRuntime), "{err:?}");
+        // Not "from a running runner": no Runner runs here.
+        assert!(
+            err.to_string()
+                .starts_with("Runner::run() cannot be called inside a tokio runtime"),
+            "{err}"
+        );
+        let err = runner::run(async { 1 }).unwrap_err();
+        assert!(matches!(err, RunError::InsideTokioRuntime), "{err:?}");
     });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_inside_a_tokio_task_returns_nested_run() {
+async fn run_inside_a_tokio_task_returns_inside_tokio_runtime() {
     common::watchdog(common::TEST_LIMIT);
     let nested = tokio::spawn(async { runner::run(async { 1 }) });
-    assert!(matches!(nested.await.unwrap(), Err(RunError::NestedRun)));
+    assert!(matches!(
+        nested.await.unwrap(),
+        Err(RunError::InsideTokioRuntime)
+    ));
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn a_tokio_main(runs: fn() -> Result<u8, RunError>) -> Result<u8, RunError> {
+    runs()
+}
+
+#[test]
+fn run_inside_tokio_main_says_inside_a_tokio_runtime_not_a_running_runner() {
+    common::watchdog(common::TEST_LIMIT);
+    let free_fn = a_tokio_main(|| runner::run(async { 1 })).unwrap_err();
+    let method = a_tokio_main(|| Runner::new().run(async { 2 })).unwrap_err();
+    for err in [free_fn, method] {
+        assert!(matches!(err, RunError::InsideTokioRuntime), "{err:?}");
+        assert!(err.to_string().contains("#[tokio::main]"), "{err}");
+        assert!(!err.to_string().contains("running runner"), "{err}");
+    }
 }
 
 /// A run whose close must wait: an observing task that finishes its cleanup asynchronously.

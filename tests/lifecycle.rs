@@ -79,7 +79,9 @@ fn nested_run_is_an_error_with_the_exact_message() {
         assert!(matches!(err, RunError::NestedRun));
         assert_eq!(
             err.to_string(),
-            "Runner::run() cannot be called from a running runner"
+            "Runner::run() cannot be called from a running runner: this thread is inside \
+             another Runner's run (its main task, one of its tasks, or its close); await the \
+             future instead"
         );
     }
 }

@@ -11,7 +11,7 @@ use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
 use common::{CountOnDrop, Reports};
-use runner::{Builder, IntoRuntime, ReportKind, RunError, Runner};
+use runner::{Builder, ReportKind, RunError, Runner};
 
 // `Runner` is `Send` whatever its loop: checked when this file compiles.
 const _: fn() = || {
@@ -450,23 +450,6 @@ fn a_loop_factory_may_name_its_local_runtime() {
         .run(async { tokio::runtime::Handle::current().name().map(str::to_owned) })
         .unwrap();
     assert_eq!(seen.as_deref(), Some("local-loop"));
-}
-
-#[test]
-fn a_local_runtime_is_not_a_runtime() {
-    common::watchdog(common::TEST_LIMIT);
-    let err = local_runtime().unwrap().into_runtime().unwrap_err();
-    assert!(
-        err.to_string()
-            .starts_with("a tokio LocalRuntime is not a Runtime"),
-        "{err}"
-    );
-    let err = local_runtime().into_runtime().unwrap_err();
-    assert!(
-        err.to_string()
-            .starts_with("a tokio LocalRuntime is not a Runtime"),
-        "{err}"
-    );
 }
 
 #[test]

@@ -384,19 +384,26 @@ async fn path_factory_with_a_result_return_type() -> Result<(), io::Error> {
     Ok(())
 }
 
-/// Doc comments and lint attributes pass through.
+/// Doc comments and lint attributes pass through to the test the attribute makes (a doc
+/// comment is the outer attribute `#[doc = ".."]`). `overflowing_literals` is deny-by-default:
+/// this file compiles only if the `allow` reaches the body, and the literal then wraps.
+/// (`#[should_panic]` and `#[ignore]` are checked at run time above; the same attributes on
+/// `#[runner::main]`, set to deny, by tests/ui/fail/lint_attributes_reach_the_body.rs.)
 #[runner::test]
-#[allow(clippy::bool_assert_comparison)]
-async fn outer_attributes_pass_through() {
+#[allow(overflowing_literals)]
+async fn an_outer_lint_attribute_reaches_the_body() {
     common::watchdog(common::TEST_LIMIT);
-    assert_eq!(true, true);
+    let wrapped: u8 = 256;
+    assert_eq!(wrapped, 0);
 }
 
+/// `#![...]` at the top of the body applies to the body, as without the attribute.
 #[runner::test]
-async fn inner_attributes_apply_to_the_body() {
-    #![allow(clippy::bool_assert_comparison)]
+async fn an_inner_lint_attribute_reaches_the_body() {
+    #![allow(overflowing_literals)]
     common::watchdog(common::TEST_LIMIT);
-    assert_eq!(true, true);
+    let wrapped: i8 = 128;
+    assert_eq!(wrapped, i8::MIN);
 }
 
 #[runner::test]

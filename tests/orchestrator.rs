@@ -232,17 +232,18 @@ fn a_second_signal_during_close_forces_the_exit_and_names_the_finalizer() {
     );
 }
 
-/// The final words go to the exception handler; one that never returns cannot hold the
-/// exit back more than 100 ms (1 s here: the bound of the test, not of the code).
+/// The final words go to the exception handler, on the shutdown's helper thread; a handler
+/// stuck there (here in a progress report, before the second signal) cannot hold the exit
+/// back more than 100 ms (1 s here: the bound of the test, not of the code).
 #[test]
 fn a_forced_exit_is_not_held_back_by_an_exception_handler_that_never_returns() {
     let mut p = child("stuck_handler", &[]);
     p.ready();
     p.sigterm();
     p.expect_line("cleanup started");
+    p.expect_line("handler stuck");
     p.sigterm();
     let sent = Instant::now();
-    p.expect_line("handler stuck");
     let took = exit_after(&mut p, sent, Duration::from_secs(5));
     assert!(took < Duration::from_secs(1), "{took:?}");
     p.assert_died_by_sigterm(Duration::ZERO);
@@ -394,8 +395,13 @@ fn axum_readiness_fails_during_the_drain_delay_while_the_server_still_serves() {
                     served += 1;
                 }
             }
+            // The signal reaches runner's signal thread a moment after kill(2) returns:
+            // until then the probe may still see the server ready, never after.
+            Ok(status) if unready == 0 && sent.elapsed() < Duration::from_secs(1) => {
+                assert_eq!(status, "HTTP/1.1 200 OK");
+            }
             Ok(status) => panic!(
-                "/ready answered {status:?} {:?} after SIGTERM",
+                "/ready answered {status:?} {:?} after SIGTERM, after {unready} unready answers",
                 sent.elapsed()
             ),
             Err(e) if e.kind() == ErrorKind::ConnectionRefused => break sent.elapsed(),
@@ -535,7 +541,7 @@ fn shutdown_requested_answers_from_every_kind_of_task_on_every_loop() {
 ///   (its finalizer done: a Ctrl-C after `close()` returns gets the default action, and the
 ///   child cannot print "closed" at that very moment), or while the grace period's final
 ///   words were being written;
-/// - a Ctrl-C sent while the delay surely still ran (10 ms before it could end) cut it
+/// - a Ctrl-C sent while the delay surely still ran (25 ms before it could end) cut it
 ///   short: never a forced exit.
 ///
 /// And never crash, hang, panic, or cancel the main task twice.
@@ -548,7 +554,7 @@ fn a_second_signal_at_a_random_moment_of_a_delayed_shutdown_ends_it_one_allowed_
             let ms = |rng: &mut common::Rng, max: u64| {
                 rng.duration(Duration::from_millis(max)).as_millis() as u64
             };
-            let delay = 1 + ms(&mut rng, 40);
+            let delay = 1 + ms(&mut rng, 80);
             let cleanup = ms(&mut rng, 20);
             let close = ms(&mut rng, 10);
             // One child in four has a grace period that may end before the cleanup does.
@@ -608,6 +614,10 @@ enum End {
     Graced,
     /// The Ctrl-C came as `close()` ended (the default action).
     AfterClose,
+    /// The Ctrl-C, sent right after the SIGTERM, was delivered first (the kernel hands
+    /// pending signals out lowest number first): it began the shutdown undelayed, and the
+    /// SIGTERM forced the exit with final words.
+    Overtaken,
 }
 
 fn fuzz_child([delay, cleanup, close, grace, second]: [u64; 5]) -> Result<End, String> {
@@ -628,15 +638,18 @@ fn fuzz_child([delay, cleanup, close, grace, second]: [u64; 5]) -> Result<End, S
     p.sigterm();
     // sleep: the random moment of the second signal, the test's subject.
     std::thread::sleep(Duration::from_millis(second).saturating_sub(sigterm_sent.elapsed()));
-    let ctrl_c_sent = Instant::now();
     let alive = p.wait_for_exit(Duration::ZERO).is_none();
     if alive {
         // SAFETY: kill(2) of our child, alive (or a zombie until reaped: no pid reuse).
         unsafe { libc::kill(p.pid(), libc::SIGINT) };
     }
-    // The delay ends no sooner than `delay` after the SIGTERM was sent.
+    // Taken once kill(2) has returned: the Ctrl-C was sent by then.
+    let ctrl_c_sent = Instant::now();
+    // The delay ends no sooner than `delay` after the SIGTERM was sent. The margin: the
+    // child's handler may run later than the kill (a child not scheduled at once on a
+    // loaded machine), and so may the signal thread's timer.
     let during_delay = alive
-        && ctrl_c_sent + Duration::from_millis(10) < sigterm_sent + Duration::from_millis(delay);
+        && ctrl_c_sent + Duration::from_millis(25) < sigterm_sent + Duration::from_millis(delay);
     let Some(status) = p.wait_for_exit(Duration::from_secs(10)) else {
         return Err(format!(
             "{plan}: still running 10 s later\n{}",
@@ -676,8 +689,9 @@ fn fuzz_child([delay, cleanup, close, grace, second]: [u64; 5]) -> Result<End, S
             }
         }
         Some(libc::SIGTERM) if graced && grace > 0 && !forced => End::Graced,
-        // The Ctrl-C overtook the SIGTERM (sent right after it): the SIGTERM was second.
-        Some(libc::SIGTERM) if forced && second < 2 => End::Forced,
+        // The Ctrl-C overtook the SIGTERM (sent right after it: with both pending, the
+        // kernel delivers the lower-numbered SIGINT first): the SIGTERM was second.
+        Some(libc::SIGTERM) if forced && second < 2 => End::Overtaken,
         Some(libc::SIGINT) if forced && !graced => End::Forced,
         Some(libc::SIGINT) if graced && grace > 0 => End::Graced,
         Some(libc::SIGINT) if finalized && !forced => End::AfterClose,

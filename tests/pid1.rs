@@ -9,45 +9,20 @@
 //! "die by the signal" cannot work there: runner exits with 128 + n instead (130, 143),
 //! and never aborts (which, dropped too, ends in a SIGSEGV loop in glibc).
 //!
-//! Needs root (or user namespaces) for `unshare --pid`; without it every test here fails,
-//! saying so.
+//! As root the namespace is `unshare --pid --fork`; without root, an unprivileged user
+//! namespace (`unshare --user --map-root-user --pid --fork`). Where neither can be made, the
+//! PID 1 tests skip with the reason printed, and fail under `CI=true` (`common::namespace`).
 #![cfg(target_os = "linux")]
 
 mod common;
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, ExitStatus};
-use std::sync::OnceLock;
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use common::child::{reset_signals, Proc, Start};
 
 const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Fails (never skips) when this machine cannot make a PID namespace.
-fn require_unshare() {
-    static CHECKED: OnceLock<Result<(), String>> = OnceLock::new();
-    let checked = CHECKED.get_or_init(|| {
-        match Command::new("unshare")
-            .args(["--pid", "--fork", "--kill-child", "true"])
-            .output()
-        {
-            Ok(out) if out.status.success() => Ok(()),
-            Ok(out) => Err(format!(
-                "{:?}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )),
-            Err(e) => Err(e.to_string()),
-        }
-    });
-    if let Err(why) = checked {
-        panic!(
-            "these tests need `unshare --pid --fork` to create a PID namespace (run them as \
-             root, or where user namespaces are allowed); it failed here: {why}"
-        );
-    }
-}
 
 /// `pid1_child SCENARIO` as PID 1 of a new PID namespace.
 struct Pid1 {
@@ -57,15 +32,17 @@ struct Pid1 {
 }
 
 impl Pid1 {
-    fn start(scenario: &str, env: &[(&str, &str)]) -> Pid1 {
+    /// `None`: no PID namespace can be made here, and the test has been skipped (see
+    /// `common::namespace`); it should return.
+    #[track_caller]
+    fn start(scenario: &str, env: &[(&str, &str)]) -> Option<Pid1> {
         Pid1::start_example("pid1_child", &[scenario], env)
     }
 
-    fn start_example(name: &str, args: &[&str], env: &[(&str, &str)]) -> Pid1 {
-        require_unshare();
-        let mut cmd = Command::new("unshare");
-        cmd.args(["--pid", "--fork", "--kill-child"])
-            .arg(common::example(name))
+    #[track_caller]
+    fn start_example(name: &str, args: &[&str], env: &[(&str, &str)]) -> Option<Pid1> {
+        let mut cmd = common::namespace::pid1_command()?;
+        cmd.arg(common::example(name))
             .args(args)
             .envs(env.iter().copied());
         // Reset in `unshare` itself, before it forks and execs the child (which inherits
@@ -73,7 +50,7 @@ impl Pid1 {
         reset_signals(&mut cmd, Start::Default);
         let proc = Proc::start(cmd, format!("unshare --pid --fork {name} {args:?}"));
         let host_pid = child_of(proc.pid());
-        Pid1 { proc, host_pid }
+        Some(Pid1 { proc, host_pid })
     }
 
     /// Waits for the child's `pid 1` line (it is PID 1 of its namespace), then `ready`.
@@ -133,7 +110,9 @@ fn child_of(unshare: libc::pid_t) -> libc::pid_t {
 
 #[test]
 fn as_pid1_sigterm_with_handle_sigterm_runs_cleanup_and_finalizer_then_exits_143() {
-    let mut p = Pid1::start("term_on", &[]);
+    let Some(mut p) = Pid1::start("term_on", &[]) else {
+        return;
+    };
     p.ready();
     p.signal(libc::SIGTERM);
     p.assert_exit_code(143, EXIT_TIMEOUT);
@@ -150,7 +129,9 @@ fn as_pid1_sigterm_with_handle_sigterm_runs_cleanup_and_finalizer_then_exits_143
 
 #[test]
 fn as_pid1_sigint_runs_cleanup_and_finalizer_then_exits_130() {
-    let mut p = Pid1::start("term_on", &[]);
+    let Some(mut p) = Pid1::start("term_on", &[]) else {
+        return;
+    };
     p.ready();
     p.signal(libc::SIGINT);
     p.assert_exit_code(130, EXIT_TIMEOUT);
@@ -160,7 +141,9 @@ fn as_pid1_sigint_runs_cleanup_and_finalizer_then_exits_130() {
 
 #[test]
 fn as_pid1_sigterm_without_the_option_is_handled_by_default_and_exits_143() {
-    let mut p = Pid1::start("term_default", &[]);
+    let Some(mut p) = Pid1::start("term_default", &[]) else {
+        return;
+    };
     p.ready();
     p.signal(libc::SIGTERM);
     p.assert_exit_code(143, EXIT_TIMEOUT);
@@ -173,7 +156,9 @@ fn as_pid1_sigterm_without_the_option_is_handled_by_default_and_exits_143() {
 /// cannot run anyway), unlike elsewhere.
 #[test]
 fn as_pid1_a_runner_built_by_hand_handles_sigterm_by_default_and_exits_143() {
-    let mut p = Pid1::start("term_builder", &[]);
+    let Some(mut p) = Pid1::start("term_builder", &[]) else {
+        return;
+    };
     p.ready();
     p.signal(libc::SIGTERM);
     p.assert_exit_code(143, EXIT_TIMEOUT);
@@ -184,7 +169,9 @@ fn as_pid1_a_runner_built_by_hand_handles_sigterm_by_default_and_exits_143() {
 
 #[test]
 fn as_pid1_handle_sigterm_false_leaves_sigterm_to_the_kernel_which_drops_it() {
-    let mut p = Pid1::start("term_off", &[]);
+    let Some(mut p) = Pid1::start("term_off", &[]) else {
+        return;
+    };
     p.ready();
     p.signal(libc::SIGTERM);
     // Nobody handles it, and the kernel does not kill PID 1 by a default action.
@@ -196,7 +183,9 @@ fn as_pid1_handle_sigterm_false_leaves_sigterm_to_the_kernel_which_drops_it() {
 
 /// `first` starts a 30 s cleanup; `second` ends the process at once with 128 + its number.
 fn second_signal_during_a_long_cleanup(first: libc::c_int, second: libc::c_int) {
-    let mut p = Pid1::start("term_on", &[("CLEANUP_MS", "30000")]);
+    let Some(mut p) = Pid1::start("term_on", &[("CLEANUP_MS", "30000")]) else {
+        return;
+    };
     p.ready();
     p.signal(first);
     p.proc.expect_line("cancelled observed");
@@ -226,7 +215,9 @@ fn as_pid1_a_second_sigint_during_a_30_s_cleanup_exits_130_within_1_s() {
 
 #[test]
 fn as_pid1_sigterm_after_a_closed_runner_exits_143() {
-    let mut p = Pid1::start("after_close", &[]);
+    let Some(mut p) = Pid1::start("after_close", &[]) else {
+        return;
+    };
     p.ready();
     p.signal(libc::SIGTERM);
     p.assert_exit_code(143, EXIT_TIMEOUT);
@@ -235,7 +226,9 @@ fn as_pid1_sigterm_after_a_closed_runner_exits_143() {
 
 #[test]
 fn as_pid1_sigint_after_a_closed_runner_exits_130() {
-    let mut p = Pid1::start("after_close", &[]);
+    let Some(mut p) = Pid1::start("after_close", &[]) else {
+        return;
+    };
     p.ready();
     p.signal(libc::SIGINT);
     p.assert_exit_code(130, EXIT_TIMEOUT);
@@ -244,7 +237,9 @@ fn as_pid1_sigint_after_a_closed_runner_exits_130() {
 
 #[test]
 fn as_pid1_sigterm_between_runs_exits_143() {
-    let mut p = Pid1::start("between_runs", &[]);
+    let Some(mut p) = Pid1::start("between_runs", &[]) else {
+        return;
+    };
     p.ready();
     p.signal(libc::SIGTERM);
     p.assert_exit_code(143, EXIT_TIMEOUT);
@@ -258,6 +253,9 @@ fn as_pid1_sigterm_between_runs_exits_143() {
 #[test]
 fn as_pid1_a_signal_at_a_random_moment_of_short_runs_exits_with_128_plus_n_100_of_100_times() {
     const CHILDREN: usize = 100;
+    if common::namespace::pid1_command().is_none() {
+        return;
+    }
     let mut rng = common::Rng::from_env_or_clock("pid1_short_runs");
     let plan: Vec<(Duration, libc::c_int)> = (0..CHILDREN)
         .map(|i| {
@@ -276,7 +274,7 @@ fn as_pid1_a_signal_at_a_random_moment_of_short_runs_exits_with_128_plus_n_100_o
                 s.spawn(move || {
                     let mut failures = Vec::new();
                     for &(delay, signal) in lane {
-                        let mut p = Pid1::start("short_runs", &[]);
+                        let mut p = Pid1::start("short_runs", &[]).expect("checked above");
                         p.ready();
                         std::thread::sleep(delay);
                         p.signal(signal);
@@ -361,7 +359,9 @@ fn not_pid1_runner_main_with_handle_sigterm_false_dies_by_sigterm_at_once() {
 /// second, after one final report naming what still runs.
 #[test]
 fn as_pid1_a_drain_that_never_finishes_exits_143_at_the_grace_period_with_the_final_report() {
-    let mut p = Pid1::start_example("orchestrator_child", &["grace_stuck"], &[]);
+    let Some(mut p) = Pid1::start_example("orchestrator_child", &["grace_stuck"], &[]) else {
+        return;
+    };
     assert_eq!(p.proc.expect_line_starting("pid "), "1");
     let main_at = p.proc.expect_line_starting("main at ");
     p.proc.ready();
@@ -386,7 +386,9 @@ fn as_pid1_a_drain_that_never_finishes_exits_143_at_the_grace_period_with_the_fi
 /// As PID 1, a second signal forces the exit with final words, and exit status 128 + n.
 #[test]
 fn as_pid1_a_second_signal_exits_with_final_words_and_128_plus_n() {
-    let mut p = Pid1::start_example("orchestrator_child", &["forced"], &[]);
+    let Some(mut p) = Pid1::start_example("orchestrator_child", &["forced"], &[]) else {
+        return;
+    };
     assert_eq!(p.proc.expect_line_starting("pid "), "1");
     let main_at = p.proc.expect_line_starting("main at ");
     p.proc.ready();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{CountOnDrop, Flavor, Reports};
-use runner::{Builder, ContextVar, ReportKind, TaskError};
+use runner::{Builder, ContextVar, ReportKind};
 
 /// The loops `spawn_local` is checked on: the two of `common`, and a tokio `LocalRuntime`.
 #[derive(Clone, Copy, Debug)]
@@ -152,7 +152,7 @@ fn cancel_drops_a_local_task_and_cancelled_resolves_in_an_observing_one() {
                 (plain.await, observing.await)
             })
             .unwrap();
-        assert!(matches!(plain, Err(TaskError::Cancelled)), "{flavor:?}");
+        assert!(matches!(plain, Err(e) if e.is_cancelled()), "{flavor:?}");
         assert_eq!(*observing.unwrap(), "cleaned up", "{flavor:?}");
         assert_eq!(dropped.load(Ordering::SeqCst), 1, "{flavor:?}");
     }
@@ -318,8 +318,9 @@ fn spawn_local_on_a_worker_thread_panics_saying_where_it_may_be_called() {
         })
         .unwrap()
         .unwrap_err();
-    let TaskError::Panicked(payload) = err else {
-        panic!("expected a panic, got {err:?}")
+    let payload = match err.try_into_panic() {
+        Ok(payload) => payload,
+        Err(err) => panic!("expected a panic, got {err:?}"),
     };
     let message = panic_text(payload.as_ref());
     assert!(
@@ -543,7 +544,7 @@ fn a_local_task_spawned_after_close_awaits_to_cancelled() {
             .build()
             .unwrap()
             .block_on(task);
-        assert!(matches!(ended, Err(TaskError::Cancelled)), "{flavor:?}");
+        assert!(ended.is_err_and(|e| e.is_cancelled()), "{flavor:?}");
     }
 }
 

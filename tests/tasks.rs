@@ -320,7 +320,7 @@ fn a_cancelled_task_awaits_to_cancelled_and_its_destructors_run() {
                 // The guard exists once the task has reached its await point.
                 is_started.await.unwrap();
                 assert!(task.cancel());
-                assert!(matches!(task.await, Err(TaskError::Cancelled)));
+                assert!(matches!(task.await, Err(e) if e.is_cancelled()));
             })
             .unwrap();
         assert_eq!(dropped.load(Ordering::SeqCst), 1, "{flavor:?}");
@@ -336,14 +336,107 @@ fn a_panicked_task_awaits_to_panicked_with_the_payload() {
             .run(async {
                 let task = runner::spawn(async { std::panic::panic_any(7i64) });
                 match task.await {
-                    Err(TaskError::Panicked(payload)) => {
-                        assert_eq!(payload.downcast_ref::<i64>(), Some(&7))
+                    Err(err) if err.is_panic() => {
+                        assert_eq!(err.into_panic().downcast_ref::<i64>(), Some(&7))
                     }
                     other => panic!("{other:?}"),
                 }
             })
             .unwrap();
     }
+}
+
+// `task.await?` must reach `anyhow::Error` and `Box<dyn Error + Send + Sync>`: both need
+// an error that is `Send + Sync + 'static`. Checked when this file compiles.
+const _: fn() = || {
+    fn error_for_question_mark<E: std::error::Error + Send + Sync + 'static>() {}
+    error_for_question_mark::<TaskError>();
+};
+
+/// What an application writes: `?` on the awaited task, in a fn returning `anyhow::Result`.
+async fn sum_of_tasks(a: runner::Task<u32>, b: runner::Task<u32>) -> anyhow::Result<u32> {
+    Ok(a.await? + b.await?)
+}
+
+#[test]
+fn task_await_question_mark_into_anyhow_keeps_the_task_error() {
+    common::watchdog(common::TEST_LIMIT);
+    for flavor in FLAVORS {
+        let (sum, cancelled, panicked, at) = builder(flavor)
+            .build()
+            .run(async {
+                let sum = sum_of_tasks(runner::spawn(async { 40 }), runner::spawn(async { 2 }));
+                let sum = sum.await.unwrap();
+                let pending = runner::spawn(std::future::pending::<u32>());
+                let at = pending.location();
+                pending.cancel();
+                let cancelled = sum_of_tasks(runner::spawn(async { 1 }), pending).await;
+                let panicking = runner::spawn(async { panic!("boom") });
+                let panicked = sum_of_tasks(panicking, runner::spawn(async { 1 })).await;
+                (sum, cancelled.unwrap_err(), panicked.unwrap_err(), at)
+            })
+            .unwrap();
+        assert_eq!(sum, 42, "{flavor:?}");
+        let err = cancelled.downcast_ref::<TaskError>().expect("a TaskError");
+        assert!(err.is_cancelled() && !err.is_panic(), "{flavor:?}: {err:?}");
+        assert_eq!(err.location(), at);
+        assert_eq!(
+            cancelled.to_string(),
+            format!("task spawned at {at} was cancelled")
+        );
+        let err = panicked.downcast::<TaskError>().expect("a TaskError");
+        assert!(err.is_panic() && !err.is_cancelled(), "{flavor:?}: {err:?}");
+        assert!(err.to_string().ends_with(" panicked: boom"), "{err}");
+        assert_eq!(err.into_panic().downcast_ref::<&str>(), Some(&"boom"));
+    }
+}
+
+#[test]
+fn a_task_error_is_shared_between_threads() {
+    common::watchdog(common::TEST_LIMIT);
+    let err = runner::run(async {
+        runner::spawn(async { std::panic::panic_any(String::from("shared")) })
+            .await
+            .unwrap_err()
+    })
+    .unwrap();
+    // `&TaskError` on two threads at once: what `Sync` allows, and what an
+    // `Arc<anyhow::Error>` in a logger does.
+    let texts: Vec<String> = std::thread::scope(|s| {
+        let readers: Vec<_> = (0..2)
+            .map(|_| s.spawn(|| format!("{err} / {err:?}")))
+            .collect();
+        readers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    for text in texts {
+        assert!(text.contains("panicked: shared"), "{text}");
+        assert!(text.contains("message: \"shared\""), "{text}");
+    }
+    let payload = err.into_panic();
+    assert_eq!(payload.downcast_ref::<String>().unwrap(), "shared");
+}
+
+#[test]
+fn into_panic_of_a_cancelled_task_panics_with_a_clear_message_and_try_into_panic_does_not() {
+    common::watchdog(common::TEST_LIMIT);
+    let cancelled = || {
+        runner::run(async {
+            let task = runner::spawn(std::future::pending::<()>());
+            task.cancel();
+            task.await.unwrap_err()
+        })
+        .unwrap()
+    };
+    let err = cancelled().try_into_panic().unwrap_err();
+    assert!(err.is_cancelled());
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cancelled().into_panic()))
+        .expect_err("into_panic of a cancelled task");
+    let message = panic.downcast_ref::<String>().unwrap();
+    assert!(
+        message
+            .starts_with("TaskError::into_panic on an error that is not a panic: task spawned at"),
+        "{message}"
+    );
 }
 
 #[test]

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use tokio::runtime::{LocalRuntime, Runtime};
 
-pub use crate::event_loop::Loop;
 use crate::runner::{Builder, Runner};
 use crate::{die_by_sigint, die_by_sigterm, RunError};
 

@@ -194,7 +194,11 @@ pub fn default_exception_handler(report: &Report) {
 /// reads any more): the line is lost then, and nothing else is.
 pub(crate) fn print_report(report: &Report) {
     use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "runner: {report}");
+    // Formatted first and written whole: `writeln!` on an unbuffered stderr writes its
+    // pieces one by one, and a line written meanwhile by another thread without the lock
+    // (a forced exit's final words) would land in the middle of this one.
+    let line = format!("runner: {report}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 /// The default handler as the Runner stores it.

@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::fmt;
+use std::panic::Location;
 
 /// Why [`Runner::run`](crate::Runner::run) (or [`run`](crate::run)) did not return the main
 /// future's output.
@@ -19,8 +20,38 @@ use std::fmt;
 pub enum RunError {
     /// The Runner was closed (explicitly, by `Drop`, or because its loop factory failed).
     Closed,
-    /// `run` was called on a thread that is already inside a `Runner::run`.
+    /// `run` was called inside another run of a Runner on this thread: from its main task,
+    /// from one of its tasks, or during its `close()` (asyncio: "cannot be called from a
+    /// running event loop"). Await the future there instead.
+    ///
+    /// A thread that polls a tokio runtime of another kind (the body of `#[tokio::main]`, a
+    /// `tokio::spawn`ed task) gets [`RunError::InsideTokioRuntime`] instead.
+    ///
+    /// ```
+    /// # use runner_core as runner;
+    /// let err = runner::run(async { runner::run(async {}).unwrap_err() }).unwrap();
+    /// assert!(matches!(err, runner::RunError::NestedRun));
+    /// ```
     NestedRun,
+    /// `run` was called inside a poll of a tokio runtime that is not a Runner's run on this
+    /// thread: the body of `#[tokio::main]` or of a `Runtime::block_on`, a `tokio::spawn`ed
+    /// task. Blocking there would stall that runtime (tokio itself panics with "Cannot
+    /// start a runtime from within a runtime"); runner returns this error instead. Await the
+    /// future there, or call `run` from `tokio::task::spawn_blocking`, where blocking is
+    /// allowed.
+    ///
+    /// ```
+    /// # use runner_core as runner;
+    /// let tokio_rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// let err = tokio_rt.block_on(async { runner::run(async {}).unwrap_err() });
+    /// assert!(matches!(err, runner::RunError::InsideTokioRuntime));
+    /// // Where blocking is allowed, it runs.
+    /// let ok = tokio_rt.block_on(async {
+    ///     tokio::task::spawn_blocking(|| runner::run(async { 1 })).await.unwrap()
+    /// });
+    /// assert_eq!(ok.unwrap(), 1);
+    /// ```
+    InsideTokioRuntime,
     /// The main task was cancelled by Ctrl-C (asyncio raises `KeyboardInterrupt`).
     Interrupted,
     /// The main task was cancelled by SIGTERM (when handled: by default under
@@ -72,9 +103,17 @@ impl fmt::Display for RunError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RunError::Closed => f.write_str("Runner is closed"),
-            RunError::NestedRun => {
-                f.write_str("Runner::run() cannot be called from a running runner")
-            }
+            RunError::NestedRun => f.write_str(
+                "Runner::run() cannot be called from a running runner: this thread is inside \
+                 another Runner's run (its main task, one of its tasks, or its close); await \
+                 the future instead",
+            ),
+            RunError::InsideTokioRuntime => f.write_str(
+                "Runner::run() cannot be called inside a tokio runtime: this thread is \
+                 polling a task or block_on future of one (such as the body of \
+                 #[tokio::main]), which blocking would stall; await the future instead, or \
+                 call run from tokio::task::spawn_blocking",
+            ),
             RunError::Interrupted => f.write_str("the main task was interrupted by Ctrl-C"),
             RunError::Terminated => f.write_str("the main task was terminated by SIGTERM"),
             RunError::Cancelled => f.write_str("the main task was cancelled"),
@@ -100,42 +139,186 @@ impl std::error::Error for RunError {
     }
 }
 
-/// Why awaiting a [`Task`](crate::Task) gave no value.
+/// Why awaiting a [`Task`](crate::Task) gave no value: the task was cancelled, or it
+/// panicked (tokio's `JoinError`).
+///
+/// It is `Send + Sync + 'static` and a [`std::error::Error`], so `?` takes it into
+/// `anyhow::Error` or `Box<dyn Error + Send + Sync>`, and its message names the task by
+/// where it was spawned. It is opaque, so it can grow: ask it with
+/// [`is_cancelled`](TaskError::is_cancelled) and [`is_panic`](TaskError::is_panic), and take
+/// a panic's payload with [`into_panic`](TaskError::into_panic) (to resume it with
+/// [`std::panic::resume_unwind`]) or [`try_into_panic`](TaskError::try_into_panic).
 ///
 /// ```
 /// # use runner_core as runner;
 /// runner::run(async {
 ///     let task = runner::spawn(async { panic!("boom") });
-///     match task.await {
-///         Err(runner::TaskError::Panicked(payload)) => {
-///             assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom"));
-///         }
-///         other => panic!("unexpected: {other:?}"),
-///     }
+///     let err = task.await.unwrap_err();
+///     assert!(err.is_panic());
+///     assert!(err.to_string().ends_with("panicked: boom"), "{err}");
+///     let payload = err.into_panic();
+///     assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom"));
 /// })
 /// .unwrap();
 /// ```
-pub enum TaskError {
-    /// The task was cancelled before it produced a value.
+///
+/// With `?`:
+///
+/// ```
+/// # use runner_core as runner;
+/// async fn total() -> Result<u32, Box<dyn std::error::Error + Send + Sync>> {
+///     let task = runner::spawn(async { 40 });
+///     Ok(task.await? + 2)
+/// }
+/// assert_eq!(runner::run(total()).unwrap().unwrap(), 42);
+/// ```
+pub struct TaskError {
+    repr: Repr,
+    spawned_at: &'static Location<'static>,
+}
+
+enum Repr {
     Cancelled,
-    /// The task panicked; this is the payload given to `panic!`.
-    Panicked(Box<dyn Any + Send>),
+    Panicked(Payload),
 }
 
 impl TaskError {
-    /// `true` for [`TaskError::Cancelled`].
+    pub(crate) fn cancelled(spawned_at: &'static Location<'static>) -> TaskError {
+        TaskError {
+            repr: Repr::Cancelled,
+            spawned_at,
+        }
+    }
+
+    pub(crate) fn panicked(
+        payload: Box<dyn Any + Send>,
+        spawned_at: &'static Location<'static>,
+    ) -> TaskError {
+        TaskError {
+            repr: Repr::Panicked(Payload(payload)),
+            spawned_at,
+        }
+    }
+
+    /// `true` if the task was cancelled before it produced a value (by [`Task::cancel`],
+    /// a [`TaskHandle`], `close()`, or its runtime shutting down).
+    ///
+    /// [`Task::cancel`]: crate::Task::cancel
+    /// [`TaskHandle`]: crate::TaskHandle
+    ///
+    /// ```
+    /// # use runner_core as runner;
+    /// runner::run(async {
+    ///     let task = runner::spawn(std::future::pending::<()>());
+    ///     task.cancel();
+    ///     let err = task.await.unwrap_err();
+    ///     assert!(err.is_cancelled() && !err.is_panic());
+    /// })
+    /// .unwrap();
+    /// ```
     pub fn is_cancelled(&self) -> bool {
-        matches!(self, TaskError::Cancelled)
+        matches!(self.repr, Repr::Cancelled)
+    }
+
+    /// `true` if the task panicked (its future, or its future's `Drop` when a cancel
+    /// dropped it).
+    ///
+    /// ```
+    /// # use runner_core as runner;
+    /// runner::run(async {
+    ///     let err = runner::spawn(async { panic!("boom") }).await.unwrap_err();
+    ///     assert!(err.is_panic() && !err.is_cancelled());
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn is_panic(&self) -> bool {
+        matches!(self.repr, Repr::Panicked(_))
+    }
+
+    /// The payload the task panicked with, as `catch_unwind` gives it: resume the panic
+    /// with [`std::panic::resume_unwind`], or downcast it.
+    ///
+    /// # Panics
+    /// If the task did not panic ([`is_panic`](TaskError::is_panic) is `false`), as tokio's
+    /// `JoinError::into_panic` does; [`try_into_panic`](TaskError::try_into_panic) never
+    /// panics.
+    ///
+    /// ```
+    /// # use runner_core as runner;
+    /// runner::run(async {
+    ///     let err = runner::spawn(async { panic!("{}", 42) }).await.unwrap_err();
+    ///     let payload = err.into_panic();
+    ///     assert_eq!(payload.downcast_ref::<String>().map(String::as_str), Some("42"));
+    /// })
+    /// .unwrap();
+    /// ```
+    #[track_caller]
+    pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
+        match self.try_into_panic() {
+            Ok(payload) => payload,
+            Err(err) => panic!("TaskError::into_panic on an error that is not a panic: {err}"),
+        }
+    }
+
+    /// The payload the task panicked with, or the error itself if the task did not panic.
+    ///
+    /// ```
+    /// # use runner_core as runner;
+    /// runner::run(async {
+    ///     let task = runner::spawn(std::future::pending::<()>());
+    ///     task.cancel();
+    ///     let err = task.await.unwrap_err().try_into_panic().unwrap_err();
+    ///     assert!(err.is_cancelled());
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, TaskError> {
+        match self.repr {
+            Repr::Panicked(payload) => Ok(payload.0),
+            Repr::Cancelled => Err(self),
+        }
+    }
+
+    /// Where the task was spawned.
+    ///
+    /// ```
+    /// # use runner_core as runner;
+    /// runner::run(async {
+    ///     let task = runner::spawn(async { panic!("boom") });
+    ///     let spawned_at = task.location();
+    ///     assert_eq!(task.await.unwrap_err().location(), spawned_at);
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn location(&self) -> &'static Location<'static> {
+        self.spawned_at
+    }
+
+    /// The panic message, for `&str` and `String` payloads (what `panic!` makes).
+    fn message(&self) -> Option<String> {
+        match &self.repr {
+            Repr::Cancelled => None,
+            Repr::Panicked(payload) => Some(
+                payload
+                    .text()
+                    .map_or_else(|| "Box<dyn Any>".to_owned(), str::to_owned),
+            ),
+        }
     }
 }
 
 impl fmt::Debug for TaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TaskError::Cancelled => f.write_str("Cancelled"),
-            TaskError::Panicked(payload) => f
-                .debug_tuple("Panicked")
-                .field(&panic_message(payload.as_ref()))
+        let spawned_at = format_args!("{}", self.spawned_at);
+        match self.message() {
+            None => f
+                .debug_struct("TaskError::Cancelled")
+                .field("spawned_at", &spawned_at)
+                .finish(),
+            Some(message) => f
+                .debug_struct("TaskError::Panicked")
+                .field("message", &message)
+                .field("spawned_at", &spawned_at)
                 .finish(),
         }
     }
@@ -143,16 +326,40 @@ impl fmt::Debug for TaskError {
 
 impl fmt::Display for TaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TaskError::Cancelled => f.write_str("task was cancelled"),
-            TaskError::Panicked(payload) => {
-                write!(f, "task panicked: {}", panic_message(payload.as_ref()))
-            }
+        match self.message() {
+            None => write!(f, "task spawned at {} was cancelled", self.spawned_at),
+            Some(message) => write!(f, "task spawned at {} panicked: {message}", self.spawned_at),
         }
     }
 }
 
 impl std::error::Error for TaskError {}
+
+/// A panic payload that a shared `&TaskError` may carry across threads.
+///
+/// `Box<dyn Any + Send>` is not `Sync`: a `&dyn Any` of a `!Sync` value (a `Cell`, an `Rc`)
+/// must not reach two threads at once. tokio's `JoinError` keeps its payload in a wrapper
+/// that is `Sync` because it never hands such a reference out; this is the same idea. The
+/// payload leaves only by value, and through `&Payload` the only access is a downcast to
+/// `&str` or `String`, which are `Sync`.
+struct Payload(Box<dyn Any + Send>);
+
+// SAFETY: a `&Payload` reaches the boxed value only in `text`: `downcast_ref` first asks the
+// value's `Any::type_id`, which reads none of its data (it is the blanket
+// `impl<T: 'static + ?Sized> Any for T`, which no type can override), and hands out a
+// reference only to a `&'static str` or a `String`, both `Sync`. So no `&` of a `!Sync`
+// value is ever shared. Moving the payload out needs the `Payload` by value.
+unsafe impl Sync for Payload {}
+
+impl Payload {
+    fn text(&self) -> Option<&str> {
+        if let Some(s) = self.0.downcast_ref::<&'static str>() {
+            Some(s)
+        } else {
+            self.0.downcast_ref::<String>().map(String::as_str)
+        }
+    }
+}
 
 /// Why [`ContextVar::reset`](crate::ContextVar::reset) refused a token.
 ///

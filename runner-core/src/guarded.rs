@@ -43,6 +43,7 @@ pub(crate) struct Guarded<F> {
     scope: Scope,
     state: NonNull<TaskState>,
     debug: bool,
+    /// Polled once already (its waker stored, its signals armed).
     waker_set: bool,
     /// The main task arms signal handling at its first poll, right after storing its waker
     /// (so the listener thread never races that store), and disarms as it ends.
@@ -182,10 +183,12 @@ impl<F: Future> Future for Guarded<F> {
         if inner.is_none() {
             return Poll::Pending;
         }
+        // Every poll: a cancel request must wake the latest poll's waker (the `Future`
+        // contract), and an executor may change wakers between polls. The same waker again
+        // costs a compare.
+        // SAFETY: we are the task's poller (`&mut self`), one poll at a time.
+        unsafe { state.set_waker(cx.waker()) };
         if !*waker_set {
-            // SAFETY: a spawned task's slot is empty until now; the main task is not armed
-            // yet, so nothing can be reading its slot.
-            unsafe { state.set_waker(cx.waker()) };
             *waker_set = true;
             *armed = signal::arm(state, *signals);
         }
@@ -306,6 +309,145 @@ fn finish(state: &TaskState, scope: &Scope) {
     if let Some(ended) = state.finish() {
         if let Some(shared) = &scope.runner {
             shared.task_ended(state, ended);
+        }
+    }
+}
+
+/// The waker contract with a hand-written executor (no tokio): each poll gets a waker of its
+/// own, and between polls the executor listens to the latest one only, as the `Future`
+/// contract allows. A cancel request from another thread, at a random moment, must still
+/// reach the task. (tokio passes one waker per task, which is why the old store-once code
+/// passed every other test; `task_state`'s loom models check the protocol itself.)
+#[cfg(all(test, not(runner_loom)))]
+mod tests {
+    use std::future::Future;
+    use std::panic::Location;
+    use std::pin::pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Condvar, Mutex};
+    use std::task::{Context as TaskCx, Poll, Wake, Waker};
+    use std::time::Duration;
+
+    use super::{Guarded, Outcome};
+    use crate::signal::Wanted;
+    use crate::task_state::{Origin, TaskState};
+    use crate::vars::CtxState;
+
+    /// One poll's waker: set when woken, and the executor waits on it.
+    #[derive(Default)]
+    struct Flag {
+        woken: Mutex<bool>,
+        changed: Condvar,
+    }
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            *self.woken.lock().unwrap() = true;
+            self.changed.notify_all();
+        }
+    }
+
+    impl Flag {
+        /// `false` if not woken within `limit`.
+        fn wait(&self, limit: Duration) -> bool {
+            let woken = self.woken.lock().unwrap();
+            let (woken, _) = self
+                .changed
+                .wait_timeout_while(woken, limit, |woken| !*woken)
+                .unwrap();
+            *woken
+        }
+    }
+
+    /// Pending forever, after waking itself `left` times (so that it is polled that many
+    /// times more, each time through a new waker); counts its drops.
+    struct Busy {
+        left: usize,
+        dropped: Arc<AtomicUsize>,
+    }
+
+    impl Future for Busy {
+        type Output = ();
+        fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<()> {
+            if self.left > 0 {
+                self.left -= 1;
+                cx.waker().wake_by_ref();
+            }
+            Poll::Pending
+        }
+    }
+
+    impl Drop for Busy {
+        fn drop(&mut self) {
+            self.dropped.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A small xorshift, seeded from the clock: where the cancel lands.
+    fn rng() -> impl FnMut() -> u64 {
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let mut x = (clock.as_nanos() as u64 ^ u64::from(std::process::id())) | 1;
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
+    #[test]
+    fn a_cancel_reaches_a_task_whose_executor_changes_wakers_between_polls() {
+        let mut next = rng();
+        for round in 0..200 {
+            let state = Arc::new(TaskState::new(Location::caller(), Origin::Spawned));
+            let dropped = Arc::new(AtomicUsize::new(0));
+            let busy = Busy {
+                left: (next() % 8) as usize,
+                dropped: dropped.clone(),
+            };
+            let guarded = Guarded::new(
+                busy,
+                CtxState::EMPTY,
+                state.clone(),
+                None,
+                false,
+                Wanted::default(),
+            );
+            let mut guarded = pin!(guarded);
+            // The request, from another thread, at a random moment of the polls.
+            let spin = next() % 20_000;
+            let canceller = {
+                let state = state.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..spin {
+                        std::hint::spin_loop();
+                    }
+                    assert!(state.request_cancel(None));
+                })
+            };
+            let mut polls = 0;
+            let outcome = loop {
+                let flag = Arc::new(Flag::default());
+                let waker = Waker::from(flag.clone());
+                polls += 1;
+                if let Poll::Ready(outcome) = guarded.as_mut().poll(&mut TaskCx::from_waker(&waker))
+                {
+                    break outcome;
+                }
+                assert!(
+                    flag.wait(Duration::from_secs(10)),
+                    "round {round}: cancel lost after {polls} polls: the latest poll's waker \
+                     was never woken (only an earlier poll's)"
+                );
+            };
+            canceller.join().unwrap();
+            assert!(matches!(outcome, Outcome::Cancelled), "round {round}");
+            assert_eq!(dropped.load(Ordering::SeqCst), 1, "round {round}");
         }
     }
 }

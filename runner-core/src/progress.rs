@@ -89,8 +89,14 @@ pub(crate) enum Stage<'a> {
 /// still pending there and in the Runner, the plain tokio tasks, the blocking work, and the
 /// signal that ends the process.
 pub(crate) fn report_waiting(runner: &Shared, stage: Stage<'_>, waited: Duration) {
-    if runner.shutdown.is_forcing() {
-        // The final words of a forced exit are out or on their way: they are the last.
+    if runner.shutdown.is_forcing()
+        || runner
+            .shutdown
+            .grace_period_ends_within(crate::shutdown::FINAL_WORDS_LIMIT)
+    {
+        // The final words of a forced exit are out or on their way (or due, at the grace
+        // period's end, which a report every third of it would otherwise meet): they are
+        // the last line, and say all this one would.
         return;
     }
     let mut signal = runner.shutdown.signal();

@@ -41,7 +41,21 @@ type LoopFactory = Box<dyn FnOnce() -> io::Result<Loop> + Send>;
 
 /// What a loop factory may return: a ready runtime, the result of building one, or a tokio
 /// builder to build; or a tokio `LocalRuntime` (or the result of building one), which
-/// becomes the Runner's loop as it is.
+/// becomes the Runner's loop as it is. Exactly these:
+///
+/// | the factory returns | the Runner's loop |
+/// |---|---|
+/// | `tokio::runtime::Runtime` | that runtime |
+/// | `std::io::Result<Runtime>` | that runtime; an `Err` is [`RunError::LoopFactory`] |
+/// | `tokio::runtime::Builder` | what its `build()` makes; an error is `LoopFactory` |
+/// | `tokio::runtime::LocalRuntime` | that runtime, bound to the factory's thread |
+/// | `std::io::Result<LocalRuntime>` | the same; an `Err` is `LoopFactory` |
+///
+/// The trait is sealed: runner implements it for these types and no other crate can. What a
+/// value becomes is runner's business (a `LocalRuntime` is a loop of another kind, bound to
+/// a thread), and sealing keeps that free to change without breaking anyone. A setup of your
+/// own converts in the factory: `.loop_factory(|| my_config.build())` where `build` returns
+/// one of the types above.
 ///
 /// A `LocalRuntime` (tokio's `Builder::build_local`, what `#[runner::main(flavor =
 /// "local")]` builds) runs every task on the thread that built it, so
@@ -81,70 +95,65 @@ type LoopFactory = Box<dyn FnOnce() -> io::Result<Loop> + Send>;
     label = "this loop factory returns `{Self}`",
     note = "return a tokio `Runtime`, `std::io::Result<Runtime>`, `tokio::runtime::Builder` or `LocalRuntime`"
 )]
-pub trait IntoRuntime {
-    /// Gives the runtime, or the error that kept it from being built.
-    fn into_runtime(self) -> io::Result<Runtime>;
+pub trait IntoRuntime: sealed::Sealed {}
 
-    /// The Runner's loop: the runtime from [`into_runtime`](IntoRuntime::into_runtime),
-    /// unless the value is a loop of another kind (a `LocalRuntime`). Not part of the API.
-    #[doc(hidden)]
-    fn into_loop(self) -> io::Result<Loop>
-    where
-        Self: Sized,
-    {
-        self.into_runtime().map(Loop::runtime)
+mod sealed {
+    use std::io;
+
+    use crate::event_loop::Loop;
+
+    /// The conversion behind [`IntoRuntime`](super::IntoRuntime). Its module is private, so
+    /// no other crate can name it: that is what seals `IntoRuntime`.
+    #[diagnostic::on_unimplemented(
+        message = "`IntoRuntime` is sealed: only runner implements it",
+        label = "`{Self}` cannot become a loop",
+        note = "a loop factory returns a tokio `Runtime`, `std::io::Result<Runtime>`, `tokio::runtime::Builder`, `LocalRuntime` or `std::io::Result<LocalRuntime>`: build one of them from your own type inside the factory"
+    )]
+    pub trait Sealed {
+        /// The Runner's loop, or the error that kept it from being built.
+        fn into_loop(self) -> io::Result<Loop>;
     }
 }
 
-impl IntoRuntime for Runtime {
-    fn into_runtime(self) -> io::Result<Runtime> {
-        Ok(self)
+impl sealed::Sealed for Runtime {
+    fn into_loop(self) -> io::Result<Loop> {
+        Ok(Loop::runtime(self))
     }
 }
 
-impl IntoRuntime for io::Result<Runtime> {
-    fn into_runtime(self) -> io::Result<Runtime> {
-        self
+impl IntoRuntime for Runtime {}
+
+impl sealed::Sealed for io::Result<Runtime> {
+    fn into_loop(self) -> io::Result<Loop> {
+        self.map(Loop::runtime)
     }
 }
 
-impl IntoRuntime for tokio::runtime::Builder {
-    fn into_runtime(mut self) -> io::Result<Runtime> {
-        self.build()
+impl IntoRuntime for io::Result<Runtime> {}
+
+impl sealed::Sealed for tokio::runtime::Builder {
+    fn into_loop(mut self) -> io::Result<Loop> {
+        self.build().map(Loop::runtime)
     }
 }
 
-/// A `LocalRuntime` is a Runner's loop as it is; [`into_runtime`](IntoRuntime::into_runtime)
-/// is an error (a `LocalRuntime` is not a `Runtime`).
-impl IntoRuntime for LocalRuntime {
-    fn into_runtime(self) -> io::Result<Runtime> {
-        Err(not_a_runtime())
-    }
+impl IntoRuntime for tokio::runtime::Builder {}
 
-    #[doc(hidden)]
+impl sealed::Sealed for LocalRuntime {
     fn into_loop(self) -> io::Result<Loop> {
         Ok(Loop::local(self))
     }
 }
 
-/// As for a `LocalRuntime`.
-impl IntoRuntime for io::Result<LocalRuntime> {
-    fn into_runtime(self) -> io::Result<Runtime> {
-        self.and_then(|_| Err(not_a_runtime()))
-    }
+impl IntoRuntime for LocalRuntime {}
 
-    #[doc(hidden)]
+impl sealed::Sealed for io::Result<LocalRuntime> {
     fn into_loop(self) -> io::Result<Loop> {
         self.map(Loop::local)
     }
 }
 
-fn not_a_runtime() -> io::Error {
-    io::Error::other(
-        "a tokio LocalRuntime is not a Runtime: it becomes a Runner's loop as it is, through \
-         Builder::loop_factory",
-    )
-}
+impl IntoRuntime for io::Result<LocalRuntime> {}
 
 fn default_loop() -> io::Result<Runtime> {
     // asyncio's loop is one thread, and left-over tasks pause between runs: current-thread.
@@ -411,7 +420,7 @@ impl Builder {
         F: FnOnce() -> R + Send + 'static,
         R: IntoRuntime,
     {
-        self.loop_factory = Some(Box::new(move || factory().into_loop()));
+        self.loop_factory = Some(Box::new(move || sealed::Sealed::into_loop(factory())));
         self
     }
 
@@ -609,7 +618,9 @@ impl Runner {
     /// propagates from here with its payload, and the Runner stays usable.
     ///
     /// # Errors
-    /// [`RunError::NestedRun`] inside another run on this thread, [`RunError::Closed`] after
+    /// [`RunError::NestedRun`] inside another run on this thread,
+    /// [`RunError::InsideTokioRuntime`] inside a poll of another tokio runtime (such as
+    /// the body of `#[tokio::main]`), [`RunError::Closed`] after
     /// `close()`, [`RunError::LoopFactory`] if the runtime could not be built,
     /// [`RunError::Interrupted`] / [`RunError::Cancelled`] if the main task was cancelled,
     /// [`RunError::WrongThread`] if the loop is a `LocalRuntime` (see [`IntoRuntime`]) and
@@ -661,7 +672,9 @@ impl Runner {
             return Err(RunError::NestedRun);
         };
         if scope::in_tokio_poll() {
-            return Err(RunError::NestedRun);
+            // Not a Runner's run (that is `begin_run`'s check), but a poll of some tokio
+            // runtime: say which, since "from a running runner" would be untrue there.
+            return Err(RunError::InsideTokioRuntime);
         }
         // Signals are armed only on the process's main thread (asyncio: only there).
         let signals = self.config.signals.on_thread(run.main_thread);
@@ -941,11 +954,15 @@ fn drive<F: IntoFuture>(
 /// ```
 ///
 /// # Errors
-/// As [`Runner::run`]; `NestedRun` is detected before anything is created.
+/// As [`Runner::run`]; `NestedRun` and `InsideTokioRuntime` are detected before anything is
+/// created.
 #[track_caller]
 pub fn run<F: IntoFuture>(main: F) -> Result<F::Output, RunError> {
-    if scope::in_run() || scope::in_tokio_poll() {
+    if scope::in_run() {
         return Err(RunError::NestedRun);
+    }
+    if scope::in_tokio_poll() {
+        return Err(RunError::InsideTokioRuntime);
     }
     let mut runner = Runner::new();
     let result = runner.run(main);

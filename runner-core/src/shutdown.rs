@@ -159,6 +159,12 @@ impl Stop {
         began.at.checked_add(self.grace_period?)
     }
 
+    /// `true` if the grace period ends within `soon` from now (or has ended).
+    pub(crate) fn grace_period_ends_within(&self, soon: Duration) -> bool {
+        self.grace_deadline()
+            .is_some_and(|at| at.saturating_duration_since(Instant::now()) <= soon)
+    }
+
     pub(crate) fn is_over(&self) -> bool {
         self.over.load(Ordering::Acquire)
     }

@@ -210,16 +210,21 @@ impl<T> Future for Task<T> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Self::Output> {
         let Some(handle) = self.handle.as_mut() else {
             self.retrieved = true;
-            return Poll::Ready(Err(TaskError::Cancelled));
+            return Poll::Ready(Err(TaskError::cancelled(self.state.location)));
         };
         let result = std::task::ready!(Pin::new(handle).poll(cx));
         self.retrieved = true;
+        let at = self.state.location;
         Poll::Ready(match result {
             Ok(Outcome::Done(value)) => Ok(value),
-            Ok(Outcome::Cancelled) => Err(TaskError::Cancelled),
-            Ok(Outcome::Panicked(payload)) => Err(TaskError::Panicked(payload)),
-            Err(err) if err.is_panic() => Err(TaskError::Panicked(err.into_panic())),
-            Err(_) => Err(TaskError::Cancelled),
+            Ok(Outcome::Cancelled) => Err(TaskError::cancelled(at)),
+            Ok(Outcome::Panicked(payload)) => Err(TaskError::panicked(payload, at)),
+            Err(err) => match err.try_into_panic() {
+                Ok(payload) => Err(TaskError::panicked(payload, at)),
+                // tokio dropped it unfinished: its runtime shut down, or an aborted
+                // blocking job that had not started.
+                Err(_) => Err(TaskError::cancelled(at)),
+            },
         })
     }
 }

@@ -25,11 +25,17 @@
 //! when a request was consumed before (the task *was* asked to cancel): that consumes nothing.
 //!
 //! All of it is decided on one atomic word, [`TaskState::cancel`] (pending request, ever
-//! requested, waker stored, and the number of live `cancelled()` futures), changed only by
-//! read-modify-writes. Every handshake (a request against the first poll's waker, against a
-//! `cancelled()`'s last drop, against the wrapper's decision) is two RMWs on that word, so
-//! it needs no store-then-load pairing, which loom cannot check (loom issue #180); the loom
-//! models at the end of this file check the invariant.
+//! requested, waker stored, the waker slot held, a wake owed, and the number of live
+//! `cancelled()` futures), changed only by read-modify-writes. Every handshake (a request
+//! against a poll's waker, against a `cancelled()`'s last drop, against the wrapper's
+//! decision) is two RMWs on that word, so it needs no store-then-load pairing, which loom
+//! cannot check (loom issue #180); the loom models at the end of this file check the
+//! invariant.
+//!
+//! A request wakes the waker of the task's latest poll, as the `Future` contract asks: a
+//! poll that brings a waker for another task replaces the stored one, under a lock bit that
+//! nobody ever waits for (the protocol and its ordering argument are beside the loom
+//! models). The common poll, with the same waker as before, pays a load and a compare.
 
 use std::any::Any;
 use std::mem::MaybeUninit;
@@ -61,8 +67,15 @@ pub(crate) const NO_SLOT: usize = usize::MAX;
 const PENDING: u64 = 1;
 /// A request was made at some point (what a late `cancelled()` resolves on).
 const REQUESTED: u64 = 2;
-/// The task's waker is in its slot (set once, at the first poll).
+/// The task's waker is in its slot (stored at the first poll; replaced by a poll that brings
+/// another one, see [`TaskState::set_waker`]).
 const WAKER: u64 = 4;
+/// The waker slot is held: by a poll replacing the waker, or by a wake reading it. Whoever
+/// finds it held never waits (see "The waker protocol" beside the loom models).
+const SLOT_BUSY: u64 = 1 << 6;
+/// A wake came while the slot was held: its holder makes that wake, with the waker then in
+/// the slot, before it lets go. Only ever set together with, or under, `SLOT_BUSY`.
+const WAKE_OWED: u64 = 1 << 7;
 /// The number of live `cancelled()` futures, from this bit up.
 const OBSERVER: u64 = 1 << 8;
 
@@ -74,8 +87,9 @@ fn observers(word: u64) -> u64 {
 /// and tokio's `block_on` hands out a waker whose clone has a vtable of equal functions at
 /// another address: each run would then clone its waker anew (two atomic RMWs on the run's
 /// path). The vtables' functions are compared instead.
+#[inline]
 fn same_waker(a: &Waker, b: &Waker) -> bool {
-    a.data() == b.data() && a.vtable() == b.vtable()
+    a.data() == b.data() && (std::ptr::eq(a.vtable(), b.vtable()) || a.vtable() == b.vtable())
 }
 
 /// What the wrapper does at a poll (see [`TaskState::decide`]).
@@ -150,21 +164,25 @@ struct Rare {
 pub(crate) struct TaskState {
     pub(crate) location: &'static Location<'static>,
     origin: Origin,
-    /// `PENDING | REQUESTED | WAKER | observers * OBSERVER`: see the module docs.
+    /// `PENDING | REQUESTED | WAKER | SLOT_BUSY | WAKE_OWED | observers * OBSERVER`: see
+    /// the module docs.
     cancel: AtomicU64,
     /// The `StopSignal` that cancelled (or reached the run of) a main task; 0: none.
     signal: AtomicU8,
     flags: AtomicU8,
     pub(crate) slot: AtomicUsize,
-    /// Written once, at the first poll, before `WAKER` is set (a task's waker is stable for
-    /// its life in tokio, and for one `block_on`), so a request reads it without a lock.
+    /// The waker of the task's latest poll. Written only by the task's poller: at the first
+    /// poll before `WAKER` is set, later only while it holds `SLOT_BUSY`; read by wakes while
+    /// they hold `SLOT_BUSY`.
     waker: UnsafeCell<MaybeUninit<Waker>>,
     rare: Mutex<Option<Box<Rare>>>,
 }
 
-// SAFETY: the waker is written only before `WAKER` is published (or, for a reused main-task
-// record, while nothing can read it: see `set_waker`), and read only after `WAKER` is seen
-// with Acquire; `Waker` is `Send + Sync`. Everything else is atomics and a mutex.
+// SAFETY: the waker slot is written only by the task's poller, one poll at a time: before
+// `WAKER` is published (no wake reads it before it sees `WAKER`) or while it holds
+// `SLOT_BUSY`, which every wake takes (Acquire) before it reads the slot and lets go of
+// (Release) after; the poller's own unlocked read (the compare in `set_waker`) can only meet
+// other reads. `Waker` is `Send + Sync`. Everything else is atomics and a mutex.
 unsafe impl Sync for TaskState {}
 
 /// How a task left: what its Runner has to do about it (the record points to no Runner, so
@@ -204,24 +222,27 @@ impl TaskState {
         }
     }
 
-    /// Stores the task's waker at its first poll, keeping the one already there if it wakes
-    /// the same task (the main task's record is reused by the next run of the same runtime,
-    /// whose `block_on` waker is the same: no clone then).
+    /// Makes `waker`, this poll's, the one a cancel request wakes (the `Future` contract:
+    /// the waker of the latest poll is the one to wake). The first poll stores it. A later
+    /// poll whose waker wakes the same task (tokio's, every time; the next run's `block_on`
+    /// waker for a reused main-task record) costs a load and a compare, no
+    /// read-modify-write; one that brings another waker replaces it (`replace_waker`).
     ///
     /// # Safety
-    /// Nothing may read the slot meanwhile: either it is empty (readers see no `WAKER`), or
-    /// its owner cannot be cancelled yet (a reused main-task record, before its run arms
-    /// signal handling; nobody else can reach it).
+    /// Only the task's poller calls it, one call at a time (the wrapper's `poll`, which has
+    /// the task `&mut`): it is then the slot's only writer, so its unlocked read here never
+    /// meets a write.
     #[inline]
     pub(crate) unsafe fn set_waker(&self, waker: &Waker) {
+        // Relaxed: only the poller sets `WAKER`, and it sees its own store.
         if self.cancel.load(Ordering::Relaxed) & WAKER != 0 {
-            self.waker.with_mut(|slot| {
-                // SAFETY: initialized (WAKER is set); nobody reads it meanwhile (above).
-                let current = unsafe { (*slot).assume_init_mut() };
-                if !same_waker(current, waker) {
-                    current.clone_from(waker);
-                }
-            });
+            // SAFETY: initialized (WAKER is set); only we write it (see above).
+            let same = self
+                .waker
+                .with(|slot| same_waker(unsafe { (*slot).assume_init_ref() }, waker));
+            if !same {
+                self.replace_waker(waker);
+            }
             return;
         }
         // SAFETY: empty, and nobody reads it before `WAKER` is published below.
@@ -233,14 +254,82 @@ impl TaskState {
         self.cancel.fetch_or(WAKER, Ordering::AcqRel);
     }
 
+    /// A poll brought a waker that does not wake the stored one's task: replace it, unless a
+    /// wake holds the slot right now.
+    #[cold]
+    #[inline(never)]
+    fn replace_waker(&self, waker: &Waker) {
+        // Cloned before the slot is taken: no foreign code runs while we hold it.
+        let new = waker.clone();
+        // Acquire: after the last holder's reads of the slot.
+        let before = self.cancel.fetch_or(SLOT_BUSY, Ordering::Acquire);
+        if before & SLOT_BUSY != 0 {
+            // A wake is reading the old waker. Never wait for it: wake this poll's waker
+            // instead, so the task is polled again, and that poll replaces the waker.
+            new.wake();
+            return;
+        }
+        // SAFETY: `SLOT_BUSY` is ours: nobody reads or writes the slot until we let go; it
+        // is initialized (`WAKER` was set before any poll came here).
+        let old = self
+            .waker
+            .with_mut(|slot| std::mem::replace(unsafe { (*slot).assume_init_mut() }, new));
+        let owed = self.release_slot();
+        // Foreign code (the old waker's drop, a wake) only once the slot is free again.
+        drop(old);
+        if let Some(owed) = owed {
+            owed.wake();
+        }
+    }
+
     /// Wakes the task if `word` (a value of the cancel word read with Acquire) says its
-    /// waker is stored.
+    /// waker is stored: with the waker in the slot when the wake is asked for, or a later
+    /// one (a poll that replaces it meanwhile sees the request, see the ordering argument).
     fn wake_task(&self, word: u64) {
-        if word & WAKER != 0 {
-            // SAFETY: `WAKER` was published after the waker was written, and it is not
-            // written again while anyone can read it (see `set_waker`).
-            self.waker
-                .with(|slot| unsafe { (*slot).assume_init_ref().wake_by_ref() });
+        if word & WAKER == 0 {
+            return;
+        }
+        let before = self
+            .cancel
+            .fetch_or(SLOT_BUSY | WAKE_OWED, Ordering::Acquire);
+        if before & SLOT_BUSY == 0 {
+            if let Some(owed) = self.release_slot() {
+                owed.wake();
+            }
+        }
+        // Else the holder makes this wake once it lets go (`release_slot`).
+    }
+
+    /// Lets go of the slot (held by the caller). Returns a clone of the waker in it if a
+    /// wake is owed, for the caller to wake once the slot is free: a wake never runs the
+    /// executor's code under the lock (it may panic, or poll the task on the spot).
+    fn release_slot(&self) -> Option<Waker> {
+        let mut owed = None;
+        let mut word = self.cancel.load(Ordering::Relaxed);
+        loop {
+            if word & WAKE_OWED != 0 {
+                word = self.cancel.fetch_and(!WAKE_OWED, Ordering::Relaxed) & !WAKE_OWED;
+                if owed.is_none() {
+                    // SAFETY: `SLOT_BUSY` is ours, and the slot is initialized (`WAKER`).
+                    // It does not change while we hold it: one clone serves every wake owed.
+                    owed = Some(
+                        self.waker
+                            .with(|slot| unsafe { (*slot).assume_init_ref() }.clone()),
+                    );
+                }
+                continue;
+            }
+            // Release: the next holder (after its Acquire) sees our accesses of the slot as
+            // done. A wake owed meanwhile makes this fail, and the loop takes it on.
+            match self.cancel.compare_exchange_weak(
+                word,
+                word & !SLOT_BUSY,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return owed,
+                Err(now) => word = now,
+            }
         }
     }
 
@@ -692,6 +781,107 @@ mod loom_models {
                     task_wakes.count() > seen,
                     "a request stranded: no wake after the poll"
                 );
+            }
+        });
+    }
+
+    // # The waker protocol: the ordering argument
+    //
+    // The rule (the `Future` contract): a request (or the last observer's drop while one is
+    // pending) is either seen by the decision of a poll that comes after it, or wakes the
+    // waker of the latest poll that came before it. tokio passes one waker for a task's
+    // whole life, but an executor may change it between polls (tokio's own current-thread
+    // `block_on` does, while another thread holds the scheduler's core), so storing it once
+    // would wake a stale waker and lose the cancel.
+    //
+    // Who touches the slot: the poller (one poll at a time) writes it at the first poll,
+    // before it sets `WAKER` (no wake reads the slot before it sees `WAKER`), and later only
+    // while it holds `SLOT_BUSY`; its unlocked compare at each poll can only meet reads,
+    // since it is the only writer. A wake reads the slot only while it holds `SLOT_BUSY`.
+    // Taking `SLOT_BUSY` is an Acquire RMW, letting go a Release RMW, and every other change
+    // of the word is an RMW too, so each holder's accesses happen before the next holder's
+    // (release sequence). Nobody ever waits for `SLOT_BUSY`: a wake that finds it held sets
+    // `WAKE_OWED` in the same RMW and leaves; the holder cannot let go while `WAKE_OWED` is
+    // set (its releasing compare-exchange fails), so it clears it and takes a clone of the
+    // waker then in the slot, which it wakes right after letting go (no foreign code but
+    // `Waker::clone` runs while the slot is held). A poll that finds it held (a wake is
+    // reading the old waker) does not replace: it wakes its own new waker, so the task is
+    // polled again and that poll retries.
+    //
+    // Why no cancel is lost: all are RMWs on one word, so they have one order. Take a
+    // request R (its `fetch_or(PENDING)`) and a poll P that brings a new waker W.
+    // - P's `SLOT_BUSY` RMW after R: P's decision (a later load on the same word) sees R's
+    //   `PENDING`; P drops the future or leaves R to a live observer.
+    // - P's `SLOT_BUSY` RMW before R: R's wake comes after it. If P still holds the slot, R
+    //   sets `WAKE_OWED` and P wakes W once it lets go; if P has let go, R takes the slot
+    //   and wakes W (or a later poll's waker, and that poll is then the latest). A wake made
+    //   just after letting go may reach a waker that a poll P' replaces meanwhile: P' took
+    //   the slot after R's RMW, so P' sees R's `PENDING` (first case).
+    // - P found the slot held: P woke W itself, so a poll after P comes, and that poll is
+    //   after R or it replaces the waker in turn: by induction (each failure needs a wake in
+    //   flight, and there are finitely many) some poll stores its waker or sees `PENDING`.
+    // A poll whose waker wakes the same task as the stored one changes nothing: waking the
+    // stored waker wakes it.
+
+    /// A request against a poll that brings a new waker. The old wrapper stored the waker
+    /// only at the first poll, so a request after the second poll woke the first poll's
+    /// waker, which the executor no longer listens to: the task was never polled again
+    /// (this model fails on that code).
+    #[test]
+    fn loom_a_cancel_wakes_the_waker_of_the_latest_poll() {
+        loom::model(|| {
+            let (state, _first_poll_wakes) = polled_task();
+            let requester = {
+                let state = state.clone();
+                thread::spawn(move || assert!(state.request_cancel(None)))
+            };
+            // The second poll, through another waker.
+            let second = Arc::new(Counter::default());
+            // SAFETY: this thread is the task's only poller.
+            unsafe { state.set_waker(&Waker::from(second.clone())) };
+            let first = state.decide();
+            requester.join().unwrap();
+            if first == Decision::Poll {
+                assert!(
+                    second.count() > 0,
+                    "cancel lost: only a stale waker was woken, not the latest poll's"
+                );
+                assert_eq!(state.decide(), Decision::Drop);
+            }
+        });
+    }
+
+    /// Two wakes at once (a request, and the last `cancelled()` going away unpolled while it
+    /// is pending) against a poll that replaces the waker: whichever holds the slot, the
+    /// others neither wait nor get lost, and the latest poll's waker is woken after the
+    /// request unless that poll saw it.
+    #[test]
+    fn loom_wakes_and_a_waker_replacement_meeting_at_the_slot_lose_nothing() {
+        loom::model(|| {
+            let (state, _first_poll_wakes) = polled_task();
+            state.observe(); // a `cancelled()` that will go away unpolled
+            let requester = {
+                let state = state.clone();
+                thread::spawn(move || assert!(state.request_cancel(None)))
+            };
+            let observer = {
+                let state = state.clone();
+                thread::spawn(move || state.unobserve())
+            };
+            let second = Arc::new(Counter::default());
+            // SAFETY: this thread is the task's only poller.
+            unsafe { state.set_waker(&Waker::from(second.clone())) };
+            let first = state.decide();
+            requester.join().unwrap();
+            observer.join().unwrap();
+            if first == Decision::Poll {
+                // Nobody observes the request any more: only dropping can end it, at a poll
+                // that only a wake of the latest poll's waker brings about.
+                assert!(
+                    second.count() > 0,
+                    "cancel lost: the latest poll's waker was not woken"
+                );
+                assert_eq!(state.decide(), Decision::Drop);
             }
         });
     }

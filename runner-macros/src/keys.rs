@@ -227,8 +227,8 @@ const NOT_TAKEN: &[(&str, &str)] = &[(
     "unhandled_panic",
     "`unhandled_panic` is not supported: tokio has it only under `--cfg tokio_unstable`. \
      Remove it: a task that panics does not stop the runtime, as with tokio's default \
-     `\"ignore\"`, and its `Task` awaits to `Err(runner::TaskError::Panicked(..))`; for \
-     `\"shutdown_runtime\"`, await the task and pass the payload to \
+     `\"ignore\"`, and its `Task` awaits to a `runner::TaskError` whose `is_panic()` is \
+     true; for `\"shutdown_runtime\"`, await the task and pass `err.into_panic()` to \
      `std::panic::resume_unwind`",
 )];
 

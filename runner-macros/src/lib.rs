@@ -113,8 +113,8 @@ use keys::Macro;
 ///
 /// tokio's `unhandled_panic` (which tokio has only under `--cfg tokio_unstable`) is not
 /// taken: it is a compile error that says so. A panicking task never stops the runtime, as
-/// with tokio's default `"ignore"`: its `Task` awaits to
-/// `Err(runner::TaskError::Panicked(..))`.
+/// with tokio's default `"ignore"`: its `Task` awaits to a `runner::TaskError` whose
+/// `is_panic()` is true.
 ///
 /// ```
 /// #[runner::main(flavor = "multi_thread", worker_threads = 4, shutdown_timeout = "30s")]

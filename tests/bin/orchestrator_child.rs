@@ -186,13 +186,17 @@ mod unix {
         println!("drained");
     }
 
-    /// An exception handler that never returns from the final words: the forced exit still
-    /// comes within the bound (100 ms), without them.
+    /// An exception handler that never returns, stuck on the thread that would write the
+    /// final words: the forced exit still comes within the bound (100 ms), without them.
     fn stuck_handler() {
+        // The first progress report of the drain (after 50 ms) gets the handler stuck on
+        // the shutdown's helper thread, before the test sends the second signal: the final
+        // words, which that thread would write, can then never come.
         let mut runner = Runner::builder()
             .handle_sigterm(true)
+            .shutdown_report_after(Duration::from_millis(50))
             .exception_handler(|report: &runner::Report| {
-                if report.kind() == runner::ReportKind::ForcedExit {
+                if report.kind() == runner::ReportKind::ShutdownWaiting {
                     println!("handler stuck");
                     std::thread::sleep(Duration::from_secs(600));
                 }

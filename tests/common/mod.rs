@@ -4,6 +4,9 @@
 #[cfg(unix)]
 pub mod child;
 pub mod fixture;
+#[cfg(unix)]
+pub mod namespace;
+pub mod skip;
 pub mod watchdog;
 
 #[allow(unused_imports)] // not every test binary has in-process tests
