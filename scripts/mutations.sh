@@ -245,7 +245,7 @@ case_ i29_close_elsewhere_leaves_local_tasks runner-core/src/local.rs \
     's/(pub\(crate\) fn runs_here\(&self\) -> bool \{\n)/$1        return true;\n/' \
     -- --test spawn_local closed_on_another_thread_a_runner_leaves_only_its_local_tasks
 case_ i29_close_rehomes_local_tasks runner-core/src/local.rs \
-    's/if self\.check_thread\(\)\.is_ok\(\) && self\.0\.state/if self.0.state/' \
+    's/if self\.check_thread\(\)\.is_ok\(\) && self\.home\.state/if self.home.state/' \
     -- --test spawn_local a_destructor_run_by_a_close_on_another_thread_may_spawn_local
 case_ i29_nested_close_scope runner-core/src/close.rs \
     's/scope::poll_in\(&mut scope, \|\| steps\(rt, &shared, timeout\)\);/drop(scope);\n    steps(rt, &shared, timeout);/' \
