@@ -267,4 +267,7 @@ case_ fuzz_thread_exit_local_loop runner-core/src/event_loop.rs \
 case_ fuzz_blocking_handle_done runner-core/src/task.rs \
     's/let _done = done;//; s/let done = DoneOnDrop\(state\.clone\(\)\);//; s/(\n\s*)outcome\n(\s*)\}\);\n(\s*)Task::new\(handle, state, &shared\)/$1job_state.mark_done();$1outcome\n$2});\n$3Task::new(handle, state, &shared)/' \
     -- --test lifecycle_fuzz
+case_ close_scope_not_isolated runner-core/src/close.rs \
+    's/isolated: false,(\n    \};\n    scope::poll_in\(&mut scope, \|\| steps)/isolated: true,$1/' \
+    -- --test context_isolation plain_tasks_polled_by_close
 exit "$bad"

@@ -276,7 +276,10 @@ fn wait_and_shut_down(rt: HomeLoop, shared: Arc<Shared>, ctx: CtxState, timeout:
         runner: Some(shared.clone()),
         task: None,
         in_run: true,
-        isolated: true,
+        // Not isolated for plain tokio tasks that the close polls on this thread: they
+        // would all share this scope, so a `ContextVar::set` in one of them is refused, as
+        // during a run. The finalizers (polled by the close itself, not tokio tasks) may set.
+        isolated: false,
     };
     scope::poll_in(&mut scope, || steps(rt, &shared, timeout));
 }
