@@ -322,7 +322,7 @@ fn assert_left_to_its_home_thread(left: &LeftHome) {
         })
         .collect();
     assert_eq!(handed.len(), 1, "{reports:?}");
-    assert_eq!(handed[0].kind(), ReportKind::Other);
+    assert_eq!(handed[0].kind(), ReportKind::ClosedAwayFromItsLoop);
     assert!(
         handed[0]
             .message()

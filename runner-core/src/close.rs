@@ -86,8 +86,8 @@ pub(crate) fn shutdown(rt: Loop, shared: Arc<Shared>, ctx: CtxState, timeout: Du
                 scope::forget_runtime(&shared);
                 "the runtime is leaked with them".to_owned()
             };
-            shared.report(Report::new(
-                ReportKind::Other,
+            shared.report(Report::make(
+                ReportKind::ClosedAwayFromItsLoop,
                 format!(
                     "Runner closed on thread {:?}, but its loop is a tokio LocalRuntime bound \
                      to thread {home:?}, the thread that built it: its tasks cannot be \
@@ -145,8 +145,8 @@ pub(crate) fn shutdown_at_home(
                 wait_and_shut_down(rt, shared.clone(), ctx, timeout);
             }));
             if let Err(payload) = result {
-                shared.report(Report::new(
-                    ReportKind::Other,
+                shared.report(Report::make(
+                    ReportKind::ShutdownFailed,
                     "Runner shutdown failed inside a tokio runtime context; its runtime was \
                      dropped"
                         .to_owned(),
@@ -162,8 +162,8 @@ pub(crate) fn shutdown_at_home(
         (Waiting::ThreadExit, rt @ HomeLoop::Local(_)) => {
             // Only when its home thread could not list it (see `event_loop`): it can neither
             // run here any more nor leave this thread.
-            shared.report(Report::new(
-                ReportKind::Other,
+            shared.report(Report::make(
+                ReportKind::ClosedAtThreadExit,
                 "Runner closed at the exit of its thread, after tokio's thread-locals were \
                  destroyed: its LocalRuntime cannot run any more, so its tasks were dropped \
                  without their cleanup and its at_close finalizers did not run"
@@ -241,8 +241,8 @@ fn drop_local_tasks(rt: LoopRef<'_>, shared: &Shared, enter: bool) {
                 dispose(payload);
             }
         }
-        Err(ElsewhereHome { pending }) => shared.report(Report::new(
-            ReportKind::Other,
+        Err(ElsewhereHome { pending }) => shared.report(Report::make(
+            ReportKind::LocalTasksLeft,
             format!(
                 "Runner closed on another thread than the one running its spawn_local tasks: \
                  {pending} local task(s) cannot be cancelled or dropped here, and are left to \
@@ -256,8 +256,8 @@ fn drop_local_tasks(rt: LoopRef<'_>, shared: &Shared, enter: bool) {
 }
 
 fn shut_down_unwaited(rt: HomeLoop, shared: &Shared) {
-    shared.report(Report::new(
-        ReportKind::Other,
+    shared.report(Report::make(
+        ReportKind::ClosedInsideRuntime,
         "Runner closed from inside a running runtime: its tasks were dropped without \
          waiting for their cleanup"
             .to_owned(),
@@ -298,8 +298,8 @@ fn steps(rt: HomeLoop, shared: &Arc<Shared>, timeout: Duration) {
         report_shutdown_panics(shared);
     }));
     if let Err(payload) = result {
-        shared.report(Report::new(
-            ReportKind::Other,
+        shared.report(Report::make(
+            ReportKind::ShutdownFailed,
             "Runner shutdown failed; dropping the runtime".to_owned(),
             None,
             Some(panic_message(payload.as_ref())),
@@ -328,7 +328,7 @@ fn steps(rt: HomeLoop, shared: &Arc<Shared>, timeout: Duration) {
         None => shared.wait_blocking(Duration::ZERO),
     };
     if abandoned > 0 {
-        shared.report(Report::new(
+        shared.report(Report::make(
             ReportKind::BlockingAbandoned,
             format!(
                 "Runner shutdown: {abandoned} spawn_blocking job(s) still running after the \
@@ -348,7 +348,7 @@ fn steps(rt: HomeLoop, shared: &Arc<Shared>, timeout: Duration) {
     let pool = Instant::now();
     rt.shutdown_timeout(left);
     if !left.is_zero() && pool.elapsed() >= left {
-        shared.report(Report::new(
+        shared.report(Report::make(
             ReportKind::BlockingAbandoned,
             format!(
                 "Runner shutdown: the runtime's threads were still busy after the shutdown \
@@ -406,7 +406,7 @@ fn cancel_pending(rt: LoopRef<'_>, shared: &Shared, deadline: Option<Instant>, t
         } else {
             String::new()
         };
-        shared.report(Report::new(
+        shared.report(Report::make(
             ReportKind::ShutdownTimeout,
             format!(
                 "Runner shutdown: {left} cancelled task(s) still running{plain} after the \
@@ -424,7 +424,7 @@ fn cancel_pending(rt: LoopRef<'_>, shared: &Shared, deadline: Option<Instant>, t
 /// shut down.
 fn report_shutdown_panics(shared: &Shared) {
     for (location, description, message) in shared.take_shutdown_panics() {
-        shared.report(Report::new(
+        shared.report(Report::make(
             ReportKind::PanicDuringShutdown,
             format!("unhandled panic during Runner shutdown in {description}"),
             Some(location),
@@ -492,6 +492,11 @@ fn run_finalizers(rt: LoopRef<'_>, shared: &Shared, deadline: Option<Instant>, t
                 None,
             ),
         };
-        shared.report(Report::new(problem.0, problem.1, Some(location), problem.2));
+        shared.report(Report::make(
+            problem.0,
+            problem.1,
+            Some(location),
+            problem.2,
+        ));
     }
 }

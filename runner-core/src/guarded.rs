@@ -250,7 +250,7 @@ impl<F> Drop for Guarded<F> {
                 if let Some(shared) = &self.scope.runner {
                     // SAFETY: `scope.task` keeps the record alive.
                     let state = unsafe { self.state.as_ref() };
-                    shared.report(Report::new(
+                    shared.report(Report::make(
                         ReportKind::PanicDuringShutdown,
                         format!(
                             "unhandled panic during Runner shutdown in {}, dropped by the \
@@ -285,7 +285,7 @@ impl<F> Drop for Guarded<F> {
 #[cold]
 fn report_dropped_mid_work(state: &TaskState) {
     if let Some(shared) = scope::current_runner() {
-        shared.report(Report::new(
+        shared.report(Report::make(
             ReportKind::DroppedMidWork,
             format!(
                 "{} was dropped by a cancel while it held no runner::cancelled(), although it \

@@ -329,8 +329,8 @@ impl Drop for Sets {
             drop(entry);
             if open && pending > 0 {
                 if let Some(shared) = owner.upgrade() {
-                    shared.report(Report::new(
-                        ReportKind::Other,
+                    shared.report(Report::make(
+                        ReportKind::LocalTasksLeft,
                         format!(
                             "the thread running {pending} spawn_local task(s) of a Runner \
                              exited before the Runner closed: they were dropped with it, \

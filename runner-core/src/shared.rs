@@ -164,7 +164,7 @@ impl Shared {
 
     pub(crate) fn check_slow_poll(&self, task: &TaskState, took: Duration) {
         if took >= self.slow {
-            self.report(Report::new(
+            self.report(Report::make(
                 ReportKind::SlowPoll,
                 debug::slow_poll_message(&task.describe(), took),
                 Some(task.location),
@@ -186,7 +186,7 @@ impl Shared {
     /// has already printed the panic itself).
     pub(crate) fn report_unretrieved(&self, task: &TaskState) {
         if self.debug {
-            self.report(Report::new(
+            self.report(Report::make(
                 ReportKind::PanicNeverRetrieved,
                 format!("Task panic was never retrieved: {}", task.describe()),
                 Some(task.location),
@@ -197,7 +197,7 @@ impl Shared {
 
     /// Debug mode: a signal dropped a main task that was not observing `cancelled()`.
     pub(crate) fn report_main_task_dropped(&self, task: &TaskState, signal: StopSignal) {
-        self.report(Report::new(
+        self.report(Report::make(
             ReportKind::MainTaskDropped,
             format!(
                 "{}: the main task was not observing runner::cancelled() and was dropped; \
@@ -219,7 +219,7 @@ impl Shared {
         if self.debug {
             // asyncio's debug mode names the tasks still pending when the loop closes.
             for (location, description) in self.pending_tasks() {
-                self.report(Report::new(
+                self.report(Report::make(
                     ReportKind::PendingAtClose,
                     format!("Task was still pending at close: {description}"),
                     Some(location),

@@ -427,12 +427,13 @@ mod imp {
             Decision::Forward(generation) => send(Kind::Forward, Some(signal), generation),
             Decision::Delay(generation) => send(Kind::Delay, Some(signal), generation),
             Decision::CutShort(generation) => send(Kind::CutShort, Some(signal), generation),
-            // SAFETY (the three): `forced_exit` and `die_now` are async-signal-safe, and the
-            // process ends here.
+            // SAFETY: `forced_exit` is async-signal-safe, and the process ends here.
             Decision::Die(generation) => unsafe { forced_exit(signal, generation) },
+            // SAFETY: as above.
             Decision::ShuttingDown(generation) if dies_here(signo) => unsafe {
                 forced_exit(signal, generation)
             },
+            // SAFETY: `die_now` is async-signal-safe, and the process ends here.
             Decision::NotArmed if dies_here(signo) => unsafe { die_now(signal) },
             // A handler installed over ours called us first; it goes on to the program's own
             // actions (or the program ignores the signal now).
@@ -474,12 +475,14 @@ mod imp {
                 tv_sec: 0,
                 tv_nsec: 0,
             };
-            if libc::nanosleep(&wait, &mut left) == 0 {
+            // SAFETY: two timespecs of our own; async-signal-safe.
+            if unsafe { libc::nanosleep(&wait, &mut left) } == 0 {
                 break;
             }
             wait = left;
         }
-        die_now(signal)
+        // SAFETY: the caller accepts that the process ends here.
+        unsafe { die_now(signal) }
     }
 
     /// Ends the process by `signal`: the default action, re-raised; if the process is still
@@ -489,7 +492,8 @@ mod imp {
     /// Ends the process without running destructors or flushing anything.
     pub(crate) unsafe fn die_now(signal: StopSignal) -> ! {
         raise_default(signal);
-        libc::_exit(signal.exit_status())
+        // SAFETY: `_exit` is async-signal-safe; the caller accepts that the process ends.
+        unsafe { libc::_exit(signal.exit_status()) }
     }
 
     /// Re-raises `signal` with the default disposition and unblocked on this thread; returns
