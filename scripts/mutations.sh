@@ -267,4 +267,23 @@ case_ fuzz_thread_exit_local_loop runner-core/src/event_loop.rs \
 case_ fuzz_blocking_handle_done runner-core/src/task.rs \
     's/let _done = done;//; s/let done = DoneOnDrop\(state\.clone\(\)\);//; s/(\n\s*)outcome\n(\s*)\}\);\n(\s*)Task::new\(handle, state, &shared\)/$1job_state.mark_done();$1outcome\n$2});\n$3Task::new(handle, state, &shared)/' \
     -- --test lifecycle_fuzz
+# The one key table of the docs (runner-macros/src/keys.md) against the parser's (keys.rs).
+case_ keys_md_missing_key runner-macros/src/keys.md \
+    's/^\| `timeout` \|.*\n//m' \
+    -- -p tokio-runner-macros --lib keys_doc::keys_md_names_every_key
+case_ keys_md_unknown_key runner-macros/src/keys.md \
+    's/^(\| `crate` \|.*\n)/$1| `unhandled_panic` | both | a bool | none |\n/m' \
+    -- -p tokio-runner-macros --lib keys_doc::keys_md_names_every_key
+case_ keys_md_new_parser_key runner-macros/src/keys.rs \
+    's/name: "drain_delay",/name: "drain_delay_ms",/' \
+    -- -p tokio-runner-macros --lib keys_doc::keys_md_names_every_key
+case_ keys_md_main_only_marked_both runner-macros/src/keys.md \
+    's/^\| `grace_period` \| main \|/| `grace_period` | both |/m' \
+    -- -p tokio-runner-macros --lib keys_doc::keys_md_marks
+case_ keys_md_test_only_in_keys_rs runner-macros/src/keys.rs \
+    's/(name: "timeout",\n\s*scope: )Scope::Only\(Macro::Test\)/${1}Scope::Both/' \
+    -- -p tokio-runner-macros --lib keys_doc::keys_md_marks
+case_ keys_md_not_included runner-macros/src/lib.rs \
+    's/#\[doc = include_str!\("keys.md"\)\]\n//' \
+    -- -p tokio-runner-macros --lib keys_doc::both_attributes_include
 exit "$bad"
