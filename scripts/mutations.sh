@@ -270,4 +270,23 @@ case_ fuzz_blocking_handle_done runner-core/src/task.rs \
 case_ close_scope_not_isolated runner-core/src/close.rs \
     's/isolated: false,(\n    \};\n    scope::poll_in\(&mut scope, \|\| steps)/isolated: true,$1/' \
     -- --test context_isolation plain_tasks_polled_by_close
+# The one key table of the docs (runner-macros/src/keys.md) against the parser's (keys.rs).
+case_ keys_md_missing_key runner-macros/src/keys.md \
+    's/^\| `timeout` \|.*\n//m' \
+    -- -p tokio-runner-macros --lib keys_doc::keys_md_names_every_key
+case_ keys_md_unknown_key runner-macros/src/keys.md \
+    's/^(\| `crate` \|.*\n)/$1| `unhandled_panic` | both | a bool | none |\n/m' \
+    -- -p tokio-runner-macros --lib keys_doc::keys_md_names_every_key
+case_ keys_md_new_parser_key runner-macros/src/keys.rs \
+    's/name: "drain_delay",/name: "drain_delay_ms",/' \
+    -- -p tokio-runner-macros --lib keys_doc::keys_md_names_every_key
+case_ keys_md_main_only_marked_both runner-macros/src/keys.md \
+    's/^\| `grace_period` \| main \|/| `grace_period` | both |/m' \
+    -- -p tokio-runner-macros --lib keys_doc::keys_md_marks
+case_ keys_md_test_only_in_keys_rs runner-macros/src/keys.rs \
+    's/(name: "timeout",\n\s*scope: )Scope::Only\(Macro::Test\)/${1}Scope::Both/' \
+    -- -p tokio-runner-macros --lib keys_doc::keys_md_marks
+case_ keys_md_not_included runner-macros/src/lib.rs \
+    's/#\[doc = include_str!\("keys.md"\)\]\n//' \
+    -- -p tokio-runner-macros --lib keys_doc::both_attributes_include
 exit "$bad"

@@ -622,9 +622,10 @@ impl Runner {
     /// [`RunError::InsideTokioRuntime`] inside a poll of another tokio runtime (such as
     /// the body of `#[tokio::main]`), [`RunError::Closed`] after
     /// `close()`, [`RunError::LoopFactory`] if the runtime could not be built,
-    /// [`RunError::Interrupted`] / [`RunError::Cancelled`] if the main task was cancelled,
-    /// [`RunError::WrongThread`] if the loop is a `LocalRuntime` (see [`IntoRuntime`]) and
-    /// this is not the thread that built it.
+    /// [`RunError::Interrupted`] / [`RunError::Terminated`] / [`RunError::Cancelled`] if the
+    /// main task was cancelled (by Ctrl-C, by SIGTERM, by other means),
+    /// [`RunError::WrongThread`] if the loop is a `LocalRuntime` (see [`IntoRuntime`]) or
+    /// [`spawn_local`](crate::spawn_local) tasks are pending, and this is not their thread.
     ///
     /// ```
     /// # use runner_core as runner;
