@@ -239,10 +239,12 @@
 //! src/main.rs:12:5> took 0.250 seconds`), `close()` lists the tasks still pending, and a
 //! panic nobody retrieved is reported.
 //!
-//! Each [`Report`] (its [`ReportKind`], message and spawn location) goes to the exception
-//! handler: [`default_exception_handler`] writes one line to stderr (with feature `tracing`
-//! and a subscriber set: a `tracing` event instead, target `runner`);
-//! [`Builder::exception_handler`] replaces it.
+//! Each [`Report`] (its [`ReportKind`], message and spawn location; for a shutdown, its
+//! facts as data: [`ShutdownFacts`]) goes to the exception handler:
+//! [`default_exception_handler`] writes one line to stderr (with feature `tracing` and a
+//! subscriber set: a `tracing` event instead, target `runner`);
+//! [`Builder::exception_handler`] replaces it. [`Report::new`] builds one, to test a
+//! handler of your own.
 //!
 //! # Threads and processes
 //!
