@@ -4,8 +4,9 @@
 # it, and expects it to FAIL (a mutation that does not build is a broken case). The file is put back after each case, from a copy (not from git, so local
 # changes survive).
 #
-#   scripts/mutations.sh            every case (about 3 minutes with the test build warm, 2 cores)
-#   scripts/mutations.sh FILTER     the cases whose name contains FILTER
+#   scripts/mutations.sh            every case (several minutes with the test build warm, 2 cores)
+#   scripts/mutations.sh FILTER     the cases whose name contains FILTER (e.g. `fuzz_`: the
+#                                   lifecycle fuzzer against each fix of issue 29 reverted)
 #
 # Prints one line per case; exits 1 if a mutation did not apply or a test passed under it.
 set -uo pipefail
@@ -143,6 +144,12 @@ case_ registry_loose_tasks_uncounted runner-core/src/registry.rs \
 case_ registry_pass_lets_go_before_waking runner-core/src/registry.rs \
     's/(\n\s*)self\.touch\(\);\n(\s*)if let Some\(waker\) = lock\(&self\.closer\)\.take\(\) \{\n(\s*)waker\.wake\(\);\n(\s*)\}\n\s*\/\/ The pass.s own reference, now that none of its tasks is left\.\n\s*self\.release\(\)/$1let last = self.release();$1self.touch();\n$2if let Some(waker) = lock(&self.closer).take() {\n$3waker.wake();\n$4}$1last/' \
     "${loom[@]}" -- -p tokio-runner-core --release --lib registry::loom_models::loom_tasks_of_a_pass_cut_short
+case_ registry_late_pass_counts_twice runner-core/src/registry.rs \
+    's/if joined_gone > 0 \{/if false \&\& joined_gone > 0 {/' \
+    "${loom[@]}" -- -p tokio-runner-core --release --lib registry::loom_models::loom_a_pass_after_the_runner_let_go
+case_ registry_late_pass_takes_nothing_back runner-core/src/registry.rs \
+    's/strong = StrongRef::Take;/let _ = StrongRef::Take;/' \
+    "${loom[@]}" -- -p tokio-runner-core --release --lib registry::loom_models::loom_a_pass_after_the_runner_let_go
 case_ registry_gone_spawn_uncounted runner-core/src/registry.rs \
     's/state\.gone && self\.outstanding\.fetch_add\(1, Ordering::AcqRel\) == 0/false/' \
     "${loom[@]}" -- -p tokio-runner-core --release --lib registry::loom_models::loom_a_spawn_after_the_runner_let_go
@@ -153,6 +160,9 @@ case_ pass_walks_one_shard runner-core/src/registry.rs \
 case_ last_task_keeps_the_state runner-core/src/shared.rs \
     's/if last \{/if last && false {/' \
     -- --test spawn_scaling a_runner_whose_task_outlived_close_is_freed_after_that_task
+case_ late_pass_counts_twice runner-core/src/registry.rs \
+    's/if joined_gone > 0 \{/if false \&\& joined_gone > 0 {/' \
+    -- --test spawn_scaling a_close_handed_to_a_local_loops_home_thread_frees_the_runner_after_it
 case_ private_copy_drops_the_values runner-core/src/vars.rs \
     's/(let Head \{ owner, len, \.\. \} = \*self\.head\(\);\n\s*)if owner\.is_null\(\) \{/${1}if true {/' \
     -- --test spawn_scaling context_values_follow_spawns_across_workers_and_drop_once
@@ -259,4 +269,71 @@ case_ ui_snapshots_of_another_rustc_fail_in_ci tests/ui/toolchain.txt \
 case_ no_pid_namespace_fails_in_ci tests/common/namespace.rs \
     's/&\["--pid", "--fork", "--kill-child"\]/&["--no-such-option"]/; s/"--user",/"--no-such-option",/' \
     CI=true -- --test pid1 as_pid1_sigterm_between_runs_exits_143
+# Issue 29: each fix, reverted, fails its own test...
+case_ i29_late_spawn_local runner-core/src/local.rs \
+    's/    if home\.state\.load\(Ordering::Acquire\) == CLOSED \{\n        return dropped_at_once\(location, shared, fut\);\n    \}\n//' \
+    -- --test spawn_local a_spawn_local_after_close_took_the_local_tasks
+case_ i29_fork_reset runner-core/src/signal.rs \
+    's/unsafe \{ libc::pthread_atfork\(None, None, Some\(after_fork\)\) \};/let _ = after_fork;/' \
+    -- --test fork
+case_ i29_thread_exit_runtime runner-core/src/close.rs \
+    's/(fn thread_torn_down\(\) -> bool \{\n)/$1    return false;\n/' \
+    -- --test thread_exit
+case_ i29_thread_exit_local_loop runner-core/src/event_loop.rs \
+    's/loops\.push\(slot\.clone\(\)\);/let _ = \&slot;/' \
+    -- --test thread_exit
+case_ i29_blocking_handle_done runner-core/src/task.rs \
+    's/let _done = done;//; s/let done = DoneOnDrop\(state\.clone\(\)\);//; s/(\n\s*)outcome\n(\s*)\}\);\n(\s*)Task::new\(handle, state, &shared\)/$1job_state.mark_done();$1outcome\n$2});\n$3Task::new(handle, state, &shared)/' \
+    -- --test blocking_handles
+case_ i29_local_tasks_bind_the_runner runner-core/src/runner.rs \
+    's/    inner\.shared\.local\.check_thread\(\)\?;\n//' \
+    -- --test spawn_local with_local_tasks_pending_run_on_another_thread_is_wrong_thread
+case_ i29_close_elsewhere_leaves_local_tasks runner-core/src/local.rs \
+    's/(pub\(crate\) fn runs_here\(&self\) -> bool \{\n)/$1        return true;\n/' \
+    -- --test spawn_local closed_on_another_thread_a_runner_leaves_only_its_local_tasks
+case_ i29_close_rehomes_local_tasks runner-core/src/local.rs \
+    's/if self\.check_thread\(\)\.is_ok\(\) && self\.home\.state/if self.home.state/' \
+    -- --test spawn_local a_destructor_run_by_a_close_on_another_thread_may_spawn_local
+case_ i29_nested_close_scope runner-core/src/close.rs \
+    's/scope::poll_in\(&mut scope, \|\| steps\(rt, &shared, timeout\)\);/drop(scope);\n    steps(rt, &shared, timeout);/' \
+    -- --test lifecycle a_nested_runners_close_is_its_own_down_to_the_runtimes_shutdown
+# ... and the lifecycle fuzzer's bounded run finds each one of fixes 1-4 (its output names
+# the case that failed: how many generated cases it took).
+case_ fuzz_late_spawn_local runner-core/src/local.rs \
+    's/    if home\.state\.load\(Ordering::Acquire\) == CLOSED \{\n        return dropped_at_once\(location, shared, fut\);\n    \}\n//' \
+    -- --test lifecycle_fuzz
+case_ fuzz_fork_reset runner-core/src/signal.rs \
+    's/unsafe \{ libc::pthread_atfork\(None, None, Some\(after_fork\)\) \};/let _ = after_fork;/' \
+    -- --test lifecycle_fuzz
+case_ fuzz_thread_exit_runtime runner-core/src/close.rs \
+    's/(fn thread_torn_down\(\) -> bool \{\n)/$1    return false;\n/' \
+    -- --test lifecycle_fuzz
+case_ fuzz_thread_exit_local_loop runner-core/src/event_loop.rs \
+    's/loops\.push\(slot\.clone\(\)\);/let _ = \&slot;/' \
+    -- --test lifecycle_fuzz
+case_ fuzz_blocking_handle_done runner-core/src/task.rs \
+    's/let _done = done;//; s/let done = DoneOnDrop\(state\.clone\(\)\);//; s/(\n\s*)outcome\n(\s*)\}\);\n(\s*)Task::new\(handle, state, &shared\)/$1job_state.mark_done();$1outcome\n$2});\n$3Task::new(handle, state, &shared)/' \
+    -- --test lifecycle_fuzz
+case_ close_scope_not_isolated runner-core/src/close.rs \
+    's/isolated: false,(\n    \};\n    scope::poll_in\(&mut scope, \|\| steps)/isolated: true,$1/' \
+    -- --test context_isolation plain_tasks_polled_by_close
+# The one key table of the docs (runner-macros/src/keys.md) against the parser's (keys.rs).
+case_ keys_md_missing_key runner-macros/src/keys.md \
+    's/^\| `timeout` \|.*\n//m' \
+    -- -p tokio-runner-macros --lib keys_doc::keys_md_names_every_key
+case_ keys_md_unknown_key runner-macros/src/keys.md \
+    's/^(\| `crate` \|.*\n)/$1| `unhandled_panic` | both | a bool | none |\n/m' \
+    -- -p tokio-runner-macros --lib keys_doc::keys_md_names_every_key
+case_ keys_md_new_parser_key runner-macros/src/keys.rs \
+    's/name: "drain_delay",/name: "drain_delay_ms",/' \
+    -- -p tokio-runner-macros --lib keys_doc::keys_md_names_every_key
+case_ keys_md_main_only_marked_both runner-macros/src/keys.md \
+    's/^\| `grace_period` \| main \|/| `grace_period` | both |/m' \
+    -- -p tokio-runner-macros --lib keys_doc::keys_md_marks
+case_ keys_md_test_only_in_keys_rs runner-macros/src/keys.rs \
+    's/(name: "timeout",\n\s*scope: )Scope::Only\(Macro::Test\)/${1}Scope::Both/' \
+    -- -p tokio-runner-macros --lib keys_doc::keys_md_marks
+case_ keys_md_not_included runner-macros/src/lib.rs \
+    's/#\[doc = include_str!\("keys.md"\)\]\n//' \
+    -- -p tokio-runner-macros --lib keys_doc::both_attributes_include
 exit "$bad"

@@ -1,11 +1,10 @@
-//! `runner`: Python's `asyncio.run()` and `asyncio.Runner` for tokio.
+//! Python's `asyncio.run()` and `asyncio.Runner` for tokio: an async entry point that
+//! behaves well at its start, its end, and when it is told to stop.
 //!
-//! An async entry point that behaves well:
-//! - the runtime is built lazily and reused across many `run` calls;
-//! - Ctrl-C cancels the main task so its cleanup runs, and a second Ctrl-C always kills;
-//! - leftover tasks are cancelled at shutdown and the wait for the blocking pool is bounded;
-//! - context variables follow tasks;
-//! - a debug mode names the task that blocked the loop.
+//! The package is `tokio-runner`; in code the crate is `runner`. The
+//! [README](https://crates.io/crates/tokio-runner) compares it with asyncio and with
+//! `#[tokio::main]` and shows it under Kubernetes, docker and systemd; this page is the
+//! reference: what each part does, with the items that do it.
 //!
 //! # Quick start
 //!
@@ -18,7 +17,10 @@
 //! }
 //! ```
 //!
-//! Without the macro, [`run`] is `asyncio.run()` and [`Runner`] is `asyncio.Runner`:
+//! [`#[runner::main]`](macro@main) and [`#[runner::test]`](macro@test) build a [`Runner`]
+//! from their keys (every key is in [the key table](macro@main#keys)), run the body as its
+//! main task and close it. Without them, [`run`] is `asyncio.run()` and [`Runner`] is
+//! `asyncio.Runner`:
 //!
 //! ```
 //! let mut runner = runner::Runner::new(); // creates nothing yet
@@ -29,17 +31,53 @@
 //! assert_eq!(runner::run(async { "one shot" }).unwrap(), "one shot");
 //! ```
 //!
-//! # Cancellation
+//! # The Runner
+//!
+//! A [`Runner`] builds its tokio runtime at its first [`run`](Runner::run) or
+//! [`get_loop`](Runner::get_loop) (lazily, as asyncio does) and keeps it: tasks left pending by one run resume in the next, and
+//! context values carry over. The main future runs on the calling thread, so it need not be
+//! `Send` or `'static`. [`Runner::close`] (also on `Drop`) cancels the pending tasks and
+//! waits for them, runs the [`at_close`] finalizers, waits for blocking work at most the
+//! shutdown timeout, and shuts the runtime down. It never panics, and never waits past its
+//! bound as long as no poll, `Drop` or finalizer blocks its thread.
+//!
+//! [`Builder`] sets the options: debug mode, the signals handled, timeouts, the exception
+//! handler, and the loop factory, which returns one of the types of the sealed
+//! [`IntoRuntime`] (a tokio `Runtime`, `runtime::Builder` or `LocalRuntime`, or an
+//! `io::Result` of a runtime). The default loop is a current-thread runtime, as asyncio's
+//! loop is one thread.
+//!
+//! A run that cannot happen is a [`RunError`], never tokio's panic: inside another run on
+//! this thread [`NestedRun`](RunError::NestedRun), inside a poll of another tokio runtime
+//! (a `#[tokio::main]` body) [`InsideTokioRuntime`](RunError::InsideTokioRuntime), after
+//! `close()` [`Closed`](RunError::Closed), away from the thread its local loop or local
+//! tasks are bound to [`WrongThread`](RunError::WrongThread).
+//!
+//! # Tasks and cancellation
+//!
+//! [`spawn`] starts a task ([`Task`]) in a copy of the spawner's [`Context`];
+//! [`spawn_local`] does the same for a `!Send` future, on the Runner's own thread, on every
+//! loop flavor (call it from the main task or a local task; on a current-thread or local
+//! loop, from any task); [`spawn_blocking`] is asyncio's `to_thread`. [`current_task`] and
+//! [`Task::handle`] give a [`TaskHandle`] that can cancel a task from anywhere.
 //!
 //! asyncio cancels a task by raising `CancelledError` at its `await`. A Rust future cannot
-//! have an exception thrown into it, so a cancel request (Ctrl-C for the main task,
-//! [`Task::cancel`], or [`Runner::close`]) is delivered in one of two ways:
+//! have an exception thrown into it, so a cancel request (a signal for the main task,
+//! [`Task::cancel`], [`Runner::close`]) is delivered in one of two ways:
 //! - if the task holds a live [`cancelled()`] future (typically in a `tokio::select!`), that
 //!   future resolves and the task keeps running, so it can clean up asynchronously and
 //!   finish on its own (asyncio's `except CancelledError:`);
 //! - otherwise its future is dropped where it stands: every destructor runs (asyncio's
-//!   `finally:`), and awaiting its [`Task`] gives a [`TaskError`] whose
-//!   [`is_cancelled()`](TaskError::is_cancelled) is `true`.
+//!   `finally:`).
+//!
+//! A `select!` loop that makes a fresh `cancelled()` each iteration holds none while it
+//! works, so a cancel then drops it mid-work; runner reports that
+//! ([`ReportKind::DroppedMidWork`]). Make one before the loop and select on `&mut` it.
+//!
+//! Awaiting a [`Task`] that gave no value yields a [`TaskError`]: opaque, `Send + Sync`, so
+//! `task.await?` goes into `anyhow::Error`, and asked with
+//! [`is_cancelled()`](TaskError::is_cancelled), [`is_panic()`](TaskError::is_panic) and
+//! [`into_panic()`](TaskError::into_panic), as tokio's `JoinError`.
 //!
 //! ```
 //! runner::run(async {
@@ -55,89 +93,87 @@
 //!     ready.await.unwrap();
 //!     worker.cancel();
 //!     assert_eq!(worker.await.unwrap(), "cleaned up");
+//!
+//!     let dropped = runner::spawn(std::future::pending::<()>());
+//!     dropped.cancel();
+//!     assert!(dropped.await.unwrap_err().is_cancelled());
 //! })
 //! .unwrap();
 //! ```
 //!
-//! # Ctrl-C
+//! # Ctrl-C and SIGTERM
 //!
-//! While `run` is active on the main thread (and SIGINT still has its default disposition):
+//! While `run` is active on the main thread, with `handle_sigint` on (the default) and
+//! SIGINT still at its default disposition:
 //! - the first Ctrl-C cancels the main task as above, and `run` returns
-//!   [`RunError::Interrupted`];
+//!   [`RunError::Interrupted`]; no Ctrl-C is lost, even one that lands as the main task
+//!   finishes;
 //! - a second Ctrl-C, during the same run or during `close()`, kills the process by SIGINT at
 //!   once, even if the main thread is stuck.
 //!
-//! Outside such a run (between runs, after `close()`, during a run of a Runner built with
-//! `handle_sigint = false`) runner steps aside: SIGINT does what it would do without runner.
-//! A handler of the program's own (`tokio::signal::ctrl_c`, `tokio::signal::unix::signal`,
-//! `signal-hook`), registered before or after runner's first run, gets every SIGINT; a
-//! program without one dies by it, as by default. A process started with SIGINT ignored, or
-//! one that installed its own handler before runner's first run, keeps that for good.
-//! `#[runner::main]` closes the Runner after an interrupt, then dies by SIGINT
-//! ([`die_by_sigint`]), so the shell sees status 130, as with Python; as PID 1 of a PID
-//! namespace, where the kernel drops that signal, it exits with status 130 instead.
+//! `#[runner::main]` then closes the Runner and dies by SIGINT ([`die_by_sigint`]), so the
+//! shell sees status 130, as with Python.
 //!
-//! No Ctrl-C is lost: a SIGINT that reaches an active run makes that run return
-//! `Interrupted`, even if the main task finished before the cancel reached it, and any later
-//! SIGINT kills. With debug mode on, a Ctrl-C that drops a main task that was not observing
-//! [`cancelled()`] is reported; a program that handles Ctrl-C itself (with
-//! `tokio::signal::ctrl_c`) should turn runner's handling off with `handle_sigint = false`.
+//! SIGTERM follows the same rules ([`RunError::Terminated`], [`die_by_sigterm`], status 143)
+//! where it is handled: by default under `#[runner::main]` (SIGTERM is how docker, systemd
+//! and Kubernetes say "stop"; `handle_sigterm = false` turns it off), but not by a
+//! [`Runner`] built by hand, which keeps asyncio's default so that a library calling
+//! `Runner::run` does not take SIGTERM over ([`Builder::handle_sigterm`] turns it on),
+//! except as PID 1 of a PID namespace. There, in a container without an init, the kernel
+//! drops a signal nobody handles, so runner exits with status 128 + n instead of dying by
+//! the signal, and never aborts: the
+//! [container page](https://docs.rs/crate/tokio-runner/latest/source/docs/containers.md)
+//! has the exit status of each case.
 //!
-//! # SIGTERM
+//! Outside such a run (between runs, after `close()`, during a run of a Runner that does
+//! not handle the signal) runner steps aside: the signal does what it would do without
+//! runner. A handler of the program's own (`tokio::signal::ctrl_c`,
+//! `tokio::signal::unix::signal`, `signal-hook`), registered before or after runner's first
+//! run, gets every such signal; a program without one dies by it. During a run that handles
+//! it, the first Ctrl-C cancels the main task and reaches that handler too; the second
+//! kills. (A handler that does not call the one it replaced, such as the `ctrlc` crate's,
+//! has the signal to itself from then on, runs included.) A process started with SIGINT
+//! ignored, or one that installed its own handler before runner's first run, keeps that for
+//! good. With debug mode on, a Ctrl-C that drops
+//! a main task that was not observing [`cancelled()`] is reported; a program that handles
+//! Ctrl-C itself should turn runner's handling off with `handle_sigint = false`.
 //!
-//! `#[runner::main]` handles SIGTERM by default, as it handles Ctrl-C: SIGTERM is how every
-//! supervisor says "stop" (docker, systemd, Kubernetes, `kill`). `handle_sigterm = false`
-//! turns that off. A [`Runner`] built by hand keeps asyncio's default, SIGINT only (a
-//! library that calls `Runner::run` must not take SIGTERM over), except as PID 1 of a PID
-//! namespace (a container without an init, where the kernel would drop an unhandled
-//! SIGTERM); [`Builder::handle_sigterm`] turns it on. Handled, SIGTERM follows the same
-//! rules as Ctrl-C: `run` returns [`RunError::Terminated`], a second SIGTERM or a SIGINT
-//! kills, and `#[runner::main]` closes the Runner (its `at_close` finalizers run) and dies
-//! by SIGTERM (status 143, [`die_by_sigterm`]; as PID 1, exit status 143).
+//! # Shutdown in production
 //!
-//! A shutdown that takes long says what it waits for: a
-//! [`ReportKind::ShutdownWaiting`] report after [`Builder::shutdown_report_after`] (5 s).
-//!
-//! ```no_run
-//! #[runner::main]
-//! async fn main() {
-//!     runner::at_close(|| async { println!("flushed") });
-//!     // Ctrl-C or SIGTERM: this future resolves, wherever it is polled (here: in a task
-//!     // of its own, as axum's `with_graceful_shutdown(runner::cancelled())` does).
-//!     let drained = tokio::spawn(runner::cancelled());
-//!     drained.await.unwrap();
-//!     println!("draining");
-//! }
-//! ```
-//!
-//! # In production
-//!
-//! For Kubernetes, docker and systemd (the README's "In production" has the details):
 //! - [`Builder::grace_period`] (`grace_period = "25s"`) bounds the whole shutdown from the
 //!   first signal; at its end one report names what still runs, and the process ends as on
 //!   a second signal. Set it below the orchestrator's own limit.
 //! - [`Builder::drain_delay`] (`drain_delay = "5s"`) holds a SIGTERM's cancel back while
 //!   [`shutdown_requested()`] already says `true`, for a readiness endpoint to fail before
-//!   the server stops accepting.
+//!   the server stops accepting. [`shutdown_requested()`] answers from the main task, tasks,
+//!   plain tokio tasks and blocking jobs.
+//! - A shutdown that waits long says what for: a [`ReportKind::ShutdownWaiting`] report
+//!   after [`Builder::shutdown_report_after`] (5 s), then again as long after. A forced exit
+//!   writes one line naming what it cut short.
 //! - [`notify_ready()`] tells systemd the service is ready; runner sends `STOPPING=1`,
-//!   `STATUS=` and `WATCHDOG=1` (from the Runner's loop) itself.
-//! - A forced exit (a second signal, the grace period's end) writes one line naming what
-//!   it cut short.
+//!   `STATUS=` and `WATCHDOG=1` (from the Runner's loop) itself, only with `NOTIFY_SOCKET`.
 //!
 //! ```no_run
 //! #[runner::main(drain_delay = "5s", grace_period = "25s")]
 //! async fn main() {
+//!     runner::at_close(|| async { println!("flushed") });
 //!     // serve; a readiness handler answers 503 once `runner::shutdown_requested()`
 //!     let _ = runner::notify_ready();
-//!     runner::cancelled().await; // after SIGTERM and the delay: drain
+//!     // SIGTERM, then the delay: this resolves, wherever it is polled (here in a task of
+//!     // its own, as axum's `with_graceful_shutdown(runner::cancelled())` polls it).
+//!     tokio::spawn(runner::cancelled()).await.unwrap();
+//!     println!("draining");
 //! }
 //! ```
 //!
 //! # Context variables
 //!
-//! [`ContextVar`] is `contextvars.ContextVar`. Every `run` of a Runner shares the Runner's
-//! [`Context`]. Each task started with [`spawn`] or [`spawn_blocking`] gets a copy of its
-//! spawner's. Copies share structure, so spawning never clones your values.
+//! [`ContextVar`] is `contextvars.ContextVar` and [`Context`] its context. Every run of a
+//! Runner shares the Runner's context; each task started with [`spawn`], [`spawn_local`] or
+//! [`spawn_blocking`] gets a copy of its spawner's. Copies share structure, so spawning
+//! never clones your values. Outside any runner, a thread has a context of its own.
+//! [`ContextVar::scope`] and [`Context::scope`] give a future a context of its own wherever
+//! it is polled (asyncio's `create_task(coro, context=ctx)`).
 //!
 //! # Servers: plain tokio tasks
 //!
@@ -147,9 +183,9 @@
 //!   runner::cancelled().await }`) resolves when the Runner shuts down (the first Ctrl-C or
 //!   SIGTERM, `close()`), and keeps the main task observing meanwhile, so the requests in
 //!   flight drain;
-//! - a [`ContextVar::set`] there is refused with a report (every plain task on a thread
-//!   shares one context, so the value would leak into other requests); give each request's
-//!   future its own value with [`ContextVar::scope`] instead (or [`Context::scope`]):
+//! - a [`ContextVar::set`] there is refused with a report ([`ReportKind::ContextSetRefused`]:
+//!   every plain task on a thread shares one context, so the value would leak into other
+//!   requests); give each request's future its own value with [`ContextVar::scope`]:
 //!
 //! ```
 //! use axum::extract::Request;
@@ -194,28 +230,35 @@
 //! .unwrap();
 //! ```
 //!
-//! # Debug mode
+//! # Debug mode and reports
 //!
 //! `Builder::debug(Some(true))`, `#[runner::main(debug = true)]` or `RUNNER_DEBUG=1`
-//! turns it on. Then:
-//! - every poll of a task that takes at least 100 ms is reported with the location of the
-//!   `spawn` that started it (`Executing <task spawned at src/main.rs:12:5> took 0.250
-//!   seconds`);
-//! - `close()` lists the tasks still pending;
-//! - a panic in a task nobody awaited is reported.
+//! (asyncio's `PYTHONASYNCIODEBUG`) turns it on ([`debug_enabled`] tells). Then every poll
+//! that takes at least [`Builder::slow_callback_duration`] (100 ms) is reported with the
+//! location of the `spawn` that started its task (`Executing <task spawned at
+//! src/main.rs:12:5> took 0.250 seconds`), `close()` lists the tasks still pending, and a
+//! panic nobody retrieved is reported.
 //!
-//! Reports go to stderr (with feature `tracing` and a subscriber set: to `tracing`
-//! instead), or to your [`Builder::exception_handler`].
+//! Each [`Report`] (its [`ReportKind`], message and spawn location; for a shutdown, its
+//! facts as data: [`ShutdownFacts`]) goes to the exception handler:
+//! [`default_exception_handler`] writes one line to stderr (with feature `tracing` and a
+//! subscriber set: a `tracing` event instead, target `runner`);
+//! [`Builder::exception_handler`] replaces it. [`Report::new`] builds one, to test a
+//! handler of your own.
 //!
-//! # Coming from `#[tokio::main]`
+//! # Threads and processes
 //!
-//! The default runtime is current-thread (asyncio's loop is one thread). Use
-//! `flavor = "multi_thread"` (with tokio's `rt-multi-thread`, which tokio's `full` has, as
-//! for `#[tokio::main]`) or `loop_factory = ...` for more. `#[runner::test(start_paused =
-//! true)]` pauses tokio's clock as `#[tokio::test(start_paused = true)]` does (tokio's
-//! `test-util`). Ctrl-C and shutdown behave as described above. tokio's own behaviour: Ctrl-C kills without cleanup,
-//! dropping the runtime drops tasks in no particular order, and it waits forever for
-//! blocking work.
+//! A [`Runner`] is `Send`. A Runner kept in a `thread_local!` closes fully when its thread
+//! exits (its finalizers run), although tokio's own thread-locals may be gone by then. In a
+//! `fork()`ed child (a pre-fork server, a daemon), signal handling starts afresh: a Runner
+//! made there handles the child's first Ctrl-C as the first. Signals are handled on Unix
+//! only; elsewhere everything else builds and runs.
+//!
+//! # Features
+//!
+//! - `rt-multi-thread`: turns on tokio's `rt-multi-thread`, which
+//!   `flavor = "multi_thread"` needs (your own tokio with `full` does the same).
+//! - `tracing`: reports go to `tracing` when a subscriber is set.
 #![deny(missing_docs)]
 
 pub use runner_core::*;

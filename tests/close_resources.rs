@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{builder, Flavor, FLAVORS};
@@ -287,4 +288,149 @@ fn child_soak() {
         rss_after <= rss_before + 8 * 1024,
         "RSS {rss_before} KiB -> {rss_after} KiB"
     );
+}
+
+/// Issue 29, defect 1's Runner: a local task and a runner task that ignore their cancel past
+/// a short shutdown timeout, each owning a value whose destructor calls
+/// `runner::spawn_local`: the local one is dropped after close took the local tasks, the
+/// runner one by the runtime's shutdown. Counts the spawned futures' drops in `dropped`.
+fn spawn_local_at_close_lifecycle(flavor: Flavor, dropped: &std::sync::Arc<AtomicUsize>) {
+    struct SpawnsLocal(std::sync::Arc<AtomicUsize>);
+    impl Drop for SpawnsLocal {
+        fn drop(&mut self) {
+            let guard = common::CountOnDrop(self.0.clone());
+            drop(runner::spawn_local(async move {
+                let _guard = (guard, std::rc::Rc::new(()));
+                std::future::pending::<()>().await
+            }));
+        }
+    }
+    let mut r = builder(flavor)
+        .shutdown_timeout(Duration::from_millis(5))
+        .build();
+    let (a, b) = (SpawnsLocal(dropped.clone()), SpawnsLocal(dropped.clone()));
+    r.run(async move {
+        let (ready, started) = tokio::sync::oneshot::channel();
+        runner::spawn_local(async move {
+            let _a = a;
+            let _ignored = runner::cancelled();
+            let _ = ready.send(());
+            std::future::pending::<()>().await
+        });
+        started.await.unwrap();
+        let (ready, started) = tokio::sync::oneshot::channel();
+        runner::spawn(async move {
+            let _b = b;
+            let _ignored = runner::cancelled();
+            let _ = ready.send(());
+            std::future::pending::<()>().await
+        });
+        started.await.unwrap();
+    })
+    .unwrap();
+    r.close();
+}
+
+#[test]
+fn runners_whose_close_drops_tasks_that_spawn_local_leave_fds_and_rss_flat() {
+    common::watchdog(PARENT_LIMIT);
+    common::run_child_within("child_spawn_local_at_close", &[], SOAK_LIMIT);
+}
+
+#[test]
+#[ignore = "child process of runners_whose_close_drops_tasks_that_spawn_local_leave_fds_and_rss_flat"]
+fn child_spawn_local_at_close() {
+    common::watchdog(PARENT_LIMIT);
+    assert_eq!(std::env::var("RUNNER_CHILD").as_deref(), Ok("1"));
+    let dropped = std::sync::Arc::new(AtomicUsize::new(0));
+    for flavor in FLAVORS {
+        spawn_local_at_close_lifecycle(flavor, &dropped);
+    }
+    let (fds_before, rss_before) = (fds(), rss_kib());
+    const RUNNERS: usize = 300;
+    for flavor in FLAVORS {
+        dropped.store(0, Ordering::SeqCst);
+        for _ in 0..RUNNERS {
+            spawn_local_at_close_lifecycle(flavor, &dropped);
+        }
+        // Each Runner's two late futures were dropped, once.
+        assert_eq!(dropped.load(Ordering::SeqCst), 2 * RUNNERS, "{flavor:?}");
+        let now = fds();
+        assert!(
+            now <= fds_before + 5,
+            "{flavor:?}: {fds_before} fds before, {now} after {RUNNERS} Runners"
+        );
+    }
+    let rss_after = rss_kib();
+    assert!(
+        rss_after <= rss_before + 4 * 1024,
+        "RSS {rss_before} KiB before, {rss_after} KiB after"
+    );
+}
+
+/// DESIGN "A Runner and its thread": `close()` on another thread than the one running the
+/// Runner's pending `spawn_local` tasks leaks only those tasks, never the runtime or its fds;
+/// and only until their thread gets to them (its next `spawn_local`, or its exit).
+#[test]
+fn runners_closed_away_from_their_pending_local_tasks_leave_fds_flat() {
+    common::watchdog(PARENT_LIMIT);
+    common::run_child_within("child_closed_away_from_local_tasks", &[], SOAK_LIMIT);
+}
+
+#[test]
+#[ignore = "child process of runners_closed_away_from_their_pending_local_tasks_leave_fds_flat"]
+fn child_closed_away_from_local_tasks() {
+    use std::sync::mpsc;
+    common::watchdog(PARENT_LIMIT);
+    assert_eq!(std::env::var("RUNNER_CHILD").as_deref(), Ok("1"));
+    const RUNNERS: usize = 300;
+    let dropped = std::sync::Arc::new(AtomicUsize::new(0));
+    // One closer thread for all: it gets each Runner, closes it, and says so.
+    let (to_close, closing) = mpsc::channel::<runner::Runner>();
+    let (closed, is_closed) = mpsc::channel::<()>();
+    let closer = std::thread::spawn(move || {
+        for mut r in closing {
+            r.close();
+            closed.send(()).unwrap();
+        }
+    });
+    for flavor in FLAVORS {
+        let d = dropped.clone();
+        let (to_close, is_closed) = (to_close.clone(), &is_closed);
+        let home = move |runners: usize| {
+            for _ in 0..runners {
+                let mut r = builder(flavor).build();
+                let guard = common::CountOnDrop(d.clone());
+                r.run(async move {
+                    runner::spawn_local(async move {
+                        let _guard = (guard, std::rc::Rc::new(()));
+                        std::future::pending::<()>().await
+                    });
+                    runner::spawn(std::future::pending::<()>());
+                    tokio::task::yield_now().await;
+                })
+                .unwrap();
+                to_close.send(r).unwrap();
+                is_closed.recv().unwrap();
+            }
+        };
+        // Warm-up, then the count, on this (long-lived) thread.
+        home(2);
+        let before = fds();
+        home(RUNNERS);
+        let now = fds();
+        assert!(
+            now <= before + 5,
+            "{flavor:?}: {before} fds before, {now} after {RUNNERS} Runners closed away from \
+             their local tasks"
+        );
+        // This thread dropped the orphans of each Runner as it made the next set.
+        let so_far = dropped.load(Ordering::SeqCst);
+        assert!(
+            so_far >= RUNNERS,
+            "{flavor:?}: {so_far} local tasks dropped"
+        );
+    }
+    drop(to_close);
+    closer.join().unwrap();
 }

@@ -94,6 +94,42 @@ fn a_value_set_in_one_plain_task_is_never_seen_by_another() {
 }
 
 #[test]
+fn plain_tasks_polled_by_close_do_not_share_a_value_either() {
+    common::watchdog(common::TEST_LIMIT);
+    let reports = Reports::default();
+    let mut runner = reports.install(builder(Loop::CurrentThread)).build();
+    let (seen_tx, seen) = std::sync::mpsc::channel();
+    runner
+        .run(async move {
+            for writes in [true, false] {
+                let seen_tx = seen_tx.clone();
+                let (made, ready) = tokio::sync::oneshot::channel();
+                // Plain tasks that clean up when the close resolves their `cancelled()`:
+                // the close polls them, on this thread.
+                tokio::spawn(async move {
+                    let mut stop = runner::cancelled();
+                    made.send(()).unwrap();
+                    (&mut stop).await;
+                    if writes {
+                        RID.set(5);
+                    }
+                    tokio::task::yield_now().await;
+                    tokio::task::yield_now().await;
+                    seen_tx.send((writes, RID.get())).unwrap();
+                    drop(stop);
+                });
+                ready.await.unwrap();
+            }
+        })
+        .unwrap();
+    runner.close();
+    let mut seen: Vec<_> = seen.try_iter().collect();
+    seen.sort();
+    assert_eq!(seen, [(false, None), (true, None)]);
+    assert_eq!(refusals(&reports).len(), 1);
+}
+
+#[test]
 fn a_refused_set_is_reported_once_per_call_site_and_its_token_resets_to_nothing() {
     common::watchdog(common::TEST_LIMIT);
     let reports = Reports::default();

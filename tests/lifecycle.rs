@@ -499,3 +499,60 @@ fn closing_a_runner_inside_another_runners_run_neither_panics_nor_hangs() {
         "{reports:?}"
     );
 }
+
+/// Found by the lifecycle fuzzer: a Runner run and closed inside another Runner's
+/// `spawn_blocking` is its own until the end of its close: a plain tokio task that its
+/// close's last step drops, and whose destructor asks for the running Runner, finds that
+/// Runner, not the one whose blocking job called `close()`.
+#[test]
+fn a_nested_runners_close_is_its_own_down_to_the_runtimes_shutdown() {
+    common::watchdog(common::TEST_LIMIT);
+    struct Asks(Arc<std::sync::Mutex<Option<bool>>>);
+    impl Drop for Asks {
+        fn drop(&mut self) {
+            *self.0.lock().unwrap() = Some(runner::debug_enabled());
+        }
+    }
+    // A local loop closes on the blocking thread itself (it cannot go to a helper thread, as
+    // the other loops do there), under the blocking job's record.
+    for local in [true, false] {
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let mut outer = quiet(); // debug off
+        let s = seen.clone();
+        outer
+            .run(async move {
+                runner::spawn_blocking(move || {
+                    let mut inner = Runner::builder().handle_sigint(false).debug(Some(true));
+                    if local {
+                        inner = inner.loop_factory(|| {
+                            tokio::runtime::Builder::new_current_thread()
+                                .enable_all()
+                                .build_local(Default::default())
+                        });
+                    }
+                    let mut inner = inner.exception_handler(|_: &runner::Report| {}).build();
+                    inner
+                        .run(async move {
+                            let asks = Asks(s);
+                            // Pending until the runtime's shutdown drops it.
+                            drop(tokio::spawn(async move {
+                                let _asks = asks;
+                                std::future::pending::<()>().await
+                            }));
+                            tokio::task::yield_now().await;
+                        })
+                        .unwrap();
+                    inner.close();
+                })
+                .await
+                .unwrap();
+            })
+            .unwrap();
+        outer.close();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            Some(true),
+            "local loop {local}: the destructor found the outer Runner"
+        );
+    }
+}

@@ -233,9 +233,9 @@ fn on_another_thread_run_and_get_loop_refuse_and_the_runner_works_again_at_home(
         assert_eq!(
             err.to_string(),
             format!(
-                "this Runner's loop is a tokio LocalRuntime bound to thread {home:?}, the \
-                 thread that built it; it cannot run on thread {here:?}: call run and get_loop \
-                 on the thread that built it"
+                "this Runner is bound to thread {home:?} (its loop is a tokio LocalRuntime \
+                 built there, or spawn_local tasks of it are pending there); it cannot run on \
+                 thread {here:?}: run it on that thread"
             )
         );
         let err = runner.get_loop().unwrap_err();
@@ -249,70 +249,116 @@ fn on_another_thread_run_and_get_loop_refuse_and_the_runner_works_again_at_home(
     runner.close();
 }
 
-/// Runs `f` on a new thread with a Runner whose local loop has a pending runner task and a
-/// pending tokio task, both holding a guard; the reports, and where the guards were dropped.
-fn leave_home(f: impl FnOnce(Runner) + Send + 'static) -> (Vec<runner::Report>, DroppedOn) {
-    let reports = Reports::default();
-    let mut runner = reports.install(local_builder()).build();
-    let dropped = DroppedOn::default();
-    let (a, b) = (dropped.guard(), dropped.guard());
-    runner
-        .run(async move {
-            runner::spawn_local(async move {
-                let _guard = (a, Rc::new(()));
-                std::future::pending::<()>().await
-            });
-            tokio::task::spawn_local(async move {
-                let _guard = (b, Rc::new(()));
-                std::future::pending::<()>().await
-            });
-            tokio::task::yield_now().await;
-        })
-        .unwrap();
-    thread::spawn(move || f(runner)).join().unwrap();
-    (reports.take(), dropped)
+/// What became of a Runner with a local loop that `f` got on another thread (see
+/// [`leave_home`]).
+struct LeftHome {
+    /// The Runner's home thread.
+    home: ThreadId,
+    /// The reports and the threads its tasks were dropped on, once `f` was done...
+    reports: Vec<runner::Report>,
+    dropped: Vec<ThreadId>,
+    /// ... and once its home thread had exited.
+    reports_at_exit: Vec<runner::Report>,
+    dropped_at_exit: Vec<ThreadId>,
+    finalized: usize,
 }
 
-fn assert_leaked_with_a_report(reports: &[runner::Report], dropped: &DroppedOn) {
-    assert!(
-        dropped.threads().is_empty(),
-        "dropped on {:?}",
-        dropped.threads()
-    );
-    let leaked: Vec<_> = reports
+/// On a home thread of its own: a Runner whose local loop has a pending runner task and a
+/// pending tokio task, both holding a guard, and an `at_close` finalizer; `f` gets it on
+/// another thread, then the home thread exits.
+fn leave_home(f: impl FnOnce(Runner) + Send + 'static) -> LeftHome {
+    let reports = Reports::default();
+    let dropped = DroppedOn::default();
+    let finalized = Arc::new(AtomicUsize::new(0));
+    let (left, gone) = std::sync::mpsc::channel();
+    let (go, exit) = std::sync::mpsc::channel::<()>();
+    let (sink, d, fin) = (reports.clone(), dropped.clone(), finalized.clone());
+    let home = thread::spawn(move || {
+        let mut runner = sink.install(local_builder()).build();
+        let (a, b) = (d.guard(), d.guard());
+        runner
+            .run(async move {
+                runner::at_close(move || async move {
+                    fin.fetch_add(1, Ordering::SeqCst);
+                });
+                runner::spawn_local(async move {
+                    let _guard = (a, Rc::new(()));
+                    std::future::pending::<()>().await
+                });
+                tokio::task::spawn_local(async move {
+                    let _guard = (b, Rc::new(()));
+                    std::future::pending::<()>().await
+                });
+                tokio::task::yield_now().await;
+            })
+            .unwrap();
+        thread::spawn(move || f(runner)).join().unwrap();
+        left.send(()).unwrap();
+        exit.recv().unwrap();
+        thread::current().id()
+    });
+    gone.recv().unwrap();
+    let (reports_now, dropped_now) = (reports.take(), dropped.threads());
+    go.send(()).unwrap();
+    let home = home.join().unwrap();
+    LeftHome {
+        home,
+        reports: reports_now,
+        dropped: dropped_now,
+        reports_at_exit: reports.take(),
+        dropped_at_exit: dropped.threads(),
+        finalized: finalized.load(Ordering::SeqCst),
+    }
+}
+
+fn assert_left_to_its_home_thread(left: &LeftHome) {
+    assert!(left.dropped.is_empty(), "dropped on {:?}", left.dropped);
+    let reports = &left.reports;
+    let handed: Vec<_> = reports
         .iter()
         .filter(|r| {
             r.message()
                 .contains("its loop is a tokio LocalRuntime bound to thread")
         })
         .collect();
-    assert_eq!(leaked.len(), 1, "{reports:?}");
-    assert_eq!(leaked[0].kind(), ReportKind::Other);
+    assert_eq!(handed.len(), 1, "{reports:?}");
+    assert_eq!(handed[0].kind(), ReportKind::ClosedAwayFromItsLoop);
     assert!(
-        leaked[0]
+        handed[0]
             .message()
-            .contains("the runtime is leaked with them"),
+            .contains("the close is left to that thread, which does it when it exits"),
         "{reports:?}"
+    );
+    assert_eq!(left.finalized, 1, "the home thread's exit ran no finalizer");
+    assert_eq!(
+        left.dropped_at_exit,
+        [left.home, left.home],
+        "the tasks were not dropped at home when it exited"
+    );
+    assert!(
+        left.reports_at_exit.is_empty(),
+        "{:?}",
+        left.reports_at_exit
     );
 }
 
 #[test]
-fn closed_on_another_thread_a_local_loop_is_leaked_with_a_report_not_dropped_there() {
+fn closed_on_another_thread_a_local_loop_is_closed_by_its_home_thread_at_its_exit() {
     common::watchdog(common::TEST_LIMIT);
-    let (reports, dropped) = leave_home(|mut runner| {
+    let left = leave_home(|mut runner| {
         runner.close();
         assert!(runner.is_closed());
         assert!(matches!(runner.run(async {}), Err(RunError::Closed)));
         runner.close(); // a second close does nothing
     });
-    assert_leaked_with_a_report(&reports, &dropped);
+    assert_left_to_its_home_thread(&left);
 }
 
 #[test]
-fn dropped_on_another_thread_a_local_loop_is_leaked_with_a_report_not_dropped_there() {
+fn dropped_on_another_thread_a_local_loop_is_closed_by_its_home_thread_at_its_exit() {
     common::watchdog(common::TEST_LIMIT);
-    let (reports, dropped) = leave_home(drop);
-    assert_leaked_with_a_report(&reports, &dropped);
+    let left = leave_home(drop);
+    assert_left_to_its_home_thread(&left);
 }
 
 #[test]

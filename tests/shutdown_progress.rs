@@ -134,6 +134,25 @@ fn close_names_a_task_ignoring_its_cancel_and_blocking_work_by_spawn_location() 
         assert!(m.contains("plain tokio tasks: 3;"), "{m}");
         // No signal began this shutdown: a Ctrl-C is the first, and it ends the process.
         assert!(m.ends_with("; Ctrl-C forces the exit"), "{m}");
+        // The same facts, as data (issue 30: a handler needs no parsing).
+        let facts = report
+            .shutdown()
+            .expect("a shutdown report carries its facts");
+        assert!(facts.waited() >= threshold, "{facts:?}");
+        assert!(
+            facts
+                .pending_tasks()
+                .iter()
+                .any(|at| at.file() == "tests/shutdown_progress.rs" && at.line() == task_line),
+            "{facts:?}"
+        );
+        assert_eq!(facts.plain_tasks(), Some(3), "{facts:?}");
+        assert_eq!(facts.blocking_jobs(), 1, "{facts:?}");
+        assert_eq!(
+            facts.blocking_jobs_by_location()[0].0.line(),
+            blocking_line,
+            "{facts:?}"
+        );
     }
     for (_, report) in &step3 {
         let m = report.message();

@@ -209,7 +209,7 @@ const IN_PROCESS_KINDS: [ReportKind; 8] = [
     ReportKind::FinalizerPanicked,
     ReportKind::ShutdownTimeout,
     ReportKind::BlockingAbandoned,
-    ReportKind::Other,
+    ReportKind::ClosedInsideRuntime,
 ];
 
 /// Makes one report of each of `IN_PROCESS_KINDS`, on this thread.
@@ -255,7 +255,7 @@ fn make_every_in_process_kind() {
     })
     .unwrap();
     r.close();
-    // Other: a Runner closed inside a foreign runtime's block_on.
+    // ClosedInsideRuntime: a Runner closed inside a foreign runtime's block_on.
     let mut inside = runner::Runner::builder()
         .debug(Some(false))
         .handle_sigint(false)

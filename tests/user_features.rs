@@ -288,7 +288,7 @@ error[E0277]: `flavor = "multi_thread"` needs tokio's `rt-multi-thread` feature,
   |
   = help: the trait `runner::__private::TokioRtMultiThread` is not implemented for `tokio::runtime::Builder`
   = note: turn it on where you depend on tokio: `tokio = { version = "1", features = ["rt-multi-thread"] }` (`features = ["full"]` has it too)
-  = note: or with runner's shortcut for it: `tokio-runner = { version = "0.1", features = ["rt-multi-thread"] }`
+  = note: or with runner's shortcut for it: `tokio-runner = { version = "0.2", features = ["rt-multi-thread"] }`
   = note: or keep the default current-thread runtime: remove `flavor` and `worker_threads`
 "#;
 

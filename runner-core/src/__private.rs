@@ -176,7 +176,7 @@ impl BuilderFeatures for RuntimeBuilder {}
     message = "`flavor = \"multi_thread\"` needs tokio's `rt-multi-thread` feature, which this build's tokio does not have",
     label = "the multi-thread runtime is not compiled in",
     note = "turn it on where you depend on tokio: `tokio = {{ version = \"1\", features = [\"rt-multi-thread\"] }}` (`features = [\"full\"]` has it too)",
-    note = "or with runner's shortcut for it: `tokio-runner = {{ version = \"0.1\", features = [\"rt-multi-thread\"] }}`",
+    note = "or with runner's shortcut for it: `tokio-runner = {{ version = \"0.2\", features = [\"rt-multi-thread\"] }}`",
     note = "or keep the default current-thread runtime: remove `flavor` and `worker_threads`"
 )]
 pub trait TokioRtMultiThread {

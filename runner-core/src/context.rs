@@ -382,7 +382,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
             return;
         }
         let name = self.name;
-        let report = crate::debug::Report::new(
+        let report = crate::debug::Report::make(
             crate::debug::ReportKind::ContextSetRefused,
             format!(
                 "ContextVar \"{name}\" was not set at {at}: this code runs in a plain tokio task \
@@ -593,6 +593,7 @@ impl<F: Future> Future for Scoped<F> {
         // SAFETY: `fut` is pinned with `Scoped` (never moved out: dropped in place in
         // `Drop`); `ctx` is not structurally pinned.
         let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: as above: `fut` stays in place for as long as `Scoped` lives.
         let fut = unsafe { Pin::new_unchecked(&mut *this.fut) };
         scope::enter_ctx(&mut this.ctx, || fut.poll(cx))
     }

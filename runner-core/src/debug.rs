@@ -54,8 +54,23 @@ pub enum ReportKind {
     /// A systemd notification (`NOTIFY_SOCKET`) could not be sent; reported once, and the
     /// program goes on.
     NotifyFailed,
-    /// The Runner could not shut down cleanly for another reason.
-    Other,
+    /// `close()` panicked inside (a bug of runner's, or a panic payload whose `Drop`
+    /// panicked): the runtime was dropped without the rest of the shutdown.
+    ShutdownFailed,
+    /// `close()` was called inside a poll of a tokio runtime (a `#[tokio::main]` body, a
+    /// tokio task, another Runner's run), where it must not block: the Runner's tasks were
+    /// dropped where they stood, without waiting for their cleanup.
+    ClosedInsideRuntime,
+    /// `close()` ran at the exit of a thread whose tokio thread-locals were already gone:
+    /// what could not be driven any more was dropped without its cleanup.
+    ClosedAtThreadExit,
+    /// A Runner whose loop is a tokio `LocalRuntime` was closed on another thread than the
+    /// one that built the loop: the close is left to that thread (at its exit).
+    ClosedAwayFromItsLoop,
+    /// `spawn_local` tasks could not be cleaned up: `close()` ran on another thread than
+    /// theirs (they are left to their thread, which drops them), or their thread exited
+    /// with them still pending (dropped there, without their async cleanup).
+    LocalTasksLeft,
 }
 
 /// One thing worth telling the user (asyncio's exception-handler `context` dict).
@@ -93,10 +108,58 @@ pub struct Report {
     message: String,
     location: Option<&'static Location<'static>>,
     panic: Option<String>,
+    shutdown: Option<ShutdownFacts>,
 }
 
 impl Report {
-    pub(crate) fn new(
+    /// A report of `kind` saying `message`, as a Runner makes one: for unit tests of an
+    /// exception handler (a Runner makes its own).
+    ///
+    /// ```
+    /// # use runner_core as runner;
+    /// use std::time::Duration;
+    /// use runner::{Report, ReportKind, ShutdownFacts};
+    ///
+    /// fn page_someone(report: &Report) -> bool {
+    ///     report.kind() == ReportKind::ShutdownWaiting
+    ///         && report.shutdown().is_some_and(|s| s.waited() > Duration::from_secs(10))
+    /// }
+    ///
+    /// let slow = Report::new(ReportKind::ShutdownWaiting, "Shutdown waiting 12.0 s ...")
+    ///     .with_shutdown(ShutdownFacts::new(Duration::from_secs(12)).with_plain_tasks(3));
+    /// assert!(page_someone(&slow));
+    /// assert!(!page_someone(&Report::new(ReportKind::SlowPoll, "Executing ...")));
+    /// ```
+    pub fn new(kind: ReportKind, message: impl Into<String>) -> Report {
+        Report {
+            kind,
+            message: message.into(),
+            location: None,
+            panic: None,
+            shutdown: None,
+        }
+    }
+
+    /// The report, with the location of the task concerned (where it was spawned).
+    pub fn with_location(mut self, location: &'static Location<'static>) -> Report {
+        self.location = Some(location);
+        self
+    }
+
+    /// The report, about a panic with this message.
+    pub fn with_panic(mut self, panic: impl Into<String>) -> Report {
+        self.panic = Some(panic.into());
+        self
+    }
+
+    /// The report, with the facts of a shutdown (see [`Report::shutdown`]).
+    pub fn with_shutdown(mut self, facts: ShutdownFacts) -> Report {
+        self.shutdown = Some(facts);
+        self
+    }
+
+    /// How the crate makes its reports.
+    pub(crate) fn make(
         kind: ReportKind,
         message: String,
         location: Option<&'static Location<'static>>,
@@ -107,6 +170,7 @@ impl Report {
             message,
             location,
             panic,
+            shutdown: None,
         }
     }
 
@@ -129,6 +193,104 @@ impl Report {
     pub fn panic(&self) -> Option<&str> {
         self.panic.as_deref()
     }
+
+    /// What a shutdown waits for, or cut short, as data: on the reports of kind
+    /// [`ShutdownWaiting`](ReportKind::ShutdownWaiting),
+    /// [`GracePeriodExpired`](ReportKind::GracePeriodExpired) and
+    /// [`ForcedExit`](ReportKind::ForcedExit) (the message says the same in words).
+    pub fn shutdown(&self) -> Option<&ShutdownFacts> {
+        self.shutdown.as_ref()
+    }
+}
+
+/// The facts of a shutdown report ([`Report::shutdown`]): how long the shutdown has gone
+/// on, the Runner's tasks still pending (by spawn location, the main task by where it was
+/// run), the plain tokio tasks still alive, and the blocking work still running.
+///
+/// ```
+/// # use runner_core as runner;
+/// use std::time::Duration;
+/// let facts = runner::ShutdownFacts::new(Duration::from_secs(5))
+///     .with_pending_task(std::panic::Location::caller())
+///     .with_blocking_jobs(std::panic::Location::caller(), 2);
+/// assert_eq!(facts.pending_tasks().len(), 1);
+/// assert_eq!(facts.blocking_jobs(), 2);
+/// assert_eq!(facts.plain_tasks(), None); // not counted
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShutdownFacts {
+    waited: Duration,
+    pending: Vec<&'static Location<'static>>,
+    plain_tasks: Option<usize>,
+    blocking: Vec<(&'static Location<'static>, usize)>,
+}
+
+impl ShutdownFacts {
+    /// A shutdown that has gone on for `waited`, with nothing pending yet.
+    pub fn new(waited: Duration) -> ShutdownFacts {
+        ShutdownFacts {
+            waited,
+            ..ShutdownFacts::default()
+        }
+    }
+
+    /// Adds a pending task, by where it was spawned.
+    pub fn with_pending_task(mut self, spawned_at: &'static Location<'static>) -> ShutdownFacts {
+        self.pending.push(spawned_at);
+        self
+    }
+
+    /// Sets how many plain tokio tasks are alive.
+    pub fn with_plain_tasks(mut self, alive: usize) -> ShutdownFacts {
+        self.plain_tasks = Some(alive);
+        self
+    }
+
+    /// Adds `count` blocking jobs spawned at `spawned_at`.
+    pub fn with_blocking_jobs(
+        mut self,
+        spawned_at: &'static Location<'static>,
+        count: usize,
+    ) -> ShutdownFacts {
+        self.blocking.push((spawned_at, count));
+        self
+    }
+
+    /// How long the shutdown has gone on: since the signal, or since `close()` began the
+    /// step it waits in.
+    pub fn waited(&self) -> Duration {
+        self.waited
+    }
+
+    /// The Runner's tasks still pending, by spawn location (the main task by where its run
+    /// was called), as far as the report could gather them.
+    pub fn pending_tasks(&self) -> &[&'static Location<'static>] {
+        &self.pending
+    }
+
+    /// How many plain tokio tasks (not started by runner: a server's connections) are
+    /// alive; `None` where they could not be counted (a lock busy at a forced exit).
+    pub fn plain_tasks(&self) -> Option<usize> {
+        self.plain_tasks
+    }
+
+    /// How many `spawn_blocking` jobs are still running.
+    pub fn blocking_jobs(&self) -> usize {
+        self.blocking.iter().map(|(_, n)| n).sum()
+    }
+
+    /// The `spawn_blocking` jobs still running, by where they were spawned.
+    pub fn blocking_jobs_by_location(&self) -> &[(&'static Location<'static>, usize)] {
+        &self.blocking
+    }
+
+    /// These facts with `other`'s tasks, plain task count and blocking work.
+    pub(crate) fn merged(mut self, other: ShutdownFacts) -> ShutdownFacts {
+        self.pending.extend(other.pending);
+        self.plain_tasks = other.plain_tasks.or(self.plain_tasks);
+        self.blocking.extend(other.blocking);
+        self
+    }
 }
 
 impl fmt::Display for Report {
@@ -148,6 +310,7 @@ impl fmt::Debug for Report {
             .field("message", &self.message)
             .field("location", &self.location.map(|l| l.to_string()))
             .field("panic", &self.panic)
+            .field("shutdown", &self.shutdown)
             .finish()
     }
 }

@@ -63,10 +63,12 @@ pub enum RunError {
     Cancelled,
     /// The loop factory could not build a runtime.
     LoopFactory(std::io::Error),
-    /// The Runner's loop is a tokio `LocalRuntime` (`flavor = "local"`, or a loop factory
-    /// that builds one), which runs only on the thread that built it, `home`, and this call
-    /// came from another thread, `here`. Call `run`, `run_in_context` and `get_loop` on
-    /// `home`; the Runner is left as it was.
+    /// The Runner is bound to thread `home` and this call came from another thread, `here`:
+    /// its loop is a tokio `LocalRuntime` (`flavor = "local"`, or a loop factory that builds
+    /// one), which runs only on the thread that built it (`run`, `run_in_context` and
+    /// `get_loop` are refused elsewhere), or `runner::spawn_local` tasks of it are pending
+    /// on `home`, where alone they can run (`run` is refused elsewhere until they are done).
+    /// Call it on `home`; the Runner is left as it was.
     ///
     /// ```
     /// # use runner_core as runner;
@@ -89,7 +91,8 @@ pub enum RunError {
     /// runner.run(async {}).unwrap();
     /// ```
     WrongThread {
-        /// The thread that built the loop, where alone it runs.
+        /// The thread the Runner is bound to: the one that built its local loop, or the one
+        /// running its pending `spawn_local` tasks.
         home: std::thread::ThreadId,
         /// The thread of the refused call.
         here: std::thread::ThreadId,
@@ -119,9 +122,9 @@ impl fmt::Display for RunError {
             }
             RunError::WrongThread { home, here } => write!(
                 f,
-                "this Runner's loop is a tokio LocalRuntime bound to thread {home:?}, the \
-                 thread that built it; it cannot run on thread {here:?}: call run and get_loop \
-                 on the thread that built it"
+                "this Runner is bound to thread {home:?} (its loop is a tokio LocalRuntime \
+                 built there, or spawn_local tasks of it are pending there); it cannot run on \
+                 thread {here:?}: run it on that thread"
             ),
         }
     }

@@ -6,15 +6,24 @@
 //! move Runners between threads), so the local runtime travels inside a [`Loop`] that checks
 //! the thread at every use: [`Loop::here`] and [`Loop::into_here`] hand it out only on its
 //! home thread, as a [`LoopRef`] or a [`HomeLoop`], which are `!Send` themselves, so nothing
-//! reached through them can leave that thread. Dropped anywhere else, it is leaked rather
-//! than dropped (`close()` reports that first).
+//! reached through them can leave that thread.
+//!
+//! # A local loop ends with its thread
+//! The runtime itself sits in a [`Slot`] that its home thread also lists (a thread-local,
+//! [`LOOPS`]). A local loop can never run anywhere but its home thread, so that thread's exit
+//! is the last moment it can be closed, and the list's destructor closes every local loop
+//! still open then (steps 1–4, finalizers included), with the Runner's shared state. That
+//! destructor runs before tokio's own thread-locals are destroyed (it is registered after
+//! them: see [`Loop::local`]), which a Runner kept in a `thread_local!` cannot count on: its
+//! `close()` at thread exit may find tokio's context gone, and a `LocalRuntime` cannot be
+//! driven then, nor handed to another thread. The same list lets a `close()` on another thread
+//! hand the close over to the home thread instead of leaking the runtime.
 
+use std::cell::{RefCell, UnsafeCell};
 use std::fmt;
 use std::future::Future;
-use std::mem::ManuallyDrop;
 use std::panic::Location;
-use std::ptr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::{self, ThreadId};
 use std::time::Duration;
 
@@ -24,6 +33,8 @@ use crate::error::RunError;
 use crate::shared::Shared;
 use crate::task::Task;
 use crate::task_state::Origin;
+use crate::util::lock_std;
+use crate::vars::CtxState;
 
 /// A Runner's event loop, as a loop factory's value becomes one (see
 /// [`IntoRuntime`](crate::IntoRuntime)): a tokio `Runtime`, or a tokio `LocalRuntime` bound
@@ -37,30 +48,116 @@ enum Kind {
 
 /// A `LocalRuntime` and the one thread where it may be touched.
 struct Bound {
-    rt: ManuallyDrop<LocalRuntime>,
+    slot: Arc<Slot>,
     home: ThreadId,
     /// A clone of the runtime's handle (a `Handle` is `Send` and `Sync`), so that the handle
     /// can be read on any thread without reaching into the runtime.
     handle: Handle,
 }
 
-// SAFETY: `LocalRuntime` is `!Send` because its scheduler polls, and its shutdown drops,
-// `!Send` futures on the calling thread. A `Bound` moves between threads with its Runner,
-// but the runtime inside is only reached through `Loop::here` and `Loop::into_here`, which
-// hand it out only when the current thread is `home` (the thread that built it: a
-// `LocalRuntime` cannot leave the thread it is built on), as values that are `!Send`
-// themselves; and `Drop` drops it only on `home`, leaking it anywhere else. Its bytes may move
-// meanwhile, as any owned value's may: that touches neither its tasks nor its scheduler.
-unsafe impl Send for Bound {}
+/// Where a `LocalRuntime` lives: shared by its Runner's [`Loop`] and its home thread's list
+/// ([`LOOPS`]), touched only on the home thread.
+struct Slot {
+    /// `None` once closed (by the Runner, or by the home thread at its exit).
+    rt: UnsafeCell<Option<LocalRuntime>>,
+    home: ThreadId,
+    /// What the home thread needs to close the loop itself at its exit.
+    closer: Mutex<Closer>,
+}
 
-impl Drop for Bound {
+enum Closer {
+    /// Not known yet (the Runner's state is made after its loop).
+    Unknown,
+    /// The Runner's state (weak: the list must not keep it alive) and its shutdown timeout.
+    Runner(Weak<Shared>, Duration),
+    /// Handed over by a `close()` on another thread: the Runner is gone, everything its close
+    /// needs is here.
+    HandedOver(Arc<Shared>, CtxState, Duration),
+}
+
+// SAFETY: `LocalRuntime` is `!Send` because its scheduler polls, and its shutdown drops,
+// `!Send` futures on the calling thread. A `Slot` is shared with other threads (with its
+// Runner), but `rt` is only read or written on `home`: through `Loop::here` and
+// `Loop::into_here`, which check the thread first and hand out values that are `!Send`
+// themselves, and through `LOOPS`, a thread-local of `home`. `Drop` drops the runtime only on
+// `home`, leaking it anywhere else. Everything else is `Send + Sync` (`CtxState` moves with
+// its Runner).
+unsafe impl Send for Slot {}
+// SAFETY: as above.
+unsafe impl Sync for Slot {}
+
+impl Drop for Slot {
     fn drop(&mut self) {
-        if thread::current().id() == self.home {
-            // SAFETY: dropped once, here, and on its home thread.
-            unsafe { ManuallyDrop::drop(&mut self.rt) };
+        if let Some(rt) = self.rt.get_mut().take() {
+            if thread::current().id() == self.home {
+                drop(rt);
+            } else {
+                // Elsewhere it is leaked, with its tasks: `!Send` futures must not be dropped
+                // on a foreign thread. (Only reachable when the home thread never listed it.)
+                std::mem::forget(rt);
+            }
         }
-        // Elsewhere it is leaked, with its tasks: `!Send` futures must not be dropped on a
-        // foreign thread. (`close()` has reported it.)
+    }
+}
+
+/// The local loops built on this thread; its destructor closes those still open.
+struct Loops(RefCell<Vec<Arc<Slot>>>);
+
+thread_local! {
+    static LOOPS: Loops = const { Loops(RefCell::new(Vec::new())) };
+}
+
+impl Drop for Loops {
+    fn drop(&mut self) {
+        for slot in std::mem::take(self.0.get_mut()) {
+            // SAFETY: `LOOPS` is a thread-local of `slot.home`; no `LoopRef` is alive (no run
+            // or close of a Runner is in progress while a thread's thread-locals go).
+            let Some(rt) = (unsafe { (*slot.rt.get()).take() }) else {
+                continue;
+            };
+            let closer = std::mem::replace(&mut *lock_std(&slot.closer), Closer::Unknown);
+            let (shared, ctx, timeout) = match closer {
+                Closer::HandedOver(shared, ctx, timeout) => (shared, ctx, timeout),
+                Closer::Runner(shared, timeout) => match shared.upgrade() {
+                    Some(shared) => (shared, CtxState::EMPTY, timeout),
+                    None => continue,
+                },
+                Closer::Unknown => continue,
+            };
+            // As `Runner::close` does around its close.
+            let closing = shared.clone();
+            closing.shutdown.request();
+            crate::close::shutdown_at_home(HomeLoop::Local(rt), shared, ctx, timeout);
+            closing.shutdown.end();
+        }
+    }
+}
+
+/// Where `close()` found a loop that it cannot shut down on its thread.
+pub(crate) enum NotHere {
+    /// A `LocalRuntime` closed by its home thread, at its exit, already.
+    Closed,
+    /// A `LocalRuntime` bound to another thread: the close is for that thread to do.
+    Elsewhere(HandOver),
+}
+
+/// A local loop whose close is for its home thread to do, at its exit.
+pub(crate) struct HandOver {
+    slot: Arc<Slot>,
+}
+
+impl HandOver {
+    pub(crate) fn home(&self) -> ThreadId {
+        self.slot.home
+    }
+
+    /// Gives the home thread what it needs to close the loop at its exit. `false` if that
+    /// thread will not (it never listed the loop): the runtime is then leaked with its tasks.
+    pub(crate) fn hand_over(self, shared: Arc<Shared>, ctx: CtxState, timeout: Duration) -> bool {
+        *lock_std(&self.slot.closer) = Closer::HandedOver(shared, ctx, timeout);
+        // Listed by its home thread: one reference there, one in the Runner's `Loop` (gone by
+        // now: `into_here` took it), and this one.
+        Arc::strong_count(&self.slot) > 1
     }
 }
 
@@ -70,14 +167,36 @@ impl Loop {
     }
 
     /// Binds `rt` to this thread, which is the thread that built it (a `LocalRuntime` is
-    /// `!Send`: it cannot have come from another one).
+    /// `!Send`: it cannot have come from another one), and lists it there, to be closed at
+    /// the thread's exit if its Runner has not closed it by then.
     pub(crate) fn local(rt: LocalRuntime) -> Loop {
         let handle = rt.handle().clone();
-        Loop(Kind::Local(Bound {
-            rt: ManuallyDrop::new(rt),
-            home: thread::current().id(),
-            handle,
-        }))
+        let home = thread::current().id();
+        let slot = Arc::new(Slot {
+            rt: UnsafeCell::new(Some(rt)),
+            home,
+            closer: Mutex::new(Closer::Unknown),
+        });
+        // Thread-locals are destroyed in the reverse order of their first use: tokio's
+        // context and runner's own record are used here first, so `LOOPS` goes before them,
+        // and its destructor can still run the loop.
+        let _ = Handle::try_current();
+        let _ = crate::scope::in_run();
+        let _ = LOOPS.try_with(|loops| {
+            if let Ok(mut loops) = loops.0.try_borrow_mut() {
+                // SAFETY: this thread is the home of every listed slot; a read only.
+                loops.retain(|listed| unsafe { (*listed.rt.get()).is_some() });
+                loops.push(slot.clone());
+            }
+        });
+        Loop(Kind::Local(Bound { slot, home, handle }))
+    }
+
+    /// Tells a local loop's home thread how to close it, should the thread exit first.
+    pub(crate) fn remember_closer(&self, shared: &Arc<Shared>, timeout: Duration) {
+        if let Kind::Local(bound) = &self.0 {
+            *lock_std(&bound.slot.closer) = Closer::Runner(Arc::downgrade(shared), timeout);
+        }
     }
 
     /// The runtime's handle, on any thread (a handle only spawns `Send` futures).
@@ -97,7 +216,8 @@ impl Loop {
     }
 
     /// The loop, to drive from this thread: always for a `Runtime`, only on its home thread
-    /// for a `LocalRuntime` ([`RunError::WrongThread`] elsewhere).
+    /// for a `LocalRuntime` ([`RunError::WrongThread`] elsewhere, [`RunError::Closed`] once
+    /// its home thread closed it at its exit).
     #[inline]
     pub(crate) fn here(&self) -> Result<LoopRef<'_>, RunError> {
         match &self.0 {
@@ -107,20 +227,19 @@ impl Loop {
     }
 
     /// The loop, to shut down on this thread; for a `LocalRuntime` away from its home
-    /// thread, `Err` with that thread, and the runtime is leaked.
-    pub(crate) fn into_here(self) -> Result<HomeLoop, ThreadId> {
+    /// thread, or closed there already, `Err`.
+    pub(crate) fn into_here(self) -> Result<HomeLoop, NotHere> {
         match self.0 {
             Kind::Runtime(rt) => Ok(HomeLoop::Runtime(rt)),
             Kind::Local(bound) if thread::current().id() == bound.home => {
-                let bound = ManuallyDrop::new(bound);
-                // SAFETY: on its home thread. Each field that needs dropping is read out
-                // once, and the shell is never dropped (`Bound::drop` does not run for it).
-                let (rt, handle) = unsafe { (ptr::read(&bound.rt), ptr::read(&bound.handle)) };
-                drop(handle);
-                Ok(HomeLoop::Local(ManuallyDrop::into_inner(rt)))
+                // SAFETY: on its home thread; no `LoopRef` is alive (`close()` takes the
+                // Runner by `&mut`).
+                match unsafe { (*bound.slot.rt.get()).take() } {
+                    Some(rt) => Ok(HomeLoop::Local(rt)),
+                    None => Err(NotHere::Closed),
+                }
             }
-            // Dropping the `Bound` here leaks the runtime (see its `Drop`).
-            Kind::Local(bound) => Err(bound.home),
+            Kind::Local(bound) => Err(NotHere::Elsewhere(HandOver { slot: bound.slot })),
         }
     }
 }
@@ -129,13 +248,18 @@ impl Bound {
     #[cold]
     fn here(&self) -> Result<LoopRef<'_>, RunError> {
         let here = thread::current().id();
-        if here == self.home {
-            Ok(LoopRef::Local(&self.rt))
-        } else {
-            Err(RunError::WrongThread {
+        if here != self.home {
+            return Err(RunError::WrongThread {
                 home: self.home,
                 here,
-            })
+            });
+        }
+        // SAFETY: on its home thread, where alone the slot is written: by `into_here` (which
+        // consumes the `Loop`, so no borrow of it is alive) and at the thread's exit (no run
+        // is in progress then).
+        match unsafe { (*self.slot.rt.get()).as_ref() } {
+            Some(rt) => Ok(LoopRef::Local(rt)),
+            None => Err(RunError::Closed),
         }
     }
 }
@@ -280,7 +404,7 @@ mod tests {
     }
 
     #[test]
-    fn a_local_loop_dropped_away_from_home_leaks_its_tasks_there() {
+    fn a_local_loop_dropped_away_from_home_is_dropped_by_its_home_thread_at_its_exit() {
         struct OnDrop(std::sync::mpsc::Sender<ThreadId>);
         impl Drop for OnDrop {
             fn drop(&mut self) {
@@ -288,19 +412,36 @@ mod tests {
             }
         }
         let (tx, rx) = std::sync::mpsc::channel();
-        let rt = Loop::local(local());
-        let on_drop = OnDrop(tx);
-        rt.here().unwrap().block_on(async move {
-            drop(tokio::task::spawn_local(async move {
-                let _held = (on_drop, std::rc::Rc::new(()));
-                std::future::pending::<()>().await
-            }));
-            tokio::task::yield_now().await;
+        let (left, gone) = std::sync::mpsc::channel();
+        let (go, exit) = std::sync::mpsc::channel::<()>();
+        let home = thread::spawn(move || {
+            let rt = Loop::local(local());
+            let on_drop = OnDrop(tx);
+            rt.here().unwrap().block_on(async move {
+                drop(tokio::task::spawn_local(async move {
+                    let _held = (on_drop, std::rc::Rc::new(()));
+                    std::future::pending::<()>().await
+                }));
+                tokio::task::yield_now().await;
+            });
+            let home = rt.home();
+            let away = thread::spawn(move || match rt.into_here() {
+                Err(NotHere::Elsewhere(hand)) => Some(hand.home()),
+                _ => None,
+            })
+            .join()
+            .unwrap();
+            assert_eq!(away, home);
+            left.send(()).unwrap();
+            exit.recv().unwrap();
+            thread::current().id()
         });
-        let home = rt.home();
-        let away = thread::spawn(move || rt.into_here().err()).join().unwrap();
-        assert_eq!(away, home);
-        // Leaked, not dropped: the task's destructor never ran, on any thread.
+        gone.recv().unwrap();
+        // Not dropped away from home: the task's destructor has not run, on any thread.
         assert!(rx.try_recv().is_err());
+        go.send(()).unwrap();
+        let home = home.join().unwrap();
+        // Its home thread's exit dropped it, there.
+        assert_eq!(rx.try_recv(), Ok(home));
     }
 }

@@ -359,7 +359,7 @@ impl<F, M: Role> Drop for Guarded<F, M> {
             if let Some(payload) = panicked {
                 if let (Some(shared), Some(state)) = (&self.scope.runner, Self::record(&self.scope))
                 {
-                    shared.report(Report::new(
+                    shared.report(Report::make(
                         ReportKind::PanicDuringShutdown,
                         format!(
                             "unhandled panic during Runner shutdown in {}, dropped by the \
@@ -394,7 +394,7 @@ impl<F, M: Role> Drop for Guarded<F, M> {
 #[cold]
 fn report_dropped_mid_work(state: &TaskState) {
     if let Some(shared) = scope::current_runner() {
-        shared.report(Report::new(
+        shared.report(Report::make(
             ReportKind::DroppedMidWork,
             format!(
                 "{} was dropped by a cancel while it held no runner::cancelled(), although it \

@@ -8,6 +8,8 @@
 //! assert_eq!(runner.run(async { 1 + 1 }).unwrap(), 2);
 //! ```
 #![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod close;
 mod context;
@@ -37,7 +39,7 @@ mod vars;
 pub mod __private;
 
 pub use crate::context::{Context, ContextVar, Scoped, Token};
-pub use crate::debug::{default_exception_handler, Report, ReportKind};
+pub use crate::debug::{default_exception_handler, Report, ReportKind, ShutdownFacts};
 pub use crate::error::{ContextError, RunError, TaskError};
 pub use crate::notify::notify_ready;
 pub use crate::runner::{

@@ -192,7 +192,7 @@ mod imp {
         if REPORTED.swap(true, Ordering::AcqRel) {
             return;
         }
-        let report = Report::new(
+        let report = Report::make(
             ReportKind::NotifyFailed,
             format!(
                 "systemd notification failed, and will not be reported again: {err} \

@@ -19,7 +19,7 @@ use std::panic::Location;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use crate::debug::{Report, ReportKind};
+use crate::debug::{Report, ReportKind, ShutdownFacts};
 use crate::shared::Shared;
 use crate::task_state::{StopSignal, TaskState};
 use crate::util::lock_std;
@@ -140,6 +140,10 @@ pub(crate) fn report_waiting(runner: &Shared, stage: Stage<'_>, waited: Duration
         }
     };
     pending.extend(runner.pending_tasks());
+    let mut facts = ShutdownFacts::new(waited);
+    for (spawned_at, _) in &pending {
+        facts = facts.with_pending_task(spawned_at);
+    }
     let location = at.or_else(|| pending.first().map(|(location, _)| *location));
     let mut tasks: Vec<String> = pending.into_iter().map(|(_, name)| name).collect();
     if unnamed > 0 {
@@ -153,8 +157,14 @@ pub(crate) fn report_waiting(runner: &Shared, stage: Stage<'_>, waited: Duration
     } else {
         tasks.join(", ")
     };
-    let blocking = describe_blocking(&runner.blocking_jobs());
+    let jobs = runner.blocking_jobs();
+    let blocking = describe_blocking(&jobs);
     let plain = crate::shutdown::plain_tasks(runner, true).unwrap_or(0);
+    facts = jobs
+        .iter()
+        .fold(facts.with_plain_tasks(plain), |facts, (at, n)| {
+            facts.with_blocking_jobs(at, *n)
+        });
     // Any signal forces the exit once one began the shutdown; before that (a `close()` that
     // no signal began), a Ctrl-C is the first, and ends the process as it would anyway.
     let way_out = match signal {
@@ -167,12 +177,9 @@ pub(crate) fn report_waiting(runner: &Shared, stage: Stage<'_>, waited: Duration
         waited.as_secs_f64()
     );
     crate::notify::status(&message);
-    runner.report(Report::new(
-        ReportKind::ShutdownWaiting,
-        message,
-        location,
-        None,
-    ));
+    runner.report(
+        Report::make(ReportKind::ShutdownWaiting, message, location, None).with_shutdown(facts),
+    );
 }
 
 /// `2 spawn_blocking job(s) (spawned at src/a.rs:3:5, src/b.rs:9:1 ×2)`, or `none`.

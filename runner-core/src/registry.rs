@@ -181,6 +181,17 @@ struct ShardState {
     gone: bool,
 }
 
+/// What the caller of `begin_pass` does with the tasks' strong reference to the Runner's
+/// state (see "How long the Runner's state lives" in the module docs).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum StrongRef {
+    Keep,
+    /// Take it again: the last task out gave it back as the pass was taken.
+    Take,
+    /// Give it back: the pass's tasks all ended, and they were the last.
+    GiveBack,
+}
+
 /// One shard, alone on its cache lines, behind a spin lock of its own.
 ///
 /// A spin lock rather than a `Mutex`: it is held for a few dozen instructions (a slot in or
@@ -456,34 +467,41 @@ impl Registry {
     /// spawned later are not part of it, and neither are `spawn_local` tasks when
     /// `with_local` is false (nothing can run them: they live on another thread). Returns
     /// the tasks that were observing `cancelled()` (the ones that get to clean up, so the
-    /// ones a slow close waits for), for its reports. Called once, by `close()`, while the
-    /// Runner is alive.
-    pub(crate) fn begin_pass(&self, with_local: bool) -> Vec<Arc<TaskState>> {
+    /// ones a slow close waits for), for its reports, and what the caller does with the
+    /// tasks' strong reference to the Runner's state (see `StrongRef`). Called once per
+    /// close, by a caller holding a strong reference: `close()`, while the Runner is alive,
+    /// or the home thread of a local loop that a `close()` elsewhere handed its close to,
+    /// after the Runner let go.
+    pub(crate) fn begin_pass(&self, with_local: bool) -> (Vec<Arc<TaskState>>, StrongRef) {
         self.pass_left.store(TAKING, Ordering::Release);
-        let (mut joined, mut loose) = (0, 0);
+        // Tasks the pass waits for, and of those the ones taken from a gone shard (their
+        // references count in `outstanding` already); tasks taken from a live shard that the
+        // pass does not wait for.
+        let (mut joined, mut joined_gone, mut loose_live) = (0, 0, 0);
         let mut observing = Vec::new();
         for shard in self.shards.iter() {
             // Under the lock no task of the slab can leave it (its `deregister` waits), so
             // each record is alive here: take an `Arc` of it, which keeps it alive while the
             // pass asks it to cancel and the task, no longer held back, may end at once.
-            let slab = shard.with(|state| {
+            let (slab, gone) = shard.with(|state| {
                 let slab = std::mem::take(&mut state.slab);
                 for task in slab.records() {
                     // SAFETY: alive (above); one more strong reference, given back by the
                     // `Arc` made from it below.
                     unsafe { Arc::increment_strong_count(task) };
                 }
-                slab
+                (slab, state.gone)
             });
             // SAFETY: the strong references taken above.
             let taken = slab.records().map(|task| unsafe { Arc::from_raw(task) });
             for task in taken {
                 if (!with_local && task.is_local()) || !task.join_close_pass() {
                     // Not waited for: it leaves the ordinary way, from no shard.
-                    loose += 1;
+                    loose_live += usize::from(!gone);
                     continue;
                 }
                 joined += 1;
+                joined_gone += usize::from(gone);
                 // Looked at before the request: once asked, a task polled on another thread
                 // may resolve its `cancelled()` and drop it at once.
                 let observed = task.is_observed();
@@ -494,16 +512,31 @@ impl Registry {
             }
         }
         // The references of the tasks taken: one for those the pass waits for (given back
-        // by the last to end), one each for the others (given back as each leaves). Counted
-        // before the countdown can reach zero; a loose task leaving earlier took its one
-        // from `STAKE`, which the Runner holds until long after this.
-        self.outstanding.fetch_add(1 + loose, Ordering::AcqRel);
-        if self.pass_left.fetch_sub(TAKING - joined, Ordering::AcqRel) == TAKING - joined {
-            // Every task of the pass has ended already.
-            let last = self.release();
-            debug_assert!(!last, "the Runner holds its stake during close()");
+        // by the last to end), one each for those it does not wait for (given back as each
+        // leaves). Counted before the countdown can reach zero. While the Runner is alive,
+        // `STAKE` keeps the count above zero meanwhile (a loose task leaving earlier took its
+        // one from it). After it let go, the tasks of gone shards counted already, and the
+        // last of them may have left (and given the strong reference back) as the pass was
+        // taken: the pass then takes it again, as a spawn does, since its caller holds one.
+        let mut strong = StrongRef::Keep;
+        if self.outstanding.fetch_add(1 + loose_live, Ordering::AcqRel) == 0 {
+            strong = StrongRef::Take;
         }
-        observing
+        // Now covered by the pass's own (which stays until the last of them has ended).
+        if joined_gone > 0 {
+            self.outstanding.fetch_sub(joined_gone, Ordering::AcqRel);
+        }
+        if self.pass_left.fetch_sub(TAKING - joined, Ordering::AcqRel) == TAKING - joined {
+            // Every task of the pass has ended already: the pass's reference goes back.
+            self.touch();
+            if self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
+                strong = match strong {
+                    StrongRef::Take => StrongRef::Keep,
+                    _ => StrongRef::GiveBack,
+                };
+            }
+        }
+        (observing, strong)
     }
 
     /// Ready once every task of the pass has ended.
@@ -642,7 +675,7 @@ mod tests {
     use std::panic::Location;
     use std::sync::Arc;
 
-    use super::{Registry, Slab};
+    use super::{Registry, Slab, StrongRef};
     use crate::task_state::{Ended, Origin, TaskState};
 
     fn task() -> Arc<TaskState> {
@@ -720,7 +753,7 @@ mod tests {
         let ended = tasks[5].finish().unwrap();
         assert!(!registry.ended(&tasks[5], ended));
         assert_eq!(registry.runtime_tasks(true, false).unwrap(), 7);
-        drop(registry.begin_pass(true));
+        assert_eq!(registry.begin_pass(true).1, StrongRef::Keep);
         // Out of the shards, into the pass: still tokio tasks, until they end.
         assert_eq!(registry.pass_left(), 7);
         assert_eq!(registry.runtime_tasks(true, false).unwrap(), 7);
@@ -755,7 +788,7 @@ mod loom_models {
     use loom::sync::atomic::AtomicUsize;
     use loom::thread;
 
-    use super::Registry;
+    use super::{Registry, StrongRef};
     use crate::sync::atomic::Ordering::SeqCst;
     use crate::task_state::{Origin, TaskState};
 
@@ -806,6 +839,17 @@ mod loom_models {
             }
         }
 
+        /// `Shared::begin_close_pass`.
+        fn begin_pass(&self) {
+            match self.registry.begin_pass(true).1 {
+                StrongRef::Keep => {}
+                StrongRef::Take => {
+                    self.strong.fetch_add(1, SeqCst);
+                }
+                StrongRef::GiveBack => self.drop_strong(),
+            }
+        }
+
         /// The end of `Runner::close`: the stake's drop, then the Runner's own `Arc`.
         fn runner_lets_go(&self) {
             self.strong.fetch_add(1, SeqCst);
@@ -815,9 +859,10 @@ mod loom_models {
             self.drop_strong();
         }
 
-        /// What `close()`'s step 1 does: take the pass, then wait until its tasks have ended.
+        /// What `close()`'s step 1 does (its caller holding a strong reference): take the
+        /// pass, then wait until its tasks have ended.
         fn close_pass(&self) {
-            drop(self.registry.begin_pass(true));
+            self.begin_pass();
             let wakes = Arc::new(Counter::default());
             let waker = Waker::from(wakes.clone());
             let mut cx = Context::from_waker(&waker);
@@ -983,11 +1028,42 @@ mod loom_models {
                 ender(&model, &finishing, true),
                 ender(&model, &cancelled, false),
             ];
-            drop(model.registry.begin_pass(true));
+            model.begin_pass();
             model.runner_lets_go();
             for thread in threads {
                 thread.join().unwrap();
             }
+            assert_eq!(model.strong.load(SeqCst), 0, "the state was never freed");
+        });
+    }
+
+    /// A close done after the Runner let go: a `close()` on another thread hands a local
+    /// loop's close to its home thread, which does it at its exit, holding a strong reference
+    /// of its own. Its pass takes tasks whose references count in `outstanding` already, and
+    /// they may be leaving as the pass is taken, the last of them giving the tasks' strong
+    /// reference back: the state is freed once, after every task and the closer are done
+    /// with it.
+    #[test]
+    fn loom_a_pass_after_the_runner_let_go_keeps_the_count_right() {
+        model(|| {
+            let model = Model::new();
+            let tasks = [task(), task()];
+            model.register(0, &tasks[0]);
+            model.register(1, &tasks[1]);
+            // The close handed over: its own strong reference, then the Runner lets go.
+            model.strong.fetch_add(1, SeqCst);
+            model.runner_lets_go();
+            // Each ends at any moment: before the pass takes it (the last of them giving the
+            // tasks' reference back), or joined to it.
+            let threads = [
+                ender(&model, &tasks[0], true),
+                ender(&model, &tasks[1], true),
+            ];
+            model.close_pass();
+            for thread in threads {
+                thread.join().unwrap();
+            }
+            model.drop_strong();
             assert_eq!(model.strong.load(SeqCst), 0, "the state was never freed");
         });
     }

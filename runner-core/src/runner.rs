@@ -63,7 +63,9 @@ type LoopFactory = Box<dyn FnOnce() -> io::Result<Loop> + Send>;
 /// `LocalSet`. The loop factory runs at the Runner's lazy init, on the thread of its first
 /// `run` (or `get_loop`): that thread is the loop's home. The Runner stays `Send`, but away
 /// from that thread `run` and `get_loop` return [`RunError::WrongThread`], and `close()`
-/// leaks the runtime with a report rather than drop its `!Send` tasks on a foreign thread.
+/// reports it and leaves the close to the home thread, which does it when it exits, rather
+/// than drop its `!Send` tasks on a foreign thread. A local loop still open when its home
+/// thread exits (a Runner kept in a `thread_local!`, say) is closed then, fully.
 ///
 /// ```
 /// # use runner_core as runner;
@@ -620,9 +622,10 @@ impl Runner {
     /// [`RunError::InsideTokioRuntime`] inside a poll of another tokio runtime (such as
     /// the body of `#[tokio::main]`), [`RunError::Closed`] after
     /// `close()`, [`RunError::LoopFactory`] if the runtime could not be built,
-    /// [`RunError::Interrupted`] / [`RunError::Cancelled`] if the main task was cancelled,
-    /// [`RunError::WrongThread`] if the loop is a `LocalRuntime` (see [`IntoRuntime`]) and
-    /// this is not the thread that built it.
+    /// [`RunError::Interrupted`] / [`RunError::Terminated`] / [`RunError::Cancelled`] if the
+    /// main task was cancelled (by Ctrl-C, by SIGTERM, by other means),
+    /// [`RunError::WrongThread`] if the loop is a `LocalRuntime` (see [`IntoRuntime`]) or
+    /// [`spawn_local`](crate::spawn_local) tasks are pending, and this is not their thread.
     ///
     /// ```
     /// # use runner_core as runner;
@@ -819,6 +822,7 @@ impl Runner {
             );
             let shared = Arc::new(shared);
             scope::remember_runtime(&shared);
+            rt.remember_closer(&shared, config.shutdown_timeout);
             if crate::notify::start_watchdog(&shared) {
                 shared.shutdown.own_task_started();
             }
@@ -873,6 +877,8 @@ fn drive<F: IntoFuture>(
     mut run: scope::RunGuard,
 ) -> Result<F::Output, RunError> {
     let rt = inner.rt.here()?;
+    // Bound to the thread of its pending `spawn_local` tasks (one load when there are none).
+    inner.shared.local.check_thread()?;
     let record = match inner.main.take() {
         Some(record) if Arc::strong_count(&record) == 1 && Arc::weak_count(&record) == 0 => {
             std::sync::atomic::fence(Ordering::Acquire);

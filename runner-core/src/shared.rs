@@ -13,7 +13,7 @@ use tokio::runtime::Handle;
 
 use crate::debug::{self, Handler, Report, ReportKind};
 use crate::local::LocalTasks;
-use crate::registry::{Registry, ShutdownPanic};
+use crate::registry::{Registry, ShutdownPanic, StrongRef};
 use crate::shutdown::Stop;
 use crate::stop::RunnerStop;
 use crate::sync::atomic::{AtomicPtr, Ordering};
@@ -166,7 +166,7 @@ impl Shared {
 
     pub(crate) fn check_slow_poll(&self, task: &TaskState, took: Duration) {
         if took >= self.slow {
-            self.report(Report::new(
+            self.report(Report::make(
                 ReportKind::SlowPoll,
                 debug::slow_poll_message(&task.describe(), took),
                 Some(task.location),
@@ -218,7 +218,7 @@ impl Shared {
     /// has already printed the panic itself).
     pub(crate) fn report_unretrieved(&self, task: &TaskState) {
         if self.debug {
-            self.report(Report::new(
+            self.report(Report::make(
                 ReportKind::PanicNeverRetrieved,
                 format!("Task panic was never retrieved: {}", task.describe()),
                 Some(task.location),
@@ -229,7 +229,7 @@ impl Shared {
 
     /// Debug mode: a signal dropped a main task that was not observing `cancelled()`.
     pub(crate) fn report_main_task_dropped(&self, task: &TaskState, signal: StopSignal) {
-        self.report(Report::new(
+        self.report(Report::make(
             ReportKind::MainTaskDropped,
             format!(
                 "{}: the main task was not observing runner::cancelled() and was dropped; \
@@ -251,7 +251,7 @@ impl Shared {
         if self.debug {
             // asyncio's debug mode names the tasks still pending when the loop closes.
             for (location, description) in self.pending_tasks() {
-                self.report(Report::new(
+                self.report(Report::make(
                     ReportKind::PendingAtClose,
                     format!("Task was still pending at close: {description}"),
                     Some(location),
@@ -259,7 +259,17 @@ impl Shared {
                 ));
             }
         }
-        self.tasks.begin_pass(self.local.runs_here())
+        let (observing, strong) = self.tasks.begin_pass(self.local.runs_here());
+        let this: *const Shared = self;
+        match strong {
+            StrongRef::Keep => {}
+            // SAFETY: `Shared` lives in an `Arc`, and the caller (a close) holds a strong
+            // reference to it: the count is above zero, and giving one back frees nothing.
+            StrongRef::Take => unsafe { Arc::increment_strong_count(this) },
+            // SAFETY: as above; the tasks' reference, taken in `Stake::drop` or here.
+            StrongRef::GiveBack => unsafe { Arc::decrement_strong_count(this) },
+        }
+        observing
     }
 
     /// How many tasks of the close pass have not finished.

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use crate::debug::{Report, ReportKind};
+use crate::debug::{Report, ReportKind, ShutdownFacts};
 use crate::progress::{self, Stage};
 use crate::shared::Shared;
 use crate::task_state::{StopSignal, TaskState};
@@ -384,7 +384,8 @@ fn write_final_words(shared: &Shared, forced: Forced, first: StopSignal, main: &
     let began = shared.shutdown.began.get();
     let first = began.map_or(first, |b| b.signal);
     let since = began.map(|b| b.at.elapsed().as_secs_f64()).unwrap_or(0.0);
-    let running = describe_running(shared, main);
+    let (running, mut facts) = describe_running(shared, main);
+    facts = ShutdownFacts::new(began.map_or(Duration::ZERO, |b| b.at.elapsed())).merged(facts);
     let (kind, message) = match forced {
         Forced::Signal(signal) => (
             ReportKind::ForcedExit,
@@ -408,7 +409,7 @@ fn write_final_words(shared: &Shared, forced: Forced, first: StopSignal, main: &
     };
     crate::notify::status(&message);
     let location = main.upgrade().filter(|m| !m.is_done()).map(|m| m.location);
-    let report = Report::new(kind, message, location, None);
+    let report = Report::make(kind, message, location, None).with_shutdown(facts);
     if shared.shutdown.default_handler && !to_tracing() {
         write_stderr(&format!("runner: {report}\n"));
     } else {
@@ -438,12 +439,15 @@ fn seconds(d: Duration) -> String {
 }
 
 /// What still runs, for final words: the main task, what `close()` waits for, the pending
-/// tasks, the plain tokio tasks, the blocking work. Gathered with `try_lock` only.
-fn describe_running(shared: &Shared, main: &Weak<TaskState>) -> String {
+/// tasks, the plain tokio tasks, the blocking work; in words, and as facts (with no time).
+/// Gathered with `try_lock` only.
+fn describe_running(shared: &Shared, main: &Weak<TaskState>) -> (String, ShutdownFacts) {
     const BUSY: &str = "(busy: not gathered)";
     let mut parts: Vec<String> = Vec::new();
+    let mut facts = ShutdownFacts::default();
     if let Some(main) = main.upgrade().filter(|m| !m.is_done()) {
         parts.push(main.describe());
+        facts = facts.with_pending_task(main.location);
     }
     match try_lock_std(&shared.shutdown.stage).as_deref() {
         None => parts.push(format!("Runner::close {BUSY}")),
@@ -456,6 +460,9 @@ fn describe_running(shared: &Shared, main: &Weak<TaskState>) -> String {
                 .filter(|t| !t.is_done())
                 .map(|t| t.describe())
                 .collect();
+            for task in observing.iter().filter(|t| !t.is_done()) {
+                facts = facts.with_pending_task(task.location);
+            }
             let more = left.saturating_sub(named.len());
             let mut text = format!("Runner::close waiting for {left} cancelled task(s)");
             if !named.is_empty() {
@@ -474,7 +481,12 @@ fn describe_running(shared: &Shared, main: &Weak<TaskState>) -> String {
         }
     }
     match shared.try_pending_tasks() {
-        Some(pending) => parts.extend(pending.into_iter().map(|(_, name)| name)),
+        Some(pending) => {
+            for (at, name) in pending {
+                facts = facts.with_pending_task(at);
+                parts.push(name);
+            }
+        }
         None => parts.push(format!("pending tasks {BUSY}")),
     }
     let tasks = if parts.is_empty() {
@@ -482,12 +494,21 @@ fn describe_running(shared: &Shared, main: &Weak<TaskState>) -> String {
     } else {
         parts.join(", ")
     };
-    let plain = plain_tasks(shared, false).map_or_else(|| BUSY.to_owned(), |n| n.to_string());
-    let blocking = shared.try_blocking_jobs().map_or_else(
+    let plain = plain_tasks(shared, false);
+    if let Some(plain) = plain {
+        facts = facts.with_plain_tasks(plain);
+    }
+    let plain = plain.map_or_else(|| BUSY.to_owned(), |n| n.to_string());
+    let jobs = shared.try_blocking_jobs();
+    for (at, n) in jobs.iter().flatten() {
+        facts = facts.with_blocking_jobs(at, *n);
+    }
+    let blocking = jobs.map_or_else(
         || BUSY.to_owned(),
         |jobs| progress::describe_blocking(&jobs),
     );
-    format!("{tasks}; plain tokio tasks: {plain}; blocking work: {blocking}")
+    let text = format!("{tasks}; plain tokio tasks: {plain}; blocking work: {blocking}");
+    (text, facts)
 }
 
 /// Writes `text` to fd 2 with `write(2)`: no lock (std's `Stderr` has one, which the thread

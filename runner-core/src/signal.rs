@@ -137,6 +137,8 @@ mod imp {
 
     static SIGNALS: SignalState<TaskState> = SignalState::new();
     static PIPE_WRITE: AtomicI32 = AtomicI32::new(-1);
+    /// The listener's end of the pipe, for a `fork`ed child to close (see `after_fork`).
+    static PIPE_READ: AtomicI32 = AtomicI32::new(-1);
     /// The Runner of a run that a signal hit, as the run's own thread saw it at disarm:
     /// for the listener, when the run ended before it could look (see `Kind::RunEnded`).
     static HIT_RUN: Mutex<Option<(u64, Weak<Shared>, StopSignal)>> = Mutex::new(None);
@@ -211,6 +213,8 @@ mod imp {
     const UNKNOWN: u8 = 0;
     const INSTALLED: u8 = 1;
     const DECLINED: u8 = 2;
+    /// In a `fork`ed child: our handler is installed, the listener is not (see `after_fork`).
+    const FORKED: u8 = 3;
     static INSTALL_INT: AtomicU8 = AtomicU8::new(UNKNOWN);
     static INSTALL_TERM: AtomicU8 = AtomicU8::new(UNKNOWN);
     static INSTALL_LOCK: Mutex<()> = Mutex::new(());
@@ -261,7 +265,8 @@ mod imp {
     }
 
     /// Takes `signal` over if (and only if) nobody else has it: a process started with the
-    /// signal ignored, or with a handler of its own, keeps that.
+    /// signal ignored, or with a handler of its own, keeps that. In a `fork`ed child, starts
+    /// the child's own listener under the handler it inherited.
     #[cold]
     fn install(signal: StopSignal) -> bool {
         let _once = lock_std(&INSTALL_LOCK);
@@ -269,6 +274,11 @@ mod imp {
         match state.load(Ordering::Acquire) {
             INSTALLED => return true,
             DECLINED => return false,
+            FORKED => {
+                let ok = start_listener().is_ok();
+                state.store(if ok { INSTALLED } else { DECLINED }, Ordering::Release);
+                return ok;
+            }
             _ => {}
         }
         let ok = is_default(signal.number()) && start_listener().is_ok() && take_over(signal);
@@ -356,8 +366,34 @@ mod imp {
             }
             return Err(err);
         }
+        PIPE_READ.store(read_fd, Ordering::Release);
         PIPE_WRITE.store(write_fd, Ordering::Release);
+        static AT_FORK: std::sync::Once = std::sync::Once::new();
+        AT_FORK.call_once(|| {
+            // SAFETY: registers a child-side handler that only makes async-signal-safe calls.
+            unsafe { libc::pthread_atfork(None, None, Some(after_fork)) };
+        });
         Ok(())
+    }
+
+    /// In a `fork`ed child (pre-fork servers, daemons that fork after setup): the signal
+    /// state starts afresh. The child has only the thread that forked, so no listener, and
+    /// the pipe it inherited is shared with the parent, whose listener reads it: the child's
+    /// first Ctrl-C would be lost there, or cancel a run of the parent's. So the child lets
+    /// go of the pipe, and its next arming starts a listener and pipe of its own (the
+    /// `FORKED` state takes `installed`'s cold path: the run path pays nothing more). The
+    /// handler itself survives the fork and stays. Async-signal-safe: atomics and `close`.
+    extern "C" fn after_fork() {
+        for end in [&PIPE_WRITE, &PIPE_READ] {
+            let fd = end.swap(-1, Ordering::AcqRel);
+            if fd >= 0 {
+                // SAFETY: the child's copy of a descriptor of ours.
+                unsafe { libc::close(fd) };
+            }
+        }
+        for state in [&INSTALL_INT, &INSTALL_TERM] {
+            let _ = state.compare_exchange(INSTALLED, FORKED, Ordering::AcqRel, Ordering::Acquire);
+        }
     }
 
     /// Runs `f` with SIGINT and SIGTERM blocked on this thread, then puts its mask back (a
@@ -391,12 +427,13 @@ mod imp {
             Decision::Forward(generation) => send(Kind::Forward, Some(signal), generation),
             Decision::Delay(generation) => send(Kind::Delay, Some(signal), generation),
             Decision::CutShort(generation) => send(Kind::CutShort, Some(signal), generation),
-            // SAFETY (the three): `forced_exit` and `die_now` are async-signal-safe, and the
-            // process ends here.
+            // SAFETY: `forced_exit` is async-signal-safe, and the process ends here.
             Decision::Die(generation) => unsafe { forced_exit(signal, generation) },
+            // SAFETY: as above.
             Decision::ShuttingDown(generation) if dies_here(signo) => unsafe {
                 forced_exit(signal, generation)
             },
+            // SAFETY: `die_now` is async-signal-safe, and the process ends here.
             Decision::NotArmed if dies_here(signo) => unsafe { die_now(signal) },
             // A handler installed over ours called us first; it goes on to the program's own
             // actions (or the program ignores the signal now).
@@ -438,12 +475,14 @@ mod imp {
                 tv_sec: 0,
                 tv_nsec: 0,
             };
-            if libc::nanosleep(&wait, &mut left) == 0 {
+            // SAFETY: two timespecs of our own; async-signal-safe.
+            if unsafe { libc::nanosleep(&wait, &mut left) } == 0 {
                 break;
             }
             wait = left;
         }
-        die_now(signal)
+        // SAFETY: the caller accepts that the process ends here.
+        unsafe { die_now(signal) }
     }
 
     /// Ends the process by `signal`: the default action, re-raised; if the process is still
@@ -453,7 +492,8 @@ mod imp {
     /// Ends the process without running destructors or flushing anything.
     pub(crate) unsafe fn die_now(signal: StopSignal) -> ! {
         raise_default(signal);
-        libc::_exit(signal.exit_status())
+        // SAFETY: `_exit` is async-signal-safe; the caller accepts that the process ends.
+        unsafe { libc::_exit(signal.exit_status()) }
     }
 
     /// Re-raises `signal` with the default disposition and unblocked on this thread; returns

@@ -32,7 +32,9 @@ use crate::vars::CtxState;
 /// .unwrap();
 /// ```
 pub struct Task<T> {
-    handle: tokio::task::JoinHandle<Outcome<T>>,
+    /// `None` for a task whose future was dropped as it was spawned (see
+    /// [`Task::dropped`]).
+    handle: Option<tokio::task::JoinHandle<Outcome<T>>>,
     state: Arc<TaskState>,
     retrieved: bool,
     /// In debug mode, where to report a panic nobody retrieved. Weak: a `Task` kept after
@@ -47,7 +49,21 @@ impl<T> Task<T> {
         shared: &Arc<Shared>,
     ) -> Task<T> {
         Task {
-            handle,
+            handle: Some(handle),
+            state,
+            retrieved: false,
+            owner: shared.debug.then(|| Arc::downgrade(shared)),
+        }
+    }
+
+    /// The `Task` of a task whose future was dropped as it was spawned, because nothing would
+    /// ever run it (a `spawn_local` once `close()` is done with local tasks): it awaits to
+    /// `Cancelled`, as a tokio task spawned on a runtime that has shut down does. No tokio
+    /// task is made: one for a `!Send` output needs a `LocalSet`, which tokio cannot make
+    /// on a thread whose thread-locals are being torn down.
+    pub(crate) fn dropped(state: Arc<TaskState>, shared: &Arc<Shared>) -> Task<T> {
+        Task {
+            handle: None,
             state,
             retrieved: false,
             owner: shared.debug.then(|| Arc::downgrade(shared)),
@@ -68,9 +84,9 @@ impl<T> Task<T> {
     /// ```
     pub fn cancel(&self) -> bool {
         let requested = self.state.request_cancel(None);
-        if requested && self.state.is_blocking() {
+        if let (true, Some(handle)) = (requested && self.state.is_blocking(), &self.handle) {
             // A blocking job that has not started yet never starts; one that runs, runs on.
-            self.handle.abort();
+            handle.abort();
         }
         requested
     }
@@ -87,7 +103,7 @@ impl<T> Task<T> {
     /// .unwrap();
     /// ```
     pub fn is_finished(&self) -> bool {
-        self.state.is_done() || self.handle.is_finished()
+        self.state.is_done() || self.handle.as_ref().is_none_or(|h| h.is_finished())
     }
 
     /// Where the task was spawned.
@@ -110,7 +126,9 @@ impl<T> Task<T> {
     pub fn handle(&self) -> TaskHandle {
         TaskHandle {
             state: self.state.clone(),
-            abort: self.state.is_blocking().then(|| self.handle.abort_handle()),
+            abort: (self.state.is_blocking())
+                .then(|| self.handle.as_ref().map(|h| h.abort_handle()))
+                .flatten(),
         }
     }
 }
@@ -191,7 +209,11 @@ impl<T> Future for Task<T> {
     type Output = Result<T, TaskError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Self::Output> {
-        let result = std::task::ready!(Pin::new(&mut self.handle).poll(cx));
+        let Some(handle) = self.handle.as_mut() else {
+            self.retrieved = true;
+            return Poll::Ready(Err(TaskError::cancelled(self.state.location)));
+        };
+        let result = std::task::ready!(Pin::new(handle).poll(cx));
         self.retrieved = true;
         let at = self.state.location;
         Poll::Ready(match result {
@@ -302,6 +324,13 @@ where
 /// (`flavor = "local"`) it is a task of that runtime, next to those of
 /// `tokio::task::spawn_local`.
 ///
+/// While local tasks are pending, the Runner is bound to their thread: `run` on another
+/// thread returns [`RunError::WrongThread`](crate::RunError::WrongThread), and `close()` on
+/// another thread closes the rest and leaves them to their thread, which drops them when it
+/// next starts local tasks or exits. Once `close()` is done with local tasks (a destructor
+/// run by its last step, say), `spawn_local` drops `fut` at once, and its `Task` awaits to
+/// `Cancelled`.
+///
 /// # Panics
 /// Outside a Runner, and on a thread that does not run the Runner's loop: call it from the
 /// main task, from a task started with `spawn_local`, or (on the default current-thread
@@ -335,23 +364,7 @@ where
     if let Some(home) = shared.local_runtime {
         return crate::event_loop::spawn_on_local_runtime(location, &shared, home, fut);
     }
-    if scope::runs_here(&shared) {
-        shared.local.claim_home();
-    }
-    let Ok((set, made_now)) = shared.local.get_or_make() else {
-        not_on_the_loops_thread()
-    };
-    if made_now && shared.handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
-        // See `local`: on a current-thread loop, a task of the runtime drives the set too.
-        let driver = shared.clone();
-        drop(shared.handle.spawn(std::future::poll_fn(move |cx| {
-            driver.local.drive(cx);
-            std::task::Poll::<()>::Pending
-        })));
-    }
-    let (state, guarded) = wrap(location, Origin::Local, &shared, fut);
-    let handle = set.spawn_local(guarded);
-    Task::new(handle, state, &shared)
+    crate::local::spawn(location, &shared, fut)
 }
 
 /// `spawn_local`'s panic on a thread that does not run the Runner's loop.
@@ -427,8 +440,12 @@ where
         isolated: true,
     };
     let job_state = state.clone();
+    // Done when the closure is dropped, run or not: a job cancelled before it started is
+    // dropped unrun by the pool, and its handles must then say it has finished.
+    let done = DoneOnDrop(state.clone());
     let handle = shared.handle.spawn_blocking(move || {
         let _job = job;
+        let _done = done;
         let result = scope::poll_in(&mut scope, || panic::catch_unwind(AssertUnwindSafe(f)));
         let outcome = match result {
             Ok(value) => Outcome::Done(value),
@@ -441,10 +458,20 @@ where
                 Outcome::Panicked(payload)
             }
         };
-        job_state.mark_done();
         outcome
     });
     Task::new(handle, state, &shared)
+}
+
+/// Marks a `spawn_blocking` job done when its closure goes away: after it ran (the closure's
+/// captures are dropped as its call returns, before tokio hands the output to the `Task`),
+/// or unrun (cancelled before it started, or the pool shut down).
+struct DoneOnDrop(Arc<TaskState>);
+
+impl Drop for DoneOnDrop {
+    fn drop(&mut self) {
+        self.0.mark_done();
+    }
 }
 
 /// Counts a `spawn_blocking` job as in flight from spawn until its closure returns (or the

@@ -2,10 +2,13 @@
 //! [`tokio-runner`](https://docs.rs/tokio-runner) crate (in code: `runner`), which re-exports them next to the runtime
 //! they call.
 //!
-//! Each expansion goes through three small steps: `attr` collects the attribute's `key = value` pairs into a configuration that remembers every span, `valid`
-//! applies the rules between keys and on the function's signature, and `expand` writes the
-//! plain fn. The keys themselves live in one table (`keys`). Every error found is reported,
-//! each at the token it is about, and the function is still emitted so IDEs keep working.
+//! Each expansion goes through three small steps: `attr` collects the attribute's
+//! `key = value` pairs into a configuration that remembers every span, `valid` applies the
+//! rules between keys and on the function's signature, and `expand` writes the plain fn.
+//! The parser reads the keys from one table (`keys.rs`); the docs' table, `keys.md`,
+//! included in both attributes' docs below, is checked against it by a unit test. Every
+//! error found is reported, each at the token it is about, and the function is still
+//! emitted so IDEs keep working.
 #![deny(missing_docs)]
 
 use proc_macro::TokenStream;
@@ -20,6 +23,8 @@ mod value;
 
 #[cfg(test)]
 mod fuzz;
+#[cfg(test)]
+mod keys_doc;
 
 use keys::Macro;
 
@@ -57,28 +62,7 @@ use keys::Macro;
 ///
 /// # Keys
 ///
-/// All optional, comma-separated, each at most once:
-///
-/// | key | value | default |
-/// |-----|-------|---------|
-/// | `debug` | `true` or `false` | unset: the `RUNNER_DEBUG` environment variable decides |
-/// | `flavor` | `"current_thread"`, `"multi_thread"` (needs tokio's `rt-multi-thread`, which tokio's `full` has) or `"local"` (tokio's `LocalRuntime`: `tokio::task::spawn_local` works in every task) | `"current_thread"` |
-/// | `worker_threads` | integer literal ≥ 1; needs `flavor = "multi_thread"` | one per core |
-/// | `start_paused` | `true` or `false`: start tokio's clock paused, as with tokio's attribute; `"current_thread"` or `"local"` only, and needs tokio's `test-util` feature | `false` |
-/// | `name` | a string, not empty or only whitespace: the runtime's name (tokio's `Builder::name`, read back with `Handle::name`) | none |
-/// | `loop_factory` | a path or closure: `FnOnce() -> R`, `R` a tokio `Runtime`, `io::Result<Runtime>`, `runtime::Builder` or `LocalRuntime` (or `io::Result` of one); excludes `flavor`, `worker_threads`, `start_paused` and `name` | |
-/// | `shutdown_timeout` | a duration string: how long `close()` waits for tasks | `"300s"` |
-/// | `shutdown_report_after` | a duration string, more than zero: a shutdown that waits this long (the body after a signal cancelled it, `close()` for tasks or blocking work) reports what it waits for, then again at most this often | `"5s"` |
-/// | `handle_sigint` | `true` or `false`: whether Ctrl-C cancels the body (main only) | `true` |
-/// | `handle_sigterm` | `true` or `false`: whether SIGTERM cancels the body like Ctrl-C; the process then dies by SIGTERM, or exits with status 143 as PID 1 (main only) | `true` (a `Runner` built by hand: `false`, except as PID 1) |
-/// | `grace_period` | a duration string, more than zero: the deadline, from the first signal, of the body's drain and the close together; at its end one report names what still runs and the process ends as on a second signal (main only) | none |
-/// | `drain_delay` | a duration string, more than zero and shorter than `grace_period`: after a SIGTERM (not a Ctrl-C), `runner::shutdown_requested()` is true at once and the body is cancelled only after this delay; a second signal cuts it short (main only; not with `handle_sigterm = false`) | none |
-/// | `slow_callback_duration` | a duration string: in debug mode, polls at least this long are reported | `"100ms"` |
-/// | `exception_handler` | a path or closure, `Fn(&runner::Report) + Send + Sync + 'static`: receives every report instead of the default handler (stderr, or `tracing` with that feature) | |
-/// | `crate` | the path of the `runner` crate, in a string: `"my::runner"` | `"::runner"` |
-///
-/// A duration string is a number, with decimals if you like, then `ms`, `s` or `m`:
-/// `"250ms"`, `"1.5s"`, `"2m"`.
+#[doc = include_str!("keys.md")]
 ///
 /// `worker_threads` alone is an error rather than a silent switch to a multi-thread
 /// runtime: write `flavor = "multi_thread", worker_threads = 4`.
@@ -173,25 +157,7 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// # Keys
 ///
-/// All optional, comma-separated, each at most once:
-///
-/// | key | value | default |
-/// |-----|-------|---------|
-/// | `debug` | `true` or `false` | unset: the `RUNNER_DEBUG` environment variable decides |
-/// | `flavor` | `"current_thread"`, `"multi_thread"` (needs tokio's `rt-multi-thread`, which tokio's `full` has) or `"local"` (tokio's `LocalRuntime`: `tokio::task::spawn_local` works in every task) | `"current_thread"` |
-/// | `worker_threads` | integer literal ≥ 1; needs `flavor = "multi_thread"` | one per core |
-/// | `start_paused` | `true` or `false`: start tokio's clock paused (`tokio::time::pause`), as `#[tokio::test(start_paused = true)]`; `"current_thread"` or `"local"` only, and needs tokio's `test-util` feature | `false` |
-/// | `name` | a string, not empty or only whitespace: the runtime's name (tokio's `Builder::name`, read back with `Handle::name`) | none |
-/// | `loop_factory` | a path or closure: `FnOnce() -> R`, `R` a tokio `Runtime`, `io::Result<Runtime>`, `runtime::Builder` or `LocalRuntime` (or `io::Result` of one); excludes `flavor`, `worker_threads`, `start_paused` and `name` | |
-/// | `shutdown_timeout` | a duration string: how long `close()` waits for tasks | `"300s"` |
-/// | `shutdown_report_after` | a duration string, more than zero: a shutdown that waits this long (the body after a signal cancelled it, `close()` for tasks or blocking work) reports what it waits for, then again at most this often | `"5s"` |
-/// | `slow_callback_duration` | a duration string: in debug mode, polls at least this long are reported | `"100ms"` |
-/// | `exception_handler` | a path or closure, `Fn(&runner::Report) + Send + Sync + 'static`: receives every report instead of the default handler (stderr, or `tracing` with that feature) | |
-/// | `timeout` | a duration string, more than zero (test only) | none |
-/// | `crate` | the path of the `runner` crate, in a string: `"my::runner"` | `"::runner"` |
-///
-/// A duration string is a number, with decimals if you like, then `ms`, `s` or `m`:
-/// `"250ms"`, `"1.5s"`, `"2m"`.
+#[doc = include_str!("keys.md")]
 ///
 /// With `timeout`, a test still running at the deadline is cancelled and fails with a panic
 /// naming the timeout (as the attribute writes it: `(timeout = "1.5s")`) and the spawn
