@@ -130,7 +130,7 @@ case_ registry_old_deregister runner-core/src/registry.rs \
     's/match self\.slots\.get_mut\(index\) \{\n(\s*)Some\(slot\) if \*slot == task as \*const TaskState as usize => \{/match Some(&mut self.slots[index]) {\n$1Some(slot) => {/' \
     "${loom[@]}" -- -p tokio-runner-core --release --lib registry::loom_models::loom_task_ending_as_the_pass_is_taken
 case_ registry_stops_at_an_empty_shard runner-core/src/registry.rs \
-    's/(let slab = shard\.with\(\|state\| \{\n)/$1                if state.slab.len == 0 { return None; }\n/; s/(\n\s*)slab\n(\s*)\}\);(\n\s*)\/\/ SAFETY: the strong references taken above\./$1Some(slab)\n$2}) else { break };$3\/\/ SAFETY: the strong references taken above./; s/let slab = shard\.with/let Some(slab) = shard.with/' \
+    's/let \(slab, gone\) = shard\.with\(\|state\| \{\n/let Some((slab, gone)) = shard.with(|state| {\n                if state.slab.len == 0 { return None; }\n/; s/\(slab, state\.gone\)\n(\s*)\}\);/Some((slab, state.gone))\n$1}) else { break };/' \
     "${loom[@]}" -- -p tokio-runner-core --release --lib registry::loom_models::loom_the_pass_walks_every_shard
 case_ registry_lost_wakeup runner-core/src/registry.rs \
     's/(\*lock\(&self\.closer\) = Some\(cx\.waker\(\)\.clone\(\)\);\n).*?(\n\s*Poll::Pending)/$1$2/s' \
@@ -139,7 +139,7 @@ case_ registry_stake_given_back_first runner-core/src/registry.rs \
     's/(self\.outstanding\.fetch_add\(left, Ordering::AcqRel\);)\n(\s*)(self\.outstanding\.fetch_sub\(STAKE, Ordering::AcqRel\) == STAKE)/let gone = $3;\n$2$1\n$2gone/' \
     "${loom[@]}" -- -p tokio-runner-core --release --lib registry::loom_models::loom_the_state_outlives_every_task
 case_ registry_loose_tasks_uncounted runner-core/src/registry.rs \
-    's/self\.outstanding\.fetch_add\(1 \+ loose, Ordering::AcqRel\);/self.outstanding.fetch_add(1 + 0 * loose, Ordering::AcqRel);/' \
+    's/self\.outstanding\.fetch_add\(1 \+ loose_live, Ordering::AcqRel\)/self.outstanding.fetch_add(1 + 0 * loose_live, Ordering::AcqRel)/' \
     "${loom[@]}" -- -p tokio-runner-core --release --lib registry::loom_models::loom_tasks_of_a_pass_cut_short
 case_ registry_pass_lets_go_before_waking runner-core/src/registry.rs \
     's/(\n\s*)self\.touch\(\);\n(\s*)if let Some\(waker\) = lock\(&self\.closer\)\.take\(\) \{\n(\s*)waker\.wake\(\);\n(\s*)\}\n\s*\/\/ The pass.s own reference, now that none of its tasks is left\.\n\s*self\.release\(\)/$1let last = self.release();$1self.touch();\n$2if let Some(waker) = lock(&self.closer).take() {\n$3waker.wake();\n$4}$1last/' \
