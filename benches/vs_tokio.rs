@@ -87,6 +87,94 @@ fn spawn_join(c: &mut Criterion) {
     g.finish();
 }
 
+fn multi_thread(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// `spawn_join` on a multi-thread loop of 1 and 2 workers, from as many tasks of the loop at
+/// once (each a task of the loop: the main thread is no worker), against `tokio::spawn` the
+/// same way. The time is per spawn and await of all spawning tasks together, so with 2
+/// workers it shows what they cost each other (a lock or a count they both touch).
+fn spawn_join_mt(c: &mut Criterion) {
+    let mut g = c.benchmark_group("spawn_join_mt");
+    for workers in [1usize, 2] {
+        let mut runner = Runner::builder()
+            .loop_factory(move || multi_thread(workers))
+            .build();
+        runner
+            .run(async {
+                for (i, var) in VARS.iter().enumerate() {
+                    var.set(i as u64);
+                }
+            })
+            .unwrap();
+        g.bench_with_input(
+            BenchmarkId::new("runner", workers),
+            &workers,
+            |b, &workers| {
+                b.iter_custom(|iters| {
+                    runner
+                        .run(async move {
+                            let start = std::sync::Arc::new(tokio::sync::Barrier::new(workers + 1));
+                            let tasks: Vec<_> = (0..workers)
+                                .map(|_| {
+                                    let start = start.clone();
+                                    runner::spawn(async move {
+                                        start.wait().await;
+                                        for _ in 0..iters {
+                                            black_box(runner::spawn(async { 1 }).await.unwrap());
+                                        }
+                                    })
+                                })
+                                .collect();
+                            start.wait().await;
+                            let started = Instant::now();
+                            for task in tasks {
+                                task.await.unwrap();
+                            }
+                            started.elapsed() / workers as u32
+                        })
+                        .unwrap()
+                })
+            },
+        );
+        let rt = multi_thread(workers);
+        g.bench_with_input(
+            BenchmarkId::new("tokio", workers),
+            &workers,
+            |b, &workers| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async move {
+                        let start = std::sync::Arc::new(tokio::sync::Barrier::new(workers + 1));
+                        let tasks: Vec<_> = (0..workers)
+                            .map(|_| {
+                                let start = start.clone();
+                                tokio::spawn(async move {
+                                    start.wait().await;
+                                    for _ in 0..iters {
+                                        black_box(tokio::spawn(async { 1 }).await.unwrap());
+                                    }
+                                })
+                            })
+                            .collect();
+                        start.wait().await;
+                        let started = Instant::now();
+                        for task in tasks {
+                            task.await.unwrap();
+                        }
+                        started.elapsed() / workers as u32
+                    })
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
 /// `close()` with N pending sleeping tasks, against dropping a runtime holding the same, and
 /// against tokio doing what `close()` does: abort every task and wait for each to end.
 fn close_pending(c: &mut Criterion) {
@@ -219,6 +307,7 @@ criterion_group!(
     run_warm,
     run_cold,
     spawn_join,
+    spawn_join_mt,
     close_pending,
     contextvar_get
 );

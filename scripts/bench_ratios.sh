@@ -4,6 +4,8 @@
 # run) and the median over the runs. Runs follow one another, so drift on a shared machine
 # shows as spread, not as a bias of one side.
 # Usage: scripts/bench_ratios.sh RUNS 'run_warm|spawn_join|run_cold'
+#        (spawn_join matches spawn_join_mt/1 and spawn_join_mt/2 too: a multi-thread loop of 1
+#        and 2 workers, as many tasks spawning at once)
 #        scripts/bench_ratios.sh 5 close_pending   (baselines: tokio, tokio_abort_and_wait)
 set -euo pipefail
 cd "$(dirname "$0")/.."

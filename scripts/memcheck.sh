@@ -47,7 +47,7 @@ check() {
 }
 
 for test in tasks close_resources cancel_main contexts context_isolation spawn_local \
-    local_loop lifecycle plain_tasks; do
+    local_loop lifecycle plain_tasks spawn_scaling; do
     # `signals`: the child-process tests of plain_tasks (their children run natively).
     check "$test" "$(executable --test "$test")" --skip signals
 done

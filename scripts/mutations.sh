@@ -122,6 +122,53 @@ case_ context_set_refused_axum runner-core/src/scope.rs \
 case_ dropped_mid_work_report runner-core/src/guarded.rs \
     's/report_dropped_mid_work\(state\);//' \
     -- --test plain_tasks a_task_dropped_mid_work_after_polling
+# The sharded registry's loom models (issue 31), each against a wrong version of the registry
+# it is written to catch. The models run under loom's own build (about 2 minutes the first
+# time, then seconds).
+loom=("RUSTFLAGS=--cfg runner_loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom)
+case_ registry_old_deregister runner-core/src/registry.rs \
+    's/match self\.slots\.get_mut\(index\) \{\n(\s*)Some\(slot\) if \*slot == task as \*const TaskState as usize => \{/match Some(&mut self.slots[index]) {\n$1Some(slot) => {/' \
+    "${loom[@]}" -- -p tokio-runner-core --release --lib registry::loom_models::loom_task_ending_as_the_pass_is_taken
+case_ registry_stops_at_an_empty_shard runner-core/src/registry.rs \
+    's/let \(slab, gone\) = shard\.with\(\|state\| \{\n/let Some((slab, gone)) = shard.with(|state| {\n                if state.slab.len == 0 { return None; }\n/; s/\(slab, state\.gone\)\n(\s*)\}\);/Some((slab, state.gone))\n$1}) else { break };/' \
+    "${loom[@]}" -- -p tokio-runner-core --release --lib registry::loom_models::loom_the_pass_walks_every_shard
+case_ registry_lost_wakeup runner-core/src/registry.rs \
+    's/(\*lock\(&self\.closer\) = Some\(cx\.waker\(\)\.clone\(\)\);\n).*?(\n\s*Poll::Pending)/$1$2/s' \
+    "${loom[@]}" -- -p tokio-runner-core --release --lib registry::loom_models::loom_last_task_of_the_pass_wakes_the_closer
+case_ registry_stake_given_back_first runner-core/src/registry.rs \
+    's/(self\.outstanding\.fetch_add\(left, Ordering::AcqRel\);)\n(\s*)(self\.outstanding\.fetch_sub\(STAKE, Ordering::AcqRel\) == STAKE)/let gone = $3;\n$2$1\n$2gone/' \
+    "${loom[@]}" -- -p tokio-runner-core --release --lib registry::loom_models::loom_the_state_outlives_every_task
+case_ registry_loose_tasks_uncounted runner-core/src/registry.rs \
+    's/self\.outstanding\.fetch_add\(1 \+ loose_live, Ordering::AcqRel\)/self.outstanding.fetch_add(1 + 0 * loose_live, Ordering::AcqRel)/' \
+    "${loom[@]}" -- -p tokio-runner-core --release --lib registry::loom_models::loom_tasks_of_a_pass_cut_short
+case_ registry_pass_lets_go_before_waking runner-core/src/registry.rs \
+    's/(\n\s*)self\.touch\(\);\n(\s*)if let Some\(waker\) = lock\(&self\.closer\)\.take\(\) \{\n(\s*)waker\.wake\(\);\n(\s*)\}\n\s*\/\/ The pass.s own reference, now that none of its tasks is left\.\n\s*self\.release\(\)/$1let last = self.release();$1self.touch();\n$2if let Some(waker) = lock(&self.closer).take() {\n$3waker.wake();\n$4}$1last/' \
+    "${loom[@]}" -- -p tokio-runner-core --release --lib registry::loom_models::loom_tasks_of_a_pass_cut_short
+case_ registry_late_pass_counts_twice runner-core/src/registry.rs \
+    's/if joined_gone > 0 \{/if false \&\& joined_gone > 0 {/' \
+    "${loom[@]}" -- -p tokio-runner-core --release --lib registry::loom_models::loom_a_pass_after_the_runner_let_go
+case_ registry_late_pass_takes_nothing_back runner-core/src/registry.rs \
+    's/strong = StrongRef::Take;/let _ = StrongRef::Take;/' \
+    "${loom[@]}" -- -p tokio-runner-core --release --lib registry::loom_models::loom_a_pass_after_the_runner_let_go
+case_ registry_gone_spawn_uncounted runner-core/src/registry.rs \
+    's/state\.gone && self\.outstanding\.fetch_add\(1, Ordering::AcqRel\) == 0/false/' \
+    "${loom[@]}" -- -p tokio-runner-core --release --lib registry::loom_models::loom_a_spawn_after_the_runner_let_go
+# Issue 31 from the outside (tests/spawn_scaling.rs).
+case_ pass_walks_one_shard runner-core/src/registry.rs \
+    's/(let mut observing = Vec::new\(\);\n\s*)for shard in self\.shards\.iter\(\) \{/${1}for shard in self.shards.iter().take(1) {/' \
+    -- --test spawn_scaling close_cancels_every_task_spawned_from_every_worker_at_once
+case_ last_task_keeps_the_state runner-core/src/shared.rs \
+    's/if last \{/if last && false {/' \
+    -- --test spawn_scaling a_runner_whose_task_outlived_close_is_freed_after_that_task
+case_ late_pass_counts_twice runner-core/src/registry.rs \
+    's/if joined_gone > 0 \{/if false \&\& joined_gone > 0 {/' \
+    -- --test spawn_scaling a_close_handed_to_a_local_loops_home_thread_frees_the_runner_after_it
+case_ private_copy_drops_the_values runner-core/src/vars.rs \
+    's/(let Head \{ owner, len, \.\. \} = \*self\.head\(\);\n\s*)if owner\.is_null\(\) \{/${1}if true {/' \
+    -- --test spawn_scaling context_values_follow_spawns_across_workers_and_drop_once
+case_ private_copy_leaks_its_owner runner-core/src/vars.rs \
+    's/\} else \{\n(\s*)drop\(old\);/} else {\n$1std::mem::forget(old);/' \
+    -- --test spawn_scaling context_values_follow_spawns_across_workers_and_drop_once
 # Issue 28: shutdown that fits the orchestrator. The loom cases build in target/loom, as
 # .ci/run does (RUSTFLAGS would otherwise rebuild everything in target/).
 LOOM=(RUSTFLAGS=--cfg\ runner_loom LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom)

@@ -1,8 +1,8 @@
 //! Context variables (Python's `contextvars`), following tasks the way asyncio does.
 //!
 //! A [`Context`] is a mutable cell holding an immutable map; copying a context shares the map
-//! (one `Arc` increment), and the first `set` in the copy clones the map's *pointers*, never
-//! the values. The running code reads the map straight from the thread's scope record.
+//! (one reference count, on a copy private to the copying task: see `vars::VarMap`), and the
+//! first `set` in the copy clones the map's *pointers*, never the values. The running code reads the map straight from the thread's scope record.
 
 use std::borrow::Borrow;
 use std::fmt;

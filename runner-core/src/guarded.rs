@@ -6,7 +6,6 @@ use std::any::Any;
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
-use std::ptr::NonNull;
 use std::sync::Arc;
 use std::task::{Context as TaskCx, Poll};
 use std::time::{Duration, Instant};
@@ -37,38 +36,160 @@ enum Step<T> {
 
 /// Wraps every task the Runner drives (the main task included): swaps the task's scope in
 /// for each poll, delivers cancel requests, catches panics, and times polls in debug mode.
-pub(crate) struct Guarded<F> {
+///
+/// `M` is what only the main task's wrapper carries ([`Main`]); a spawned task's wrapper is
+/// its future and its scope, nothing more ([`Spawned`]): the wrapper lives inside tokio's
+/// task allocation, whose size tokio rounds up to a multiple of 128 bytes, and every byte
+/// there is paid by every pending task (issue 31: a task sleeping in `tokio::time::sleep`
+/// fits 256 bytes with a 40-byte wrapper, and took 384 with the main task's fields).
+pub(crate) struct Guarded<F, M: Role = Main> {
     inner: Option<F>,
-    /// `scope.task` owns the task's record; `state` points into it (one `Arc`, not two).
+    /// `scope.task` owns the task's record (the wrapper reaches the record through it).
     scope: Scope,
-    state: NonNull<TaskState>,
+    main: M,
+}
+
+/// The main task's part of its wrapper.
+pub(crate) struct Main {
     debug: bool,
-    /// Polled once already (its waker stored, its signals armed).
+    /// Polled once already (its signals armed).
     waker_set: bool,
     /// The main task arms signal handling at its first poll, right after storing its waker
     /// (so the listener thread never races that store), and disarms as it ends.
     signals: signal::Wanted,
     armed: Option<signal::Armed>,
     /// The main task drives its Runner's `spawn_local` tasks after each of its polls (null
-    /// for every other task). Valid for the run: the Runner holds its `Shared` meanwhile.
+    /// when it has none to drive). Valid for the run: the Runner holds its `Shared` meanwhile.
     local: *const LocalTasks,
 }
 
-// SAFETY: `state` points into the `Arc<TaskState>` owned by `scope.task` (which is `Send`);
-// `local` is null except in a main task, which is polled by `block_on` on its own thread and
-// never sent; everything else is `Send` when `F` is.
-unsafe impl<F: Send> Send for Guarded<F> {}
+/// A spawned task's part of its wrapper: nothing (its debug flag is its Runner's).
+pub(crate) struct Spawned;
+
+/// What the wrapper does differently for the main task.
+pub(crate) trait Role {
+    /// Whether debug mode times this task's polls.
+    fn debug(&self, scope: &Scope) -> bool;
+    /// Each poll, right after the task's waker is stored: the main task arms signal handling
+    /// at its first.
+    fn polled(&mut self, state: &TaskState);
+    /// After a poll that left the task pending: the main task drives the local tasks.
+    fn pending(&self, cx: &mut TaskCx<'_>);
+    /// As the task ends: the main task disarms, and says which signal reached its run.
+    fn disarm(&mut self) -> Option<StopSignal>;
+    /// The wrapper goes away: a main task still armed (one that did not end) disarms.
+    fn release(&mut self);
+}
+
+impl Role for Main {
+    #[inline]
+    fn debug(&self, _: &Scope) -> bool {
+        self.debug
+    }
+
+    #[inline]
+    fn polled(&mut self, state: &TaskState) {
+        if !self.waker_set {
+            self.waker_set = true;
+            self.armed = signal::arm(state, self.signals);
+        }
+    }
+
+    #[inline]
+    fn pending(&self, cx: &mut TaskCx<'_>) {
+        // SAFETY: non-null only while its Runner holds `Shared` (see `local`).
+        if let Some(local) = unsafe { self.local.as_ref() } {
+            local.drive(cx);
+        }
+    }
+
+    #[inline]
+    fn disarm(&mut self) -> Option<StopSignal> {
+        self.armed.take().and_then(signal::Armed::disarm)
+    }
+
+    fn release(&mut self) {
+        drop(self.armed.take());
+    }
+}
+
+impl Role for Spawned {
+    #[inline]
+    fn debug(&self, scope: &Scope) -> bool {
+        scope.runner.as_ref().is_some_and(|shared| shared.debug)
+    }
+
+    #[inline]
+    fn polled(&mut self, _: &TaskState) {}
+
+    #[inline]
+    fn pending(&self, _: &mut TaskCx<'_>) {}
+
+    #[inline]
+    fn disarm(&mut self) -> Option<StopSignal> {
+        None
+    }
+
+    #[inline]
+    fn release(&mut self) {}
+}
+
+// SAFETY: `local` is null except in a main task, which is polled by `block_on` on its own
+// thread and never sent; everything else of `Main` is `Send`.
+unsafe impl Send for Main {}
 
 impl<F: Future> Guarded<F> {
+    /// A wrapper for a main task (or any task that has no Runner of its own to find its debug
+    /// flag in: `runner` `None`). `runner`: the Runner that registered `task`, whose state the
+    /// wrapper reaches through an uncounted `Arc` until the task ends (see `finish`).
     pub(crate) fn new(
         inner: F,
         ctx: CtxState,
         task: Arc<TaskState>,
-        runner: Option<Arc<Shared>>,
+        runner: Option<&Arc<Shared>>,
         debug: bool,
         signals: signal::Wanted,
     ) -> Guarded<F> {
-        let state = NonNull::from(&*task);
+        let main = Main {
+            debug,
+            waker_set: false,
+            signals,
+            armed: None,
+            local: std::ptr::null(),
+        };
+        Guarded::with_role(inner, ctx, task, runner, main)
+    }
+
+    /// Makes this (main) task drive `local` after each of its polls.
+    pub(crate) fn driving(mut self, local: &LocalTasks) -> Guarded<F> {
+        self.main.local = local;
+        self
+    }
+}
+
+impl<F: Future> Guarded<F, Spawned> {
+    /// The wrapper of a task spawned on `runner` (which registered `task`).
+    pub(crate) fn spawned(
+        inner: F,
+        ctx: CtxState,
+        task: Arc<TaskState>,
+        runner: &Arc<Shared>,
+    ) -> Guarded<F, Spawned> {
+        Guarded::with_role(inner, ctx, task, Some(runner), Spawned)
+    }
+}
+
+impl<F: Future, M: Role> Guarded<F, M> {
+    fn with_role(
+        inner: F,
+        ctx: CtxState,
+        task: Arc<TaskState>,
+        runner: Option<&Arc<Shared>>,
+        main: M,
+    ) -> Guarded<F, M> {
+        // SAFETY: an `Arc` made from the pointer of a live one, not counted: forgotten in
+        // `Drop`, never dropped (the task's registration keeps the state alive meanwhile).
+        let runner = runner.map(|shared| unsafe { Arc::from_raw(Arc::as_ptr(shared)) });
         let scope = Scope {
             ctx,
             runner,
@@ -79,19 +200,8 @@ impl<F: Future> Guarded<F> {
         Guarded {
             inner: Some(inner),
             scope,
-            state,
-            debug,
-            waker_set: false,
-            signals,
-            armed: None,
-            local: std::ptr::null(),
+            main,
         }
-    }
-
-    /// Makes this (main) task drive `local` after each of its polls.
-    pub(crate) fn driving(mut self, local: &LocalTasks) -> Guarded<F> {
-        self.local = local;
-        self
     }
 
     /// One poll of the wrapped future in the task's scope: delivers a pending cancel request
@@ -144,13 +254,27 @@ impl<F: Future> Guarded<F> {
     }
 }
 
-impl<F> Guarded<F> {
+impl<F, M: Role> Guarded<F, M> {
     /// Drops the inner future with the task's scope entered, so destructors see the task's
     /// context; a panicking destructor is caught (and returned) rather than unwinding on.
     fn drop_inner(inner: &mut Option<F>) -> Option<Box<dyn Any + Send>> {
         panic::catch_unwind(AssertUnwindSafe(|| *inner = None)).err()
     }
 
+    /// The task's record, kept alive by `scope.task` (which no poll or drop of the wrapper
+    /// changes): a reference that does not borrow `scope`, which the poll swaps in. Callers
+    /// use it only while the wrapper lives.
+    #[inline]
+    fn record<'a>(scope: &Scope) -> Option<&'a TaskState> {
+        // SAFETY: see above.
+        scope
+            .task
+            .as_ref()
+            .map(|task| unsafe { &*Arc::as_ptr(task) })
+    }
+}
+
+impl<F> Guarded<F> {
     /// The context and the record as the ended task left them (the main task's go back to
     /// its Runner).
     pub(crate) fn take_ended(self: Pin<&mut Self>) -> (CtxState, Option<Arc<TaskState>>) {
@@ -162,37 +286,26 @@ impl<F> Guarded<F> {
     }
 }
 
-impl<F: Future> Future for Guarded<F> {
+impl<F: Future, M: Role> Future for Guarded<F, M> {
     type Output = Outcome<F::Output>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Self::Output> {
         // SAFETY: `inner` is never moved out of the pinned `Guarded`; it is only polled in
         // place or dropped in place. The other fields are not structurally pinned.
-        let Guarded {
-            inner,
-            scope,
-            state,
-            debug,
-            waker_set,
-            signals,
-            armed,
-            local,
-        } = unsafe { self.get_unchecked_mut() };
-        // SAFETY: `scope.task` keeps the record alive while `inner` is `Some`.
-        let state: &TaskState = unsafe { state.as_ref() };
+        let Guarded { inner, scope, main } = unsafe { self.get_unchecked_mut() };
         if inner.is_none() {
             return Poll::Pending;
         }
+        let Some(state) = Self::record(scope) else {
+            return Poll::Pending;
+        };
         // Every poll: a cancel request must wake the latest poll's waker (the `Future`
         // contract), and an executor may change wakers between polls. The same waker again
         // costs a compare.
         // SAFETY: we are the task's poller (`&mut self`), one poll at a time.
         unsafe { state.set_waker(cx.waker()) };
-        if !*waker_set {
-            *waker_set = true;
-            *armed = signal::arm(state, *signals);
-        }
-        let step = if *debug {
+        main.polled(state);
+        let step = if main.debug(scope) {
             let (step, took, dropped_by) = Self::step::<true>(inner, scope, state, cx);
             // The main task has no `runner` of its own: it finds it through the run. A main
             // task that had looked for cancellation before got `report_dropped_mid_work`.
@@ -213,10 +326,7 @@ impl<F: Future> Future for Guarded<F> {
         };
         let outcome = match step {
             Step::Pending => {
-                // SAFETY: non-null only for a main task, while its Runner holds `Shared`.
-                if let Some(local) = unsafe { local.as_ref() } {
-                    local.drive(cx);
-                }
+                main.pending(cx);
                 return Poll::Pending;
             }
             Step::Done(value) => Outcome::Done(value),
@@ -230,7 +340,7 @@ impl<F: Future> Future for Guarded<F> {
                 Outcome::Panicked(payload)
             }
         };
-        if let Some(signal) = armed.take().and_then(signal::Armed::disarm) {
+        if let Some(signal) = main.disarm() {
             state.record_signal(signal);
         }
         finish(state, scope);
@@ -238,18 +348,17 @@ impl<F: Future> Future for Guarded<F> {
     }
 }
 
-impl<F> Drop for Guarded<F> {
+impl<F, M: Role> Drop for Guarded<F, M> {
     fn drop(&mut self) {
         if self.inner.is_some() {
             // The runtime dropped the task before it ended (shutdown, step 4 of `close()`):
             // run its destructors in its own scope, then leave the registry. A panic there
             // has nobody left to see it but the Runner's report.
             let inner = &mut self.inner;
-            let panicked = scope::poll_in(&mut self.scope, || Guarded::<F>::drop_inner(inner));
+            let panicked = scope::poll_in(&mut self.scope, || Self::drop_inner(inner));
             if let Some(payload) = panicked {
-                if let Some(shared) = &self.scope.runner {
-                    // SAFETY: `scope.task` keeps the record alive.
-                    let state = unsafe { self.state.as_ref() };
+                if let (Some(shared), Some(state)) = (&self.scope.runner, Self::record(&self.scope))
+                {
                     shared.report(Report::make(
                         ReportKind::PanicDuringShutdown,
                         format!(
@@ -264,16 +373,16 @@ impl<F> Drop for Guarded<F> {
                 dispose(payload);
             }
         }
-        drop(self.armed.take());
-        if self.scope.task.is_some() {
-            // SAFETY: `scope.task` keeps the record alive.
-            let state = unsafe { self.state.as_ref() };
+        self.main.release();
+        if let Some(state) = Self::record(&self.scope) {
             // Ended at its last poll already (the common case): a load, not another RMW.
             // Only this wrapper marks its task done, so the load sees its own mark.
             if !state.is_done() {
                 finish(state, &self.scope);
             }
         }
+        // Uncounted, and maybe freed by now (see `finish`): never dropped as an `Arc`.
+        std::mem::forget(self.scope.runner.take());
     }
 }
 
@@ -302,13 +411,20 @@ fn report_dropped_mid_work(state: &TaskState) {
     }
 }
 
-/// The task has ended: it leaves its Runner's registry (waking `close()` if it waits on it).
-/// The wrapper, not the record, holds the `Arc<Shared>`: the runtime drops the wrapper at
-/// shutdown at the latest, so the Runner's state never owns itself through its tasks.
+/// The task has ended: it leaves its Runner's registry (waking `close()` if it waits on it),
+/// and with that gives back its reference to the Runner's state.
+///
+/// The wrapper, not the record, holds that reference: the runtime drops the wrapper at
+/// shutdown at the latest, so the Runner's state never owns itself through its tasks. It is
+/// an uncounted `Arc` (a count every worker would touch at each spawn and end): the task's
+/// registration is the reference (see `registry`), so nothing of the wrapper may touch the
+/// Runner's state after this, and the `Arc` is forgotten, never dropped (`Drop`).
 fn finish(state: &TaskState, scope: &Scope) {
     if let Some(ended) = state.finish() {
         if let Some(shared) = &scope.runner {
-            shared.task_ended(state, ended);
+            // SAFETY: the Runner that registered this task, alive until the registry has
+            // taken the task's reference back; nothing touches it after (see above).
+            unsafe { Shared::task_ended(Arc::as_ptr(shared), state, ended) };
         }
     }
 }
@@ -449,5 +565,21 @@ mod tests {
             assert!(matches!(outcome, Outcome::Cancelled), "round {round}");
             assert_eq!(dropped.load(Ordering::SeqCst), 1, "round {round}");
         }
+    }
+}
+
+/// The size of a spawned task's wrapper: what it adds to tokio's task allocation (tokio rounds
+/// that up to 128 bytes: see `Guarded`). A task sleeping in `tokio::time::sleep` (112 bytes)
+/// must stay within tokio's 256-byte cell.
+#[cfg(all(test, not(runner_loom)))]
+mod size {
+    #[test]
+    fn a_spawned_tasks_wrapper_is_its_future_and_its_scope() {
+        use std::mem::size_of;
+        type Spawned<F> = super::Guarded<F, super::Spawned>;
+        let sleep = size_of::<tokio::time::Sleep>();
+        assert_eq!(size_of::<crate::scope::Scope>(), 40);
+        assert_eq!(size_of::<Spawned<tokio::time::Sleep>>(), sleep + 40);
+        assert_eq!(size_of::<Spawned<std::future::Pending<()>>>(), 48);
     }
 }

@@ -763,6 +763,8 @@ impl Runner {
             // shutdown that a signal began (its grace period) ends with it.
             let closing = shared.clone();
             closing.shutdown.request();
+            // Dropped after the close: the Runner lets go of its state (see `Shared::stake`).
+            let _stake = shared.stake();
             close::shutdown(rt, shared, ctx, self.config.shutdown_timeout);
             closing.shutdown.end();
         }

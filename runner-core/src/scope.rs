@@ -181,8 +181,25 @@ pub(crate) fn set_would_leak(s: &Scope) -> bool {
 }
 
 /// A copy of the running code's context (asyncio's `copy_context()`).
+///
+/// The copy counts on the running code's own map, made private to it on its first copy
+/// (`CtxState::copy_for_child`): two workers spawning from copies of one context then touch
+/// no count in common (issue 31). That changes the running scope's map (for the same
+/// values), so it is done only when no borrow of the scope is alive; under one (a spawn from
+/// inside a context value's `Clone`, say) the copy shares the map as it is.
 pub(crate) fn copy_ctx() -> CtxState {
-    read(|s| s.ctx.copy()).unwrap_or(CtxState::EMPTY)
+    HERE.try_with(|h| {
+        let current = h.current();
+        match h.borrow.get() {
+            // SAFETY: no borrow of the current scope is alive (its flag is clear), nothing
+            // else runs meanwhile, and the copy runs no user code (it drops no value).
+            0 => unsafe { (*current).ctx.copy_for_child() },
+            WRITING => panic!("runner: a ContextVar was read while the context was being changed"),
+            // SAFETY: only shared borrows are alive; this one is shared too (as `read`).
+            _ => unsafe { (*current).ctx.copy() },
+        }
+    })
+    .unwrap_or(CtxState::EMPTY)
 }
 
 /// Runs `f` with `scope` as this thread's current scope (one access of the thread-local, and
@@ -325,6 +342,41 @@ pub(crate) fn with_runner<R>(f: impl FnOnce(&Arc<Shared>) -> R) -> Option<R> {
         return call(&shared);
     }
     call(&runner_of_current_runtime()?)
+}
+
+/// For `runner::spawn`, in one access of the thread's record: a copy of the running code's
+/// context for the new task (as [`copy_ctx`] makes it), and the Runner running the code (as
+/// [`with_runner`] finds it), borrowed for `f`.
+///
+/// `f` runs with no borrow of the scope held: it gets the Runner as a pointer copied out of
+/// the scope (alive meanwhile: the running task's scope, or the Runner of the run on this
+/// thread, holds it for at least as long as this call), so it may do anything a spawn does,
+/// e.g. drop a task inline when the runtime is shut down.
+#[inline]
+pub(crate) fn with_runner_and_ctx<R>(f: impl FnOnce(&Arc<Shared>, CtxState) -> R) -> Option<R> {
+    let found = HERE.try_with(|h| {
+        let current = h.current();
+        let ctx = match h.borrow.get() {
+            // SAFETY: as in `copy_ctx`.
+            0 => unsafe { (*current).ctx.copy_for_child() },
+            WRITING => panic!("runner: a ContextVar was read while the context was being changed"),
+            // SAFETY: as in `copy_ctx`.
+            _ => unsafe { (*current).ctx.copy() },
+        };
+        // SAFETY: a shared look at the current scope (see `with`); nothing runs meanwhile.
+        let runner = match unsafe { (*current).runner.as_ref() } {
+            Some(shared) => Arc::as_ptr(shared),
+            None => h.run.get(),
+        };
+        (ctx, runner)
+    });
+    let (ctx, runner) = found.unwrap_or((CtxState::EMPTY, std::ptr::null()));
+    if !runner.is_null() {
+        // SAFETY: alive for this call (see above); borrowed, never dropped here.
+        let shared = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(runner) });
+        return Some(f(&shared, ctx));
+    }
+    Some(f(&runner_of_current_runtime()?, ctx))
 }
 
 /// What a `cancelled()` made in plain code observes (plain code: not a task of a Runner, but

@@ -13,7 +13,7 @@ use tokio::runtime::Handle;
 
 use crate::debug::{self, Handler, Report, ReportKind};
 use crate::local::LocalTasks;
-use crate::registry::{Registry, ShutdownPanic};
+use crate::registry::{Registry, ShutdownPanic, StrongRef};
 use crate::shutdown::Stop;
 use crate::stop::RunnerStop;
 use crate::sync::atomic::{AtomicPtr, Ordering};
@@ -35,7 +35,8 @@ pub(crate) struct Shared {
     /// `Builder::shutdown_report_after`: see `progress`.
     pub(crate) report_after: Duration,
     handler: Handler,
-    /// The pending tasks, and `close()`'s cancellation pass over them.
+    /// The pending tasks, `close()`'s cancellation pass over them, and the tasks' references
+    /// to this state (a task's wrapper holds an uncounted `Arc` to it: see `registry`).
     tasks: Registry,
     /// The `spawn_local` tasks, on the thread that runs the Runner's loop.
     pub(crate) local: LocalTasks,
@@ -86,6 +87,7 @@ impl Shared {
         handler: Handler,
     ) -> Shared {
         let multi_thread = handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread;
+        let workers = multi_thread.then(|| handle.metrics().num_workers());
         Shared {
             handle,
             local_runtime,
@@ -93,7 +95,7 @@ impl Shared {
             slow,
             report_after,
             handler,
-            tasks: Registry::new(),
+            tasks: Registry::new(Registry::shards_for(workers)),
             local: LocalTasks::new(),
             finalizers: Mutex::new(Vec::new()),
             refused: Mutex::new(Vec::new()),
@@ -173,13 +175,43 @@ impl Shared {
         }
     }
 
-    pub(crate) fn register(&self, task: &Arc<TaskState>) {
-        self.tasks.register(task);
+    /// Registers a new task; from here until it ends (`task_ended`), the task's wrapper may
+    /// reach this state through an uncounted `Arc` (see `registry`).
+    pub(crate) fn register(self: &Arc<Shared>, task: &Arc<TaskState>) {
+        if self.tasks.register(task) {
+            // The tasks' strong reference, taken again by a spawn after the Runner let go.
+            // SAFETY: the count is above zero: `register` says so only to a caller whose
+            // reference is a counted one (an uncounted one of a task is itself counted in the
+            // registry, which then was not at zero).
+            unsafe { Arc::increment_strong_count(Arc::as_ptr(self)) };
+        }
     }
 
-    /// What the Runner does when one of its tasks ends (`TaskState::finish`).
-    pub(crate) fn task_ended(&self, task: &TaskState, ended: Ended) {
-        self.tasks.ended(task, ended);
+    /// What the Runner does when one of its tasks ends (`TaskState::finish`): the task
+    /// leaves the registry, and with that gives back its reference to this state.
+    ///
+    /// # Safety
+    /// `this` is the state of the Runner that registered the task, reached through the
+    /// task's own (uncounted) reference, which this gives back: it may be freed by the time
+    /// this returns, and the caller must not use it again.
+    pub(crate) unsafe fn task_ended(this: *const Shared, task: &TaskState, ended: Ended) {
+        // SAFETY: alive until the registry has taken the task's reference back, which is the
+        // last thing `ended` does with it.
+        let last = unsafe { (*this).tasks.ended(task, ended) };
+        if last {
+            // The last task out after the Runner let go gives the tasks' strong reference back.
+            // SAFETY: taken in `runner_gone` (or `register`) for exactly this.
+            unsafe { Arc::decrement_strong_count(this) };
+        }
+    }
+
+    /// Held by `Runner::close` while it closes: dropped at its end, when the Runner lets go
+    /// of this state. From then on the tasks left (dropped later by tokio's threads after a
+    /// `shutdown_background`, or leaked with a local set) keep it alive as long as any can
+    /// reach it, through one strong reference taken here for all of them, and given back by
+    /// the last one out (at once, after a normal close, which leaves none).
+    pub(crate) fn stake(self: &Arc<Shared>) -> Stake {
+        Stake(self.clone())
     }
 
     /// asyncio's "Task exception was never retrieved" (debug mode only, as the panic hook
@@ -227,7 +259,17 @@ impl Shared {
                 ));
             }
         }
-        self.tasks.begin_pass(self.local.runs_here())
+        let (observing, strong) = self.tasks.begin_pass(self.local.runs_here());
+        let this: *const Shared = self;
+        match strong {
+            StrongRef::Keep => {}
+            // SAFETY: `Shared` lives in an `Arc`, and the caller (a close) holds a strong
+            // reference to it: the count is above zero, and giving one back frees nothing.
+            StrongRef::Take => unsafe { Arc::increment_strong_count(this) },
+            // SAFETY: as above; the tasks' reference, taken in `Stake::drop` or here.
+            StrongRef::GiveBack => unsafe { Arc::decrement_strong_count(this) },
+        }
+        observing
     }
 
     /// How many tasks of the close pass have not finished.
@@ -292,6 +334,23 @@ impl Shared {
             .wait_timeout_while(jobs, timeout, |jobs| !jobs.by_location.is_empty())
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         jobs.count()
+    }
+}
+
+/// See [`Shared::stake`].
+pub(crate) struct Stake(Arc<Shared>);
+
+impl Drop for Stake {
+    fn drop(&mut self) {
+        let shared = &self.0;
+        // The tasks' strong reference, taken while the Runner still holds its own.
+        // SAFETY: `shared` is a counted reference.
+        unsafe { Arc::increment_strong_count(Arc::as_ptr(shared)) };
+        if shared.tasks.runner_gone() {
+            // No task is left (the normal case): give it back at once.
+            // SAFETY: taken just above.
+            unsafe { Arc::decrement_strong_count(Arc::as_ptr(shared)) };
+        }
     }
 }
 

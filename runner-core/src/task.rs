@@ -11,11 +11,12 @@ use std::task::{Context as TaskCx, Poll};
 #[allow(unused_imports)] // rustdoc links
 use crate::debug::ReportKind;
 use crate::error::TaskError;
-use crate::guarded::{Guarded, Outcome};
+use crate::guarded::{Guarded, Outcome, Spawned};
 use crate::scope::{self, Scope};
 use crate::shared::Shared;
 use crate::stop::RunnerStop;
 use crate::task_state::{Origin, TaskState};
+use crate::vars::CtxState;
 
 /// A handle to a task started by [`spawn`], [`spawn_local`] or [`spawn_blocking`] (asyncio's `Task`).
 ///
@@ -298,9 +299,11 @@ where
     F::Output: Send + 'static,
 {
     let location = Location::caller();
-    // The Runner borrowed, not cloned: the task's wrapper takes the one reference it needs.
-    let spawned = scope::with_runner(|shared| {
-        let (state, guarded) = wrap(location, Origin::Spawned, shared, fut);
+    // The Runner borrowed, not cloned: the task's wrapper holds an uncounted reference, which
+    // its registration keeps alive (see `registry`). The context copy counts on the
+    // spawner's own map (see `vars::VarMap`).
+    let spawned = scope::with_runner_and_ctx(|shared, ctx| {
+        let (state, guarded) = wrap_in(location, Origin::Spawned, shared, ctx, fut);
         let handle = shared.handle.spawn(guarded);
         Task::new(handle, state, shared)
     });
@@ -375,23 +378,28 @@ pub(crate) fn not_on_the_loops_thread() -> ! {
     )
 }
 
-/// A new task's record, registered with its Runner, and its future wrapped.
+/// A new task's record, registered with its Runner, and its future wrapped, in a copy of the
+/// caller's context.
 pub(crate) fn wrap<F: Future>(
     location: &'static Location<'static>,
     origin: Origin,
     shared: &Arc<Shared>,
     fut: F,
-) -> (Arc<TaskState>, Guarded<F>) {
+) -> (Arc<TaskState>, Guarded<F, Spawned>) {
+    wrap_in(location, origin, shared, scope::copy_ctx(), fut)
+}
+
+/// [`wrap`] in `ctx`.
+fn wrap_in<F: Future>(
+    location: &'static Location<'static>,
+    origin: Origin,
+    shared: &Arc<Shared>,
+    ctx: CtxState,
+    fut: F,
+) -> (Arc<TaskState>, Guarded<F, Spawned>) {
     let state = Arc::new(TaskState::new(location, origin));
     shared.register(&state);
-    let guarded = Guarded::new(
-        fut,
-        scope::copy_ctx(),
-        state.clone(),
-        Some(shared.clone()),
-        shared.debug,
-        crate::signal::Wanted::default(),
-    );
+    let guarded = Guarded::spawned(fut, ctx, state.clone(), shared);
     (state, guarded)
 }
 

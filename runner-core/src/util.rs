@@ -9,15 +9,6 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// [`lock`] that gives up (`None`) when the lock is held (see [`try_lock_std`]).
-pub(crate) fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
-    match m.try_lock() {
-        Ok(guard) => Some(guard),
-        Err(crate::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
-        Err(crate::sync::TryLockError::WouldBlock) => None,
-    }
-}
-
 /// [`lock`] for a process-wide `static` (std's `Mutex`: loom's has no `const` constructor;
 /// see `sync`).
 pub(crate) fn lock_std<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
