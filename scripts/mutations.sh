@@ -113,6 +113,9 @@ case_ main_published_for_workers runner-core/src/shared.rs \
 case_ plain_cancelled_at_close runner-core/src/close.rs \
     's/    shared\.stop\.close\(\);\n//' \
     -- --test plain_tasks a_cancelled_made_in_a_plain_task_resolves_at_close
+case_ closed_runtime_not_remembered runner-core/src/scope.rs \
+    's/    closed\.push_back\(id\);\n//' \
+    -- --test plain_tasks a_plain_task_a_close_gave_up_on
 case_ context_set_refused runner-core/src/scope.rs \
     's/!s\.isolated && tokio::task::try_id\(\)\.is_some\(\)/false/' \
     -- --test context_isolation a_value_set_in_one_plain_task_is_never_seen_by_another

@@ -265,6 +265,111 @@ fn close_bounds_its_wait_for_a_plain_task_that_holds_cancelled_and_never_finishe
     );
 }
 
+/// What a plain task saw of runner's functions once the Runner had closed under it.
+#[derive(Debug)]
+struct AfterClose {
+    spawn: Result<(), String>,
+    spawn_blocking: Result<(), String>,
+    at_close: Result<(), String>,
+    cancelled: Result<bool, String>,
+    shutdown_requested: Result<bool, String>,
+}
+
+/// Polls `task` once: a task dropped as it was spawned is ready at once, cancelled and
+/// finished.
+fn ended_cancelled<T: std::fmt::Debug>(mut task: runner::Task<T>) -> Result<(), String> {
+    if !task.is_finished() {
+        return Err("its Task says it has not finished".into());
+    }
+    match pin!(&mut task).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(Err(e)) if e.is_cancelled() => Ok(()),
+        other => Err(format!("awaited to {other:?}")),
+    }
+}
+
+fn caught<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(payload) => Err(format!(
+            "panicked: {}",
+            payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or(payload.downcast_ref::<&str>().copied())
+                .unwrap_or("?")
+        )),
+    }
+}
+
+/// A plain task that keeps a worker thread past the shutdown timeout (a blocking call inside
+/// its poll) goes on after `close()` has given up and returned. There runner's functions act
+/// as on a Runner that has closed: a task started is dropped at once and awaits to
+/// `Cancelled`, a finalizer never runs, `cancelled()` resolves, `shutdown_requested()` is
+/// true. None of them panics (in a destructor during unwinding that would abort).
+#[test]
+fn a_plain_task_a_close_gave_up_on_finds_a_closed_runner_not_a_panic() {
+    common::watchdog(common::TEST_LIMIT);
+    for workers in [1, 2, 4] {
+        let reports = Reports::default();
+        let mut runner = reports
+            .install(builder(Loop::MultiThread(workers)))
+            .shutdown_timeout(Duration::from_millis(100))
+            .build();
+        let (seen_tx, seen) = std::sync::mpsc::channel();
+        let dropped = Arc::new(AtomicUsize::new(0));
+        runner
+            .run({
+                let dropped = dropped.clone();
+                async move {
+                    let (started, running) = oneshot::channel();
+                    tokio::spawn(async move {
+                        started.send(()).unwrap();
+                        // Blocks this worker through close() and past its timeout.
+                        std::thread::sleep(Duration::from_millis(700));
+                        let counted = common::CountOnDrop(dropped.clone());
+                        let seen = AfterClose {
+                            spawn: caught(|| {
+                                ended_cancelled(runner::spawn(async move {
+                                    let _counted = counted;
+                                }))
+                            }),
+                            spawn_blocking: caught(|| {
+                                ended_cancelled(runner::spawn_blocking(|| ()))
+                            }),
+                            at_close: caught(|| {
+                                runner::at_close(|| async {});
+                                Ok(())
+                            }),
+                            cancelled: caught(|| {
+                                let mut stop = runner::cancelled();
+                                let mut cx = Context::from_waker(Waker::noop());
+                                Ok(pin!(&mut stop).poll(&mut cx).is_ready())
+                            }),
+                            shutdown_requested: caught(|| Ok(runner::shutdown_requested())),
+                        };
+                        seen_tx.send(seen).unwrap();
+                    });
+                    running.await.unwrap();
+                }
+            })
+            .unwrap();
+        runner.close();
+        let seen = seen
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the plain task never went on after close()");
+        assert_eq!(seen.spawn, Ok(()), "mt({workers}): {seen:?}");
+        assert_eq!(seen.spawn_blocking, Ok(()), "mt({workers}): {seen:?}");
+        assert_eq!(seen.at_close, Ok(()), "mt({workers}): {seen:?}");
+        assert_eq!(seen.cancelled, Ok(true), "mt({workers}): {seen:?}");
+        assert_eq!(seen.shutdown_requested, Ok(true), "mt({workers}): {seen:?}");
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            1,
+            "mt({workers}): the future"
+        );
+    }
+}
+
 #[test]
 fn a_cancelled_made_outside_any_runner_never_resolves() {
     common::watchdog(common::TEST_LIMIT);

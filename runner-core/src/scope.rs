@@ -9,6 +9,7 @@
 //! needs a destructor checks its registration, so they are kept few.
 
 use std::cell::{Cell, UnsafeCell};
+use std::collections::VecDeque;
 use std::mem;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context as TaskCx, Poll, Waker};
@@ -346,14 +347,18 @@ pub(crate) fn with_runner<R>(f: impl FnOnce(&Arc<Shared>) -> R) -> Option<R> {
 
 /// For `runner::spawn`, in one access of the thread's record: a copy of the running code's
 /// context for the new task (as [`copy_ctx`] makes it), and the Runner running the code (as
-/// [`with_runner`] finds it), borrowed for `f`.
+/// [`with_runner`] finds it), borrowed for `f`, which gets `value` too. `Err(value)` when
+/// no Runner runs the current code.
 ///
 /// `f` runs with no borrow of the scope held: it gets the Runner as a pointer copied out of
 /// the scope (alive meanwhile: the running task's scope, or the Runner of the run on this
 /// thread, holds it for at least as long as this call), so it may do anything a spawn does,
 /// e.g. drop a task inline when the runtime is shut down.
 #[inline]
-pub(crate) fn with_runner_and_ctx<R>(f: impl FnOnce(&Arc<Shared>, CtxState) -> R) -> Option<R> {
+pub(crate) fn with_runner_and_ctx<T, R>(
+    value: T,
+    f: impl FnOnce(&Arc<Shared>, CtxState, T) -> R,
+) -> Result<R, T> {
     let found = HERE.try_with(|h| {
         let current = h.current();
         let ctx = match h.borrow.get() {
@@ -374,9 +379,12 @@ pub(crate) fn with_runner_and_ctx<R>(f: impl FnOnce(&Arc<Shared>, CtxState) -> R
     if !runner.is_null() {
         // SAFETY: alive for this call (see above); borrowed, never dropped here.
         let shared = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(runner) });
-        return Some(f(&shared, ctx));
+        return Ok(f(&shared, ctx, value));
     }
-    Some(f(&runner_of_current_runtime()?, ctx))
+    match runner_of_current_runtime() {
+        Some(shared) => Ok(f(&shared, ctx, value)),
+        None => Err(value),
+    }
 }
 
 /// What a `cancelled()` made in plain code observes (plain code: not a task of a Runner, but
@@ -418,8 +426,14 @@ pub(crate) fn plain_observed() -> Option<(Option<Arc<TaskState>>, Arc<crate::sto
     if on_run_thread.is_some() {
         return on_run_thread;
     }
-    let shared = runner_of_current_runtime()?;
-    Some((shared.active_main(), shared.stop.clone()))
+    match runner_of_current_runtime() {
+        Some(shared) => Some((shared.active_main(), shared.stop.clone())),
+        // The Runner has closed: its close resolves the future at once.
+        None if on_a_closed_runners_runtime() => {
+            Some((None, Arc::new(crate::stop::RunnerStop::closed())))
+        }
+        None => None,
+    }
 }
 
 fn is_main(h: &Here) -> bool {
@@ -474,6 +488,31 @@ pub(crate) fn remember_runtime(shared: &Arc<Shared>) {
 pub(crate) fn forget_runtime(shared: &Shared) {
     let id = shared.handle.id();
     lock_std(&RUNTIMES).retain(|(known, _)| *known != id);
+    let mut closed = lock_std(&CLOSED_RUNTIMES);
+    if closed.len() == CLOSED_KEPT {
+        closed.pop_front();
+    }
+    closed.push_back(id);
+}
+
+/// The runtimes of the Runners closed last, newest at the back. A `close()` that gave up
+/// waiting (blocking work past the shutdown timeout) returns while the runtime's threads may
+/// still run code: a worker stuck in a plain task's poll, which then goes on, or drops its
+/// tasks. There `runner::spawn` and the like find no Runner, and must not panic (a panic in a
+/// destructor during unwinding aborts): they act as on a Runner that has closed. Runtime ids
+/// are never reused; a few dozen cover every close still unwinding.
+static CLOSED_RUNTIMES: Mutex<VecDeque<runtime::Id>> = Mutex::new(VecDeque::new());
+const CLOSED_KEPT: usize = 64;
+
+/// `true` on a thread of the runtime of a Runner that has closed (see [`CLOSED_RUNTIMES`]):
+/// for the paths that find no Runner, before they report "no runner".
+#[cold]
+pub(crate) fn on_a_closed_runners_runtime() -> bool {
+    let Ok(handle) = Handle::try_current() else {
+        return false;
+    };
+    let id = handle.id();
+    lock_std(&CLOSED_RUNTIMES).contains(&id)
 }
 
 #[cold]

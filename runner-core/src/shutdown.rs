@@ -60,7 +60,8 @@ pub(crate) const FINAL_WORDS_LIMIT: Duration = Duration::from_millis(100);
 /// runner.close();
 /// ```
 pub fn shutdown_requested() -> bool {
-    crate::scope::with_runner(|shared| shared.shutdown.requested()).unwrap_or(false)
+    crate::scope::with_runner(|shared| shared.shutdown.requested())
+        .unwrap_or_else(crate::scope::on_a_closed_runners_runtime)
 }
 
 /// When and why a Runner's shutdown began: its first handled signal.

@@ -43,6 +43,14 @@ impl RunnerStop {
         }
     }
 
+    /// A close already done: for code still running on the runtime of a Runner that has
+    /// closed (see `scope::on_a_closed_runners_runtime`).
+    pub(crate) fn closed() -> RunnerStop {
+        let stop = RunnerStop::new();
+        stop.close();
+        stop
+    }
+
     /// A plain `cancelled()` was made.
     pub(crate) fn observe(&self) {
         lock(&self.state).observers += 1;

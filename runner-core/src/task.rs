@@ -249,14 +249,6 @@ impl<T> fmt::Debug for Task<T> {
     }
 }
 
-#[track_caller]
-fn running_runner(what: &str) -> Arc<Shared> {
-    match scope::current_runner() {
-        Some(shared) => shared,
-        None => no_runner(what),
-    }
-}
-
 #[cold]
 #[track_caller]
 fn no_runner(what: &str) -> ! {
@@ -278,7 +270,10 @@ fn no_runner(what: &str) -> ! {
 ///
 /// # Panics
 /// When called outside [`Runner::run`](crate::Runner::run) and outside the Runner's runtime
-/// (like `tokio::spawn` outside a runtime).
+/// (like `tokio::spawn` outside a runtime). Not on the runtime of a Runner that has closed
+/// (code that a worker thread still runs after `close()` gave up waiting for it): there the
+/// future is dropped at once and the `Task` awaits to `Cancelled`, as with `tokio::spawn` on
+/// a runtime that has shut down.
 ///
 /// ```
 /// # use runner_core as runner;
@@ -302,14 +297,38 @@ where
     // The Runner borrowed, not cloned: the task's wrapper holds an uncounted reference, which
     // its registration keeps alive (see `registry`). The context copy counts on the
     // spawner's own map (see `vars::VarMap`).
-    let spawned = scope::with_runner_and_ctx(|shared, ctx| {
+    let spawned = scope::with_runner_and_ctx(fut, |shared, ctx, fut| {
         let (state, guarded) = wrap_in(location, Origin::Spawned, shared, ctx, fut);
         let handle = shared.handle.spawn(guarded);
         Task::new(handle, state, shared)
     });
     match spawned {
-        Some(task) => task,
-        None => no_runner("runner::spawn"),
+        Ok(task) => task,
+        Err(fut) if scope::on_a_closed_runners_runtime() => {
+            dropped_after_close(location, Origin::Spawned, fut)
+        }
+        Err(_) => no_runner("runner::spawn"),
+    }
+}
+
+/// The `Task` of a task started where a Runner that has closed still runs code (a worker
+/// thread that a `close()` gave up waiting for; see `scope::on_a_closed_runners_runtime`):
+/// nothing will run it, so `what` (its future or closure) is dropped here and now, and the
+/// `Task` awaits to `Cancelled`, as a tokio task spawned on a runtime that has shut down does.
+#[cold]
+fn dropped_after_close<T>(
+    location: &'static Location<'static>,
+    origin: Origin,
+    what: impl Sized,
+) -> Task<T> {
+    let state = Arc::new(TaskState::new(location, origin));
+    drop(what);
+    state.mark_done();
+    Task {
+        handle: None,
+        state,
+        retrieved: false,
+        owner: None,
     }
 }
 
@@ -360,7 +379,12 @@ where
     F::Output: 'static,
 {
     let location = Location::caller();
-    let shared = running_runner("runner::spawn_local");
+    let Some(shared) = scope::current_runner() else {
+        if scope::on_a_closed_runners_runtime() {
+            return dropped_after_close(location, Origin::Local, fut);
+        }
+        no_runner("runner::spawn_local")
+    };
     if let Some(home) = shared.local_runtime {
         return crate::event_loop::spawn_on_local_runtime(location, &shared, home, fut);
     }
@@ -409,7 +433,8 @@ fn wrap_in<F: Future>(
 /// [`Runner::close`](crate::Runner::close) waits for such jobs at most the shutdown timeout.
 ///
 /// # Panics
-/// When called outside [`Runner::run`](crate::Runner::run).
+/// When called outside [`Runner::run`](crate::Runner::run); on the runtime of a Runner that
+/// has closed, the closure is dropped unrun instead (as [`spawn`] does).
 ///
 /// ```
 /// # use runner_core as runner;
@@ -428,7 +453,12 @@ where
     R: Send + 'static,
 {
     let location = Location::caller();
-    let shared = running_runner("runner::spawn_blocking");
+    let Some(shared) = scope::current_runner() else {
+        if scope::on_a_closed_runners_runtime() {
+            return dropped_after_close(location, Origin::Blocking, f);
+        }
+        no_runner("runner::spawn_blocking")
+    };
     let state = Arc::new(TaskState::new(location, Origin::Blocking));
     let job = BlockingJob::start(shared.clone(), location);
     let mut scope = Scope {
@@ -497,7 +527,8 @@ impl Drop for BlockingJob {
 /// still run.
 ///
 /// # Panics
-/// When called outside [`Runner::run`](crate::Runner::run).
+/// When called outside [`Runner::run`](crate::Runner::run); on the runtime of a Runner that
+/// has closed (see [`spawn`]), the finalizer is dropped: that Runner has run its finalizers.
 ///
 /// ```
 /// # use runner_core as runner;
@@ -519,7 +550,13 @@ where
     C: FnOnce() -> F + Send + 'static,
     F: Future<Output = ()> + 'static,
 {
-    let shared = running_runner("runner::at_close");
+    let Some(shared) = scope::current_runner() else {
+        if scope::on_a_closed_runners_runtime() {
+            // Its Runner has run its finalizers and closed: nothing will run this one.
+            return drop(finalizer);
+        }
+        no_runner("runner::at_close")
+    };
     let location = Location::caller();
     shared.add_finalizer(location, Box::new(move || Box::pin(finalizer())));
 }
