@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpStream};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -27,15 +27,7 @@ fn start(drain_ms: &str) -> (Proc, SocketAddr) {
 
 /// One `GET path` on a new connection; the whole response, or the error that cut it.
 fn get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    Ok(response)
+    common::http_get(addr, path, Duration::from_secs(60))
 }
 
 /// Starts a `GET /slow?ms=N` on a thread and waits until the server is handling it.

@@ -8,8 +8,8 @@
 
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::ErrorKind;
+use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
@@ -360,14 +360,7 @@ fn the_main_task_is_cancelled_when_the_drain_delay_is_over() {
 
 /// One `GET path` on a new connection: the status line, or the error that cut it.
 fn get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
+    let response = common::http_get(addr, path, Duration::from_secs(10))?;
     Ok(response.lines().next().unwrap_or_default().to_owned())
 }
 

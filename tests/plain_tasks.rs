@@ -9,8 +9,7 @@
 mod common;
 
 use std::future::{pending, Future};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -523,15 +522,7 @@ mod signals {
     }
 
     fn get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
-        Ok(response)
+        common::http_get(addr, path, Duration::from_secs(30))
     }
 
     /// axum serving with a shutdown future made inside its own task: the request in flight

@@ -19,6 +19,26 @@ use std::time::{Duration, Instant};
 
 use runner::{Builder, Report, Runner};
 
+/// One `GET path` over HTTP/1.1 on a new connection to a test server: the whole response,
+/// or the error that cut it. `read_limit` bounds the wait for the response (a server that
+/// hangs fails the test instead of hanging it).
+pub fn http_get(
+    addr: std::net::SocketAddr,
+    path: &str,
+    read_limit: Duration,
+) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(read_limit))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response)
+}
+
 /// Collects every report a Runner makes, and lets a task wait for one to arrive.
 #[derive(Clone)]
 pub struct Reports(Arc<(Mutex<Vec<Report>>, tokio::sync::watch::Sender<usize>)>);
