@@ -315,6 +315,7 @@ fn a_plain_task_a_close_gave_up_on_finds_a_closed_runner_not_a_panic() {
             .shutdown_timeout(Duration::from_millis(100))
             .build();
         let (seen_tx, seen) = std::sync::mpsc::channel();
+        let (closed_tx, closed) = std::sync::mpsc::channel::<()>();
         let dropped = Arc::new(AtomicUsize::new(0));
         runner
             .run({
@@ -323,8 +324,8 @@ fn a_plain_task_a_close_gave_up_on_finds_a_closed_runner_not_a_panic() {
                     let (started, running) = oneshot::channel();
                     tokio::spawn(async move {
                         started.send(()).unwrap();
-                        // Blocks this worker through close() and past its timeout.
-                        std::thread::sleep(Duration::from_millis(700));
+                        // Blocks this worker until close() has given up on it and returned.
+                        closed.recv().unwrap();
                         let counted = common::CountOnDrop(dropped.clone());
                         let seen = AfterClose {
                             spawn: caught(|| {
@@ -353,6 +354,7 @@ fn a_plain_task_a_close_gave_up_on_finds_a_closed_runner_not_a_panic() {
             })
             .unwrap();
         runner.close();
+        closed_tx.send(()).unwrap();
         let seen = seen
             .recv_timeout(Duration::from_secs(20))
             .expect("the plain task never went on after close()");
