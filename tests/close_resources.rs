@@ -7,23 +7,12 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{builder, Flavor, FLAVORS};
+use common::{builder, fds, rss_kib, threads_settled_to, Flavor, FLAVORS};
 
 /// Thousands of Runners per child: about 10 s on an idle 2-core machine, 25 s on a loaded
 /// one. The bound on each child run, generous; the parent's watchdog comes after it.
 const SOAK_LIMIT: Duration = Duration::from_secs(300);
 const PARENT_LIMIT: Duration = Duration::from_secs(360);
-
-fn fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-/// Resident set size in KiB.
-fn rss_kib() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
 
 /// How a Runner of the loops below ends.
 #[derive(Clone, Copy, Debug)]
@@ -121,23 +110,6 @@ fn child_rss_after_pending_runners() {
         "RSS {before} KiB before 5,000 Runners, {after} KiB after"
     );
     assert!(fds() < 64, "{} fds left", fds());
-}
-
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
-}
-
-/// Threads of runtimes just shut down, and blocking work abandoned at a timeout, take a
-/// moment to exit: the count after waiting (at most ~5 s) for it to come down to `target`.
-fn threads_settled_to(target: usize) -> usize {
-    for _ in 0..500 {
-        if threads() <= target {
-            break;
-        }
-        // Polling the thread count (no event to wait on): not an ordering sleep.
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    threads()
 }
 
 /// One Runner lifecycle of the soak's kind `i`.

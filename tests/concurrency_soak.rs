@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::Rng;
+use common::{fds, rss_kib, threads, threads_settled_to, Rng};
 use runner::{Task, TaskError};
 use stress::{Flavor, FLAVORS};
 use tokio::sync::{mpsc, oneshot};
@@ -567,35 +567,6 @@ fn fate_name(fate: Fate) -> &'static str {
         Fate::OsThread => "cancelled from an OS thread",
         Fate::Close => "left for close",
     }
-}
-
-fn fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
-}
-
-/// Resident set size in KiB, from /proc/self/statm.
-fn rss_kib() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
-    pages * page / 1024
-}
-
-/// Threads of runtimes just shut down take a moment to exit: the count once it has come
-/// down to `target` (waiting at most ~5 s).
-fn threads_settled_to(target: usize) -> usize {
-    for _ in 0..500 {
-        if threads() <= target {
-            break;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    threads()
 }
 
 #[test]

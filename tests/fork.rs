@@ -12,7 +12,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// B's status: its run returned `Err(Interrupted)`.
 const INTERRUPTED: i32 = 42;
@@ -22,33 +22,6 @@ const B_HUNG: i32 = 10;
 const B_WRONG: i32 = 11;
 const A_INTERRUPTED: i32 = 12;
 const FORK_FAILED: i32 = 13;
-
-/// Waits for `pid` at most `limit`; SIGKILLs it after that. `None` if it had to be killed.
-fn wait_within(pid: libc::pid_t, limit: Duration) -> Option<i32> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid on our own child.
-        let done = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if done == pid {
-            return Some(if libc::WIFEXITED(status) {
-                libc::WEXITSTATUS(status)
-            } else {
-                128 + libc::WTERMSIG(status)
-            });
-        }
-        if Instant::now() >= deadline {
-            // SAFETY: kill and reap our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
-            return None;
-        }
-        // Polling for the exit (no wait with a timeout): not an ordering sleep.
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
 
 /// B: the first Ctrl-C of its first run must cancel its main task.
 fn process_b() -> ! {
@@ -88,8 +61,10 @@ fn process_a() -> ! {
     let mut runner = runner::Runner::new();
     let waited = runner.run(async move {
         // Armed while B runs: the generation of B's run is the same number as this one's.
-        let b_status =
-            runner::spawn_blocking(move || wait_within(b, Duration::from_secs(10))).await;
+        let b_status = runner::spawn_blocking(move || {
+            common::child::wait_pid_within(b, Duration::from_secs(10))
+        })
+        .await;
         b_status.unwrap()
     });
     let code = match waited {
@@ -112,7 +87,7 @@ fn in_a_forked_child_the_first_ctrl_c_is_the_first_ctrl_c_and_never_reaches_the_
         if a == 0 {
             process_a();
         }
-        let status = wait_within(a, Duration::from_secs(30));
+        let status = common::child::wait_pid_within(a, Duration::from_secs(30));
         let verdict = match status {
             Some(A_OK) => "ok",
             Some(B_HUNG) => "the child's first Ctrl-C was lost: its run hung",

@@ -66,7 +66,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::Reports;
+use common::{fds, rss_kib, threads, threads_settled_to, Reports};
 use runner::{Builder, ReportKind, RunError, Runner, Task, TaskHandle};
 
 // ===== Seeds and runs ====================================================================
@@ -1643,34 +1643,6 @@ fn settle(case: &Case, books: &Books, reports: &Reports, panics_before: usize) -
 
 // ===== Child processes: fork and real signals ============================================
 
-/// Waits for `pid` at most `limit` (then SIGKILLs and reaps it): its exit code, or 128 + the
-/// signal that ended it; `None` if it had to be killed.
-fn wait_within(pid: libc::pid_t, limit: Duration) -> Option<i32> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid on our own child.
-        let done = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if done == pid {
-            return Some(if libc::WIFEXITED(status) {
-                libc::WEXITSTATUS(status)
-            } else {
-                128 + libc::WTERMSIG(status)
-            });
-        }
-        if done < 0 || Instant::now() >= deadline {
-            // SAFETY: kill and reap our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
-            return None;
-        }
-        // Polling for the exit (no wait with a timeout): not an ordering sleep.
-        thread::sleep(Duration::from_millis(2));
-    }
-}
-
 const CHILD_OK: i32 = 0;
 const CHILD_RUN: i32 = 20;
 const CHILD_HUNG: i32 = 21;
@@ -1739,7 +1711,7 @@ fn fork_and_check(program: &[SigStep]) -> Result<(), String> {
                 return Err(format!("fork: {}", std::io::Error::last_os_error()));
             }
             // Its own wait for a child of its own comes first.
-            Ok(wait_within(pid, CHILD_HANG * 2))
+            Ok(common::child::wait_pid_within(pid, CHILD_HANG * 2))
         })
         .join()
         .unwrap()
@@ -1772,7 +1744,7 @@ fn sig_program(steps: &[SigStep]) -> i32 {
                     return sig_program(&steps[i + 1..]);
                 }
                 let rest = &steps[i + 1..];
-                return match wait_within(pid, CHILD_HANG) {
+                return match common::child::wait_pid_within(pid, CHILD_HANG) {
                     Some(code) if code == expected_status(rest) => CHILD_OK,
                     Some(CHILD_OK) | Some(129..) => CHILD_DIED,
                     Some(code) => code,
@@ -1929,36 +1901,6 @@ fn sig_run(run: &SigRun) -> Result<(), i32> {
 }
 
 // ===== The run ===========================================================================
-
-fn fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
-}
-
-/// Resident set size in KiB, from /proc/self/statm.
-fn rss_kib() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
-    pages * page / 1024
-}
-
-/// Threads of runtimes just shut down take a moment to exit: the count once it has come
-/// down to `target` (waiting at most ~5 s).
-fn threads_settled_to(target: usize) -> usize {
-    for _ in 0..500 {
-        if threads() <= target {
-            break;
-        }
-        // Polling the thread count (no event to wait on): not an ordering sleep.
-        thread::sleep(Duration::from_millis(10));
-    }
-    threads()
-}
 
 /// What the generated programs did, over a run (printed at its end).
 #[derive(Default)]

@@ -474,3 +474,31 @@ impl Drop for Proc {
         }
     }
 }
+
+/// Waits for the forked child `pid` at most `limit` (then SIGKILLs and reaps it): its exit
+/// code, or 128 + the signal that ended it; `None` if it had to be killed.
+pub fn wait_pid_within(pid: libc::pid_t, limit: Duration) -> Option<i32> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid on our own child.
+        let done = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if done == pid {
+            return Some(if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                128 + libc::WTERMSIG(status)
+            });
+        }
+        if done < 0 || Instant::now() >= deadline {
+            // SAFETY: kill and reap our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            return None;
+        }
+        // Polling for the exit (no wait with a timeout): not an ordering sleep.
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}

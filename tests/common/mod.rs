@@ -19,6 +19,36 @@ use std::time::{Duration, Instant};
 
 use runner::{Builder, Report, Runner};
 
+/// Open file descriptors of this process.
+pub fn fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Threads of this process.
+pub fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+/// Resident set size of this process in KiB.
+pub fn rss_kib() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Threads of runtimes just shut down, and blocking work abandoned at a timeout, take a
+/// moment to exit: the count after waiting (at most ~5 s) for it to come down to `target`.
+pub fn threads_settled_to(target: usize) -> usize {
+    for _ in 0..500 {
+        if threads() <= target {
+            break;
+        }
+        // Polling the thread count (no event to wait on): not an ordering sleep.
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    threads()
+}
+
 /// One `GET path` over HTTP/1.1 on a new connection to a test server: the whole response,
 /// or the error that cut it. `read_limit` bounds the wait for the response (a server that
 /// hangs fails the test instead of hanging it).
