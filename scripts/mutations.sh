@@ -286,7 +286,7 @@ case_ i29_thread_exit_local_loop runner-core/src/event_loop.rs \
     's/loops\.push\(slot\.clone\(\)\);/let _ = \&slot;/' \
     -- --test thread_exit
 case_ i29_blocking_handle_done runner-core/src/task.rs \
-    's/let _done = done;//; s/let done = DoneOnDrop\(state\.clone\(\)\);//; s/(\n\s*)outcome\n(\s*)\}\);\n(\s*)Task::new\(handle, state, &shared\)/$1job_state.mark_done();$1outcome\n$2});\n$3Task::new(handle, state, &shared)/' \
+    's/        self\.state\.mark_done\(\);\n//; s/(let result = scope::poll_in[^\n]*\n)/$1        job.state.mark_done();\n/' \
     -- --test blocking_handles
 case_ i29_local_tasks_bind_the_runner runner-core/src/runner.rs \
     's/    inner\.shared\.local\.check_thread\(\)\?;\n//' \
@@ -315,7 +315,7 @@ case_ fuzz_thread_exit_local_loop runner-core/src/event_loop.rs \
     's/loops\.push\(slot\.clone\(\)\);/let _ = \&slot;/' \
     -- --test lifecycle_fuzz
 case_ fuzz_blocking_handle_done runner-core/src/task.rs \
-    's/let _done = done;//; s/let done = DoneOnDrop\(state\.clone\(\)\);//; s/(\n\s*)outcome\n(\s*)\}\);\n(\s*)Task::new\(handle, state, &shared\)/$1job_state.mark_done();$1outcome\n$2});\n$3Task::new(handle, state, &shared)/' \
+    's/        self\.state\.mark_done\(\);\n//; s/(let result = scope::poll_in[^\n]*\n)/$1        job.state.mark_done();\n/' \
     -- --test lifecycle_fuzz
 case_ close_scope_not_isolated runner-core/src/close.rs \
     's/isolated: false,(\n    \};\n    scope::poll_in\(&mut scope, \|\| steps)/isolated: true,$1/' \

@@ -417,7 +417,7 @@ where
         Ok(handle) => Task::new(handle, state, shared),
         Err(payload) => {
             dispose(payload);
-            Task::dropped(state, shared)
+            Task::dropped(state, Some(shared))
         }
     }
 }
@@ -436,5 +436,5 @@ where
 {
     let (state, guarded) = crate::task::wrap(location, Origin::Local, shared, fut);
     drop(guarded);
-    Task::dropped(state, shared)
+    Task::dropped(state, Some(shared))
 }

@@ -61,12 +61,13 @@ impl<T> Task<T> {
     /// `Cancelled`, as a tokio task spawned on a runtime that has shut down does. No tokio
     /// task is made: one for a `!Send` output needs a `LocalSet`, which tokio cannot make
     /// on a thread whose thread-locals are being torn down.
-    pub(crate) fn dropped(state: Arc<TaskState>, shared: &Arc<Shared>) -> Task<T> {
+    /// `shared`: the Runner to report to in debug mode, if it is still there.
+    pub(crate) fn dropped(state: Arc<TaskState>, shared: Option<&Arc<Shared>>) -> Task<T> {
         Task {
             handle: None,
             state,
             retrieved: false,
-            owner: shared.debug.then(|| Arc::downgrade(shared)),
+            owner: shared.filter(|s| s.debug).map(Arc::downgrade),
         }
     }
 
@@ -249,6 +250,17 @@ impl<T> fmt::Debug for Task<T> {
     }
 }
 
+/// The Runner running the current code, for `what`; `None` on the runtime of a Runner that
+/// has closed (see [`dropped_after_close`]). Panics elsewhere outside a Runner.
+#[track_caller]
+fn running_runner(what: &str) -> Option<Arc<Shared>> {
+    match scope::current_runner() {
+        Some(shared) => Some(shared),
+        None if scope::on_a_closed_runners_runtime() => None,
+        None => no_runner(what),
+    }
+}
+
 #[cold]
 #[track_caller]
 fn no_runner(what: &str) -> ! {
@@ -324,12 +336,7 @@ fn dropped_after_close<T>(
     let state = Arc::new(TaskState::new(location, origin));
     drop(what);
     state.mark_done();
-    Task {
-        handle: None,
-        state,
-        retrieved: false,
-        owner: None,
-    }
+    Task::dropped(state, None)
 }
 
 /// Starts the `!Send` future `fut` as a new task of the running Runner, on the Runner's own
@@ -379,11 +386,8 @@ where
     F::Output: 'static,
 {
     let location = Location::caller();
-    let Some(shared) = scope::current_runner() else {
-        if scope::on_a_closed_runners_runtime() {
-            return dropped_after_close(location, Origin::Local, fut);
-        }
-        no_runner("runner::spawn_local")
+    let Some(shared) = running_runner("runner::spawn_local") else {
+        return dropped_after_close(location, Origin::Local, fut);
     };
     if let Some(home) = shared.local_runtime {
         return crate::event_loop::spawn_on_local_runtime(location, &shared, home, fut);
@@ -453,14 +457,11 @@ where
     R: Send + 'static,
 {
     let location = Location::caller();
-    let Some(shared) = scope::current_runner() else {
-        if scope::on_a_closed_runners_runtime() {
-            return dropped_after_close(location, Origin::Blocking, f);
-        }
-        no_runner("runner::spawn_blocking")
+    let Some(shared) = running_runner("runner::spawn_blocking") else {
+        return dropped_after_close(location, Origin::Blocking, f);
     };
     let state = Arc::new(TaskState::new(location, Origin::Blocking));
-    let job = BlockingJob::start(shared.clone(), location);
+    let job = BlockingJob::start(shared.clone(), state.clone(), location);
     let mut scope = Scope {
         ctx: scope::copy_ctx(),
         runner: Some(shared.clone()),
@@ -469,55 +470,48 @@ where
         in_run: false,
         isolated: true,
     };
-    let job_state = state.clone();
-    // Done when the closure is dropped, run or not: a job cancelled before it started is
-    // dropped unrun by the pool, and its handles must then say it has finished.
-    let done = DoneOnDrop(state.clone());
     let handle = shared.handle.spawn_blocking(move || {
-        let _job = job;
-        let _done = done;
+        let job = job; // the whole job, dropped with the closure (see `BlockingJob`)
         let result = scope::poll_in(&mut scope, || panic::catch_unwind(AssertUnwindSafe(f)));
-        let outcome = match result {
+        match result {
             Ok(value) => Outcome::Done(value),
             Err(payload) => {
-                if job_state.record_panic(payload.as_ref()) {
-                    if let Some(shared) = &scope.runner {
-                        shared.report_unretrieved(&job_state);
-                    }
+                if job.state.record_panic(payload.as_ref()) {
+                    job.shared.report_unretrieved(&job.state);
                 }
                 Outcome::Panicked(payload)
             }
-        };
-        outcome
+        }
     });
     Task::new(handle, state, &shared)
 }
 
-/// Marks a `spawn_blocking` job done when its closure goes away: after it ran (the closure's
-/// captures are dropped as its call returns, before tokio hands the output to the `Task`),
-/// or unrun (cancelled before it started, or the pool shut down).
-struct DoneOnDrop(Arc<TaskState>);
-
-impl Drop for DoneOnDrop {
-    fn drop(&mut self) {
-        self.0.mark_done();
-    }
+/// A `spawn_blocking` job in flight, from spawn until its closure goes away: after it ran
+/// (the closure's captures are dropped as its call returns, before tokio hands the output to
+/// the `Task`), or unrun (cancelled before it started, or the pool shut down). Going away, it
+/// marks the job done (its handles then say it has finished, run or not) and counts it out
+/// of the bounded wait in `close()`.
+struct BlockingJob {
+    shared: Arc<Shared>,
+    state: Arc<TaskState>,
+    at: &'static Location<'static>,
 }
 
-/// Counts a `spawn_blocking` job as in flight from spawn until its closure returns (or the
-/// pool drops it unstarted), for the bounded wait in `close()`.
-struct BlockingJob(Arc<Shared>, &'static Location<'static>);
-
 impl BlockingJob {
-    fn start(shared: Arc<Shared>, at: &'static Location<'static>) -> BlockingJob {
+    fn start(
+        shared: Arc<Shared>,
+        state: Arc<TaskState>,
+        at: &'static Location<'static>,
+    ) -> BlockingJob {
         shared.blocking_started(at);
-        BlockingJob(shared, at)
+        BlockingJob { shared, state, at }
     }
 }
 
 impl Drop for BlockingJob {
     fn drop(&mut self) {
-        self.0.blocking_finished(self.1);
+        self.state.mark_done();
+        self.shared.blocking_finished(self.at);
     }
 }
 
@@ -550,12 +544,9 @@ where
     C: FnOnce() -> F + Send + 'static,
     F: Future<Output = ()> + 'static,
 {
-    let Some(shared) = scope::current_runner() else {
-        if scope::on_a_closed_runners_runtime() {
-            // Its Runner has run its finalizers and closed: nothing will run this one.
-            return drop(finalizer);
-        }
-        no_runner("runner::at_close")
+    let Some(shared) = running_runner("runner::at_close") else {
+        // Its Runner has run its finalizers and closed: nothing will run this one.
+        return drop(finalizer);
     };
     let location = Location::caller();
     shared.add_finalizer(location, Box::new(move || Box::pin(finalizer())));
