@@ -139,14 +139,12 @@ impl Role for Spawned {
 unsafe impl Send for Main {}
 
 impl<F: Future> Guarded<F> {
-    /// A wrapper for a main task (or any task that has no Runner of its own to find its debug
-    /// flag in: `runner` `None`). `runner`: the Runner that registered `task`, whose state the
-    /// wrapper reaches through an uncounted `Arc` until the task ends (see `finish`).
+    /// A wrapper for a main task. It has no Runner in its scope: the run on its thread is
+    /// its Runner (see `scope::with_runner`).
     pub(crate) fn new(
         inner: F,
         ctx: CtxState,
         task: Arc<TaskState>,
-        runner: Option<&Arc<Shared>>,
         debug: bool,
         signals: signal::Wanted,
     ) -> Guarded<F> {
@@ -157,7 +155,7 @@ impl<F: Future> Guarded<F> {
             armed: None,
             local: std::ptr::null(),
         };
-        Guarded::with_role(inner, ctx, task, runner, main)
+        Guarded::with_role(inner, ctx, task, None, main)
     }
 
     /// Makes this (main) task drive `local` after each of its polls.
@@ -530,7 +528,6 @@ mod tests {
                 busy,
                 CtxState::EMPTY,
                 state.clone(),
-                None,
                 false,
                 Wanted::default(),
             );

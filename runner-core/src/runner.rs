@@ -913,7 +913,7 @@ fn drive<F: IntoFuture>(
     if published {
         inner.shared.publish_main(Some(&record));
     }
-    let guarded = Guarded::new(main.into_future(), entry_ctx, record, None, debug, signals)
+    let guarded = Guarded::new(main.into_future(), entry_ctx, record, debug, signals)
         .driving(&inner.shared.local);
     let mut guarded = std::pin::pin!(guarded);
     run.enter(&inner.shared);
