@@ -189,18 +189,21 @@ pub(crate) fn set_would_leak(s: &Scope) -> bool {
 /// values), so it is done only when no borrow of the scope is alive; under one (a spawn from
 /// inside a context value's `Clone`, say) the copy shares the map as it is.
 pub(crate) fn copy_ctx() -> CtxState {
-    HERE.try_with(|h| {
-        let current = h.current();
-        match h.borrow.get() {
-            // SAFETY: no borrow of the current scope is alive (its flag is clear), nothing
-            // else runs meanwhile, and the copy runs no user code (it drops no value).
-            0 => unsafe { (*current).ctx.copy_for_child() },
-            WRITING => panic!("runner: a ContextVar was read while the context was being changed"),
-            // SAFETY: only shared borrows are alive; this one is shared too (as `read`).
-            _ => unsafe { (*current).ctx.copy() },
-        }
-    })
-    .unwrap_or(CtxState::EMPTY)
+    HERE.try_with(|h| copy_current(h, h.current()))
+        .unwrap_or(CtxState::EMPTY)
+}
+
+/// [`copy_ctx`] with the thread's record and its current scope in hand.
+#[inline(always)]
+fn copy_current(h: &Here, current: *mut Scope) -> CtxState {
+    match h.borrow.get() {
+        // SAFETY: no borrow of the current scope is alive (its flag is clear), nothing else
+        // runs meanwhile, and the copy runs no user code (it drops no value).
+        0 => unsafe { (*current).ctx.copy_for_child() },
+        WRITING => panic!("runner: a ContextVar was read while the context was being changed"),
+        // SAFETY: only shared borrows are alive; this one is shared too (as `read`).
+        _ => unsafe { (*current).ctx.copy() },
+    }
 }
 
 /// Runs `f` with `scope` as this thread's current scope (one access of the thread-local, and
@@ -361,13 +364,7 @@ pub(crate) fn with_runner_and_ctx<T, R>(
 ) -> Result<R, T> {
     let found = HERE.try_with(|h| {
         let current = h.current();
-        let ctx = match h.borrow.get() {
-            // SAFETY: as in `copy_ctx`.
-            0 => unsafe { (*current).ctx.copy_for_child() },
-            WRITING => panic!("runner: a ContextVar was read while the context was being changed"),
-            // SAFETY: as in `copy_ctx`.
-            _ => unsafe { (*current).ctx.copy() },
-        };
+        let ctx = copy_current(h, current);
         // SAFETY: a shared look at the current scope (see `with`); nothing runs meanwhile.
         let runner = match unsafe { (*current).runner.as_ref() } {
             Some(shared) => Arc::as_ptr(shared),
