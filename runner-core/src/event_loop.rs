@@ -48,8 +48,8 @@ enum Kind {
 
 /// A `LocalRuntime` and the one thread where it may be touched.
 struct Bound {
+    /// The runtime, and its home thread (`slot.home`).
     slot: Arc<Slot>,
-    home: ThreadId,
     /// A clone of the runtime's handle (a `Handle` is `Send` and `Sync`), so that the handle
     /// can be read on any thread without reaching into the runtime.
     handle: Handle,
@@ -189,7 +189,7 @@ impl Loop {
                 loops.push(slot.clone());
             }
         });
-        Loop(Kind::Local(Bound { slot, home, handle }))
+        Loop(Kind::Local(Bound { slot, handle }))
     }
 
     /// Tells a local loop's home thread how to close it, should the thread exit first.
@@ -211,7 +211,7 @@ impl Loop {
     pub(crate) fn home(&self) -> Option<ThreadId> {
         match &self.0 {
             Kind::Runtime(_) => None,
-            Kind::Local(bound) => Some(bound.home),
+            Kind::Local(bound) => Some(bound.slot.home),
         }
     }
 
@@ -231,7 +231,7 @@ impl Loop {
     pub(crate) fn into_here(self) -> Result<HomeLoop, NotHere> {
         match self.0 {
             Kind::Runtime(rt) => Ok(HomeLoop::Runtime(rt)),
-            Kind::Local(bound) if thread::current().id() == bound.home => {
+            Kind::Local(bound) if thread::current().id() == bound.slot.home => {
                 // SAFETY: on its home thread; no `LoopRef` is alive (`close()` takes the
                 // Runner by `&mut`).
                 match unsafe { (*bound.slot.rt.get()).take() } {
@@ -248,9 +248,9 @@ impl Bound {
     #[cold]
     fn here(&self) -> Result<LoopRef<'_>, RunError> {
         let here = thread::current().id();
-        if here != self.home {
+        if here != self.slot.home {
             return Err(RunError::WrongThread {
-                home: self.home,
+                home: self.slot.home,
                 here,
             });
         }
@@ -270,7 +270,7 @@ impl fmt::Debug for Loop {
             Kind::Runtime(rt) => f.debug_tuple("Loop::Runtime").field(rt).finish(),
             Kind::Local(bound) => f
                 .debug_struct("Loop::Local")
-                .field("home", &bound.home)
+                .field("home", &bound.slot.home)
                 .finish_non_exhaustive(),
         }
     }

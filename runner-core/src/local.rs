@@ -132,10 +132,10 @@ impl LocalTasks {
         }
     }
 
-    /// Whether a set was made (a `spawn_local` happened): on a current-thread loop, the
-    /// plain task that drives it then runs.
-    pub(crate) fn is_made(&self) -> bool {
-        self.home.driver.load(Ordering::Acquire) || self.home.state.load(Ordering::Acquire) == MADE
+    /// Whether the plain tokio task that drives the sets of a current-thread loop was
+    /// spawned (at the first `spawn_local`; it runs until the runtime shuts down).
+    pub(crate) fn driver_spawned(&self) -> bool {
+        self.home.driver.load(Ordering::Acquire)
     }
 
     /// `true` unless local tasks exist and live on another thread than this one (also once
@@ -266,10 +266,11 @@ impl Home {
 
     /// This Runner's set on this thread, made if there is none; `None` while the thread is
     /// being torn down (no set can be made or reached then).
-    fn set_or_make(self: &Arc<Home>, owner: &Arc<Shared>) -> Option<Rc<LocalSet>> {
+    /// The set of this thread, made if there is none: `true` with it when made now.
+    fn set_or_make(self: &Arc<Home>, owner: &Arc<Shared>) -> Option<(Rc<LocalSet>, bool)> {
         if let Some(set) = self.set_if_here() {
             self.state.store(MADE, Ordering::Release);
-            return Some(set);
+            return Some((set, false));
         }
         // tokio asks its own thread-local for the set's owner: gone at thread exit.
         let set = Rc::new(panic::catch_unwind(LocalSet::new).ok()?);
@@ -290,7 +291,7 @@ impl Home {
         self.state.store(MADE, Ordering::Release);
         // Dropped outside the borrow: their tasks' destructors may spawn.
         drop(swept);
-        Some(set)
+        Some((set, true))
     }
 }
 
@@ -383,27 +384,29 @@ where
         return dropped_at_once(location, shared, fut);
     }
     let me = this_thread();
-    if scope::runs_here(shared) && home.state.load(Ordering::Acquire) == NONE {
+    if home.state.load(Ordering::Acquire) == NONE && scope::runs_here(shared) {
         // The thread of the Runner's run is where its loop, and so its set, runs.
         home.claim(me);
     }
     if home.tag.load(Ordering::Acquire) != me {
         crate::task::not_on_the_loops_thread();
     }
-    let Some(set) = home.set_or_make(shared) else {
+    let Some((set, made_now)) = home.set_or_make(shared) else {
         return dropped_at_once(location, shared, fut);
     };
-    shared.local.ever_made.store(true, Ordering::Release);
-    let current_thread =
-        shared.handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread;
-    if current_thread && !home.driver.swap(true, Ordering::AcqRel) {
-        // See the module docs: on a current-thread loop, a task of the runtime drives the set
-        // too (on whichever thread is the set's home then).
-        let driver = shared.clone();
-        drop(shared.handle.spawn(std::future::poll_fn(move |cx| {
-            driver.local.drive(cx);
-            Poll::<()>::Pending
-        })));
+    if made_now {
+        shared.local.ever_made.store(true, Ordering::Release);
+        let current_thread =
+            shared.handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread;
+        if current_thread && !home.driver.swap(true, Ordering::AcqRel) {
+            // See the module docs: on a current-thread loop, a task of the runtime drives the
+            // set too (on whichever thread is the set's home then), once per Runner.
+            let driver = shared.clone();
+            drop(shared.handle.spawn(std::future::poll_fn(move |cx| {
+                driver.local.drive(cx);
+                Poll::<()>::Pending
+            })));
+        }
     }
     let (state, guarded) = crate::task::wrap(location, Origin::Local, shared, fut);
     home.pending.fetch_add(1, Ordering::AcqRel);

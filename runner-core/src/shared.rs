@@ -379,8 +379,6 @@ impl Shared {
     /// Whether the plain tokio task that drives the `spawn_local` tasks of a current-thread
     /// loop runs (see `task::spawn_local`).
     pub(crate) fn local_driver_running(&self) -> bool {
-        self.local_runtime.is_none()
-            && self.local.is_made()
-            && self.handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread
+        self.local.driver_spawned()
     }
 }
