@@ -63,6 +63,7 @@ pub(crate) enum BuiltFlavor {
 
 /// Applies the cross-key rules to what the user wrote.
 pub(crate) fn build(raw: &Configuration, errors: &mut Errors) -> Config {
+    let grace_period = duration_setting(raw, Key::GracePeriod);
     Config {
         krate: raw.get(Key::Crate).and_then(|s| match &s.value {
             Value::Path(path) => Some(path.clone()),
@@ -74,8 +75,8 @@ pub(crate) fn build(raw: &Configuration, errors: &mut Errors) -> Config {
         shutdown_report_after: duration_setting(raw, Key::ShutdownReportAfter),
         handle_sigint: bool_setting(raw, Key::HandleSigint),
         handle_sigterm: bool_setting(raw, Key::HandleSigterm),
-        grace_period: duration_setting(raw, Key::GracePeriod),
-        drain_delay: shutdown_keys(raw, errors),
+        drain_delay: shutdown_keys(raw, grace_period.as_ref(), errors),
+        grace_period,
         slow_callback_duration: duration_setting(raw, Key::SlowCallbackDuration),
         exception_handler: raw.get(Key::ExceptionHandler).and_then(|s| match &s.value {
             Value::Callable(expr) => Some(expr.clone()),
@@ -214,10 +215,15 @@ fn runtime(raw: &Configuration, errors: &mut Errors) -> Runtime {
 
 /// The rules between `grace_period`, `drain_delay` and the signal keys; the drain delay
 /// that is left (a rejected one is reported and dropped).
-fn shutdown_keys(raw: &Configuration, errors: &mut Errors) -> Option<DurationLit> {
+fn shutdown_keys(
+    raw: &Configuration,
+    grace: Option<&DurationLit>,
+    errors: &mut Errors,
+) -> Option<DurationLit> {
     let off = |key| bool_setting(raw, key).is_some_and(|on| !on.value);
+    let delay_setting = raw.get(Key::DrainDelay);
     let delay = duration_setting(raw, Key::DrainDelay);
-    if let (Some(setting), true) = (raw.get(Key::DrainDelay), off(Key::HandleSigterm)) {
+    if let (Some(setting), true) = (delay_setting, off(Key::HandleSigterm)) {
         errors.push(error(
             setting,
             "`drain_delay` delays the cancel of a SIGTERM, which `handle_sigterm = false` \
@@ -234,19 +240,16 @@ fn shutdown_keys(raw: &Configuration, errors: &mut Errors) -> Option<DurationLit
                  them",
             ));
         }
-        let grace = duration_setting(raw, Key::GracePeriod);
-        if let (Some(grace), Some(lit), Some(delay_setting)) =
-            (grace, delay.as_ref(), raw.get(Key::DrainDelay))
-        {
-            if (lit.secs, lit.nanos) >= (grace.secs, grace.nanos) {
-                errors.push(error(
-                    delay_setting,
-                    "the grace period counts the drain delay, so a `drain_delay` as long as \
-                     `grace_period` leaves no time to drain: make `drain_delay` shorter (a few \
-                     seconds), or `grace_period` longer",
-                ));
-                return None;
-            }
+    }
+    if let (Some(grace), Some(lit), Some(setting)) = (grace, delay.as_ref(), delay_setting) {
+        if (lit.secs, lit.nanos) >= (grace.secs, grace.nanos) {
+            errors.push(error(
+                setting,
+                "the grace period counts the drain delay, so a `drain_delay` as long as \
+                 `grace_period` leaves no time to drain: make `drain_delay` shorter (a few \
+                 seconds), or `grace_period` longer",
+            ));
+            return None;
         }
     }
     delay
