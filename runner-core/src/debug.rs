@@ -283,14 +283,6 @@ impl ShutdownFacts {
     pub fn blocking_jobs_by_location(&self) -> &[(&'static Location<'static>, usize)] {
         &self.blocking
     }
-
-    /// These facts with `other`'s tasks, plain task count and blocking work.
-    pub(crate) fn merged(mut self, other: ShutdownFacts) -> ShutdownFacts {
-        self.pending.extend(other.pending);
-        self.plain_tasks = other.plain_tasks.or(self.plain_tasks);
-        self.blocking.extend(other.blocking);
-        self
-    }
 }
 
 impl fmt::Display for Report {

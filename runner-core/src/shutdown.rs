@@ -384,9 +384,9 @@ fn write_final_words(shared: &Shared, forced: Forced, first: StopSignal, main: &
     shared.shutdown.forcing.store(true, Ordering::Release);
     let began = shared.shutdown.began.get();
     let first = began.map_or(first, |b| b.signal);
-    let since = began.map(|b| b.at.elapsed().as_secs_f64()).unwrap_or(0.0);
-    let (running, mut facts) = describe_running(shared, main);
-    facts = ShutdownFacts::new(began.map_or(Duration::ZERO, |b| b.at.elapsed())).merged(facts);
+    let waited = began.map_or(Duration::ZERO, |b| b.at.elapsed());
+    let since = waited.as_secs_f64();
+    let (running, facts) = describe_running(shared, main, waited);
     let (kind, message) = match forced {
         Forced::Signal(signal) => (
             ReportKind::ForcedExit,
@@ -440,12 +440,16 @@ fn seconds(d: Duration) -> String {
 }
 
 /// What still runs, for final words: the main task, what `close()` waits for, the pending
-/// tasks, the plain tokio tasks, the blocking work; in words, and as facts (with no time).
-/// Gathered with `try_lock` only.
-fn describe_running(shared: &Shared, main: &Weak<TaskState>) -> (String, ShutdownFacts) {
+/// tasks, the plain tokio tasks, the blocking work; in words, and as facts (of a shutdown
+/// that has gone on for `waited`). Gathered with `try_lock` only.
+fn describe_running(
+    shared: &Shared,
+    main: &Weak<TaskState>,
+    waited: Duration,
+) -> (String, ShutdownFacts) {
     const BUSY: &str = "(busy: not gathered)";
     let mut parts: Vec<String> = Vec::new();
-    let mut facts = ShutdownFacts::default();
+    let mut facts = ShutdownFacts::new(waited);
     if let Some(main) = main.upgrade().filter(|m| !m.is_done()) {
         parts.push(main.describe());
         facts = facts.with_pending_task(main.location);
@@ -453,27 +457,25 @@ fn describe_running(shared: &Shared, main: &Weak<TaskState>) -> (String, Shutdow
     match try_lock_std(&shared.shutdown.stage).as_deref() {
         None => parts.push(format!("Runner::close {BUSY}")),
         Some(None) => {}
-        Some(Some(Waiting::Tasks(_))) if shared.close_pass_left() == 0 => {}
-        Some(Some(Waiting::Tasks(observing))) => {
-            let left = shared.close_pass_left();
-            let named: Vec<String> = observing
-                .iter()
-                .filter(|t| !t.is_done())
-                .map(|t| t.describe())
-                .collect();
-            for task in observing.iter().filter(|t| !t.is_done()) {
-                facts = facts.with_pending_task(task.location);
+        Some(Some(Waiting::Tasks(observing))) => match shared.close_pass_left() {
+            0 => {}
+            left => {
+                let mut named: Vec<String> = Vec::new();
+                for task in observing.iter().filter(|t| !t.is_done()) {
+                    named.push(task.describe());
+                    facts = facts.with_pending_task(task.location);
+                }
+                let more = left.saturating_sub(named.len());
+                let mut text = format!("Runner::close waiting for {left} cancelled task(s)");
+                if !named.is_empty() {
+                    text.push_str(&format!(": {}", named.join(", ")));
+                }
+                if more > 0 && !named.is_empty() {
+                    text.push_str(&format!(" and {more} more"));
+                }
+                parts.push(text);
             }
-            let more = left.saturating_sub(named.len());
-            let mut text = format!("Runner::close waiting for {left} cancelled task(s)");
-            if !named.is_empty() {
-                text.push_str(&format!(": {}", named.join(", ")));
-            }
-            if more > 0 && !named.is_empty() {
-                text.push_str(&format!(" and {more} more"));
-            }
-            parts.push(text);
-        }
+        },
         Some(Some(Waiting::Finalizer(location))) => parts.push(format!(
             "Runner::close running the at_close finalizer registered at {location}"
         )),
