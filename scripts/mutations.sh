@@ -78,7 +78,7 @@ case_ handler_fallback runner-core/src/runner.rs \
     's/dispose\(payload\);\n(\s*)debug::default_handler\(report\);/dispose(payload);/' \
     -- --test debug_mode a_panicking_exception_handler_falls_back
 case_ broken_stderr runner-core/src/debug.rs \
-    's/let _ = writeln!\(std::io::stderr\(\)\.lock\(\), "runner: \{report\}"\);/eprintln!("runner: {report}");/' \
+    's/let _ = std::io::stderr\(\)\.lock\(\)\.write_all\(line\.as_bytes\(\)\);/eprint!("{line}");/' \
     -- --test debug_mode a_broken_stderr
 case_ double_close runner-core/src/close.rs \
     's/run_finalizers\(rt\.as_ref\(\), &shared, deadline, timeout\);//' \
@@ -215,7 +215,7 @@ case_ final_words_bound runner-core/src/shutdown.rs \
     's/FINAL_WORDS_LIMIT: Duration = Duration::from_millis\(100\)/FINAL_WORDS_LIMIT: Duration = Duration::from_secs(600)/' \
     -- --test orchestrator a_forced_exit_is_not_held_back
 case_ final_words_without_stderr_lock runner-core/src/shutdown.rs \
-    's/if shared\.shutdown\.default_handler && !to_tracing\(\) \{/if false {/' \
+    's/if shared\.shutdown\.default_handler && !crate::debug::tracing_subscriber_set\(\) \{/if false {/' \
     -- --test orchestrator final_words_come_out_while_a_stuck_thread
 case_ plain_tasks_counted runner-core/src/shutdown.rs \
     's/Some\(alive\.saturating_sub\(ours \+ own\)\)/Some(alive.saturating_sub(own))/' \

@@ -411,24 +411,10 @@ fn write_final_words(shared: &Shared, forced: Forced, first: StopSignal, main: &
     crate::notify::status(&message);
     let location = main.upgrade().filter(|m| !m.is_done()).map(|m| m.location);
     let report = Report::make(kind, message, location, None).with_shutdown(facts);
-    if shared.shutdown.default_handler && !to_tracing() {
-        write_stderr(&format!("runner: {report}\n"));
+    if shared.shutdown.default_handler && !crate::debug::tracing_subscriber_set() {
+        write_stderr(&crate::debug::report_line(&report));
     } else {
         shared.report(report);
-    }
-}
-
-/// Whether the default handler would send a report to `tracing` (a subscriber is set).
-fn to_tracing() -> bool {
-    #[cfg(feature = "tracing")]
-    {
-        tracing::dispatcher::get_default(|dispatch| {
-            !dispatch.is::<tracing::subscriber::NoSubscriber>()
-        })
-    }
-    #[cfg(not(feature = "tracing"))]
-    {
-        false
     }
 }
 
