@@ -189,14 +189,16 @@ impl Stop {
         self.own_tasks.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// `close()` waits at `stage` now (`None`: it is done waiting).
-    pub(crate) fn waiting(&self, stage: Option<&Stage<'_>>) {
-        let owned = stage.and_then(|stage| match *stage {
+    /// `close()` waits at `stage` now, one of its own (`Stage::Close…`).
+    pub(crate) fn waiting(&self, stage: &Stage<'_>) {
+        let owned = match *stage {
+            // Not a stage of `close()`, and no caller passes it (the shutdown's helper
+            // reports the main task's drain): it would record nothing.
             Stage::MainTask(..) => None,
             Stage::CloseTasks { observing, .. } => Some(Waiting::Tasks(observing.to_vec())),
             Stage::CloseFinalizer { location, .. } => Some(Waiting::Finalizer(location)),
             Stage::CloseBlocking { .. } => Some(Waiting::Blocking),
-        });
+        };
         let old = std::mem::replace(&mut *lock_std(&self.stage), owned);
         drop(old);
     }
