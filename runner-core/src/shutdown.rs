@@ -136,15 +136,11 @@ impl Stop {
     pub(crate) fn begin(&self, generation: u64, signal: StopSignal) {
         self.requested.store(true, Ordering::Release);
         self.generation.fetch_max(generation, Ordering::AcqRel);
-        let mut first = false;
-        self.began.get_or_init(|| {
-            first = true;
-            Began {
-                signal,
-                at: Instant::now(),
-            }
-        });
-        if first {
+        let began = Began {
+            signal,
+            at: Instant::now(),
+        };
+        if self.began.set(began).is_ok() {
             crate::notify::stopping();
         }
     }
