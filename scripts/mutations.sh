@@ -81,7 +81,7 @@ case_ broken_stderr runner-core/src/debug.rs \
     's/let _ = std::io::stderr\(\)\.lock\(\)\.write_all\(line\.as_bytes\(\)\);/eprint!("{line}");/' \
     -- --test debug_mode a_broken_stderr
 case_ double_close runner-core/src/close.rs \
-    's/run_finalizers\(rt\.as_ref\(\), &shared, deadline, timeout\);//' \
+    's/run_finalizers\(rt\.as_ref\(\), shared, deadline, timeout\);//' \
     -- --test lifecycle explicit_close_and_double_close
 case_ shutdown_timeout_key runner-macros/src/expand.rs \
     's/builder = quote!\(#builder\.shutdown_timeout\(#timeout\)\);/let _ = timeout;/' \
