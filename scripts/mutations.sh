@@ -111,7 +111,7 @@ case_ main_published_for_workers runner-core/src/shared.rs \
     's/active_main: multi_thread\.then\(\|\| Mutex::new\(None\)\),/active_main: None,/' \
     -- --test plain_tasks a_cancelled_made_in_a_plain_task_resolves_when_the_main_task_is_cancelled
 case_ plain_cancelled_at_close runner-core/src/close.rs \
-    's/    shared\.stop\.close\(\);\n//' \
+    's/(close can wait for what they clean up\.\n)    shared\.stop\.close\(\);\n/$1/' \
     -- --test plain_tasks a_cancelled_made_in_a_plain_task_resolves_at_close
 case_ closed_runtime_not_remembered runner-core/src/scope.rs \
     's/    closed\.push_back\(id\);\n//' \
