@@ -78,10 +78,10 @@ case_ handler_fallback runner-core/src/runner.rs \
     's/dispose\(payload\);\n(\s*)debug::default_handler\(report\);/dispose(payload);/' \
     -- --test debug_mode a_panicking_exception_handler_falls_back
 case_ broken_stderr runner-core/src/debug.rs \
-    's/let _ = writeln!\(std::io::stderr\(\)\.lock\(\), "runner: \{report\}"\);/eprintln!("runner: {report}");/' \
+    's/let _ = std::io::stderr\(\)\.lock\(\)\.write_all\(line\.as_bytes\(\)\);/eprint!("{line}");/' \
     -- --test debug_mode a_broken_stderr
 case_ double_close runner-core/src/close.rs \
-    's/run_finalizers\(rt\.as_ref\(\), &shared, deadline, timeout\);//' \
+    's/run_finalizers\(rt\.as_ref\(\), shared, deadline, timeout\);//' \
     -- --test lifecycle explicit_close_and_double_close
 case_ shutdown_timeout_key runner-macros/src/expand.rs \
     's/builder = quote!\(#builder\.shutdown_timeout\(#timeout\)\);/let _ = timeout;/' \
@@ -111,7 +111,7 @@ case_ main_published_for_workers runner-core/src/shared.rs \
     's/active_main: multi_thread\.then\(\|\| Mutex::new\(None\)\),/active_main: None,/' \
     -- --test plain_tasks a_cancelled_made_in_a_plain_task_resolves_when_the_main_task_is_cancelled
 case_ plain_cancelled_at_close runner-core/src/close.rs \
-    's/    shared\.stop\.close\(\);\n//' \
+    's/(close can wait for what they clean up\.\n)    shared\.stop\.close\(\);\n/$1/' \
     -- --test plain_tasks a_cancelled_made_in_a_plain_task_resolves_at_close
 case_ closed_runtime_not_remembered runner-core/src/scope.rs \
     's/    closed\.push_back\(id\);\n//' \
@@ -215,7 +215,7 @@ case_ final_words_bound runner-core/src/shutdown.rs \
     's/FINAL_WORDS_LIMIT: Duration = Duration::from_millis\(100\)/FINAL_WORDS_LIMIT: Duration = Duration::from_secs(600)/' \
     -- --test orchestrator a_forced_exit_is_not_held_back
 case_ final_words_without_stderr_lock runner-core/src/shutdown.rs \
-    's/if shared\.shutdown\.default_handler && !to_tracing\(\) \{/if false {/' \
+    's/if shared\.shutdown\.default_handler && !crate::debug::tracing_subscriber_set\(\) \{/if false {/' \
     -- --test orchestrator final_words_come_out_while_a_stuck_thread
 case_ plain_tasks_counted runner-core/src/shutdown.rs \
     's/Some\(alive\.saturating_sub\(ours \+ own\)\)/Some(alive.saturating_sub(own))/' \

@@ -308,9 +308,7 @@ fn steps(rt: HomeLoop, shared: &Arc<Shared>, timeout: Duration) {
     }
     // Steps 3 and 4 share one deadline: the blocking pool is waited for (tokio's own Drop
     // would wait forever), then the runtime gets what is left of it.
-    shared
-        .shutdown
-        .waiting(Some(&Stage::CloseBlocking { timeout }));
+    shared.shutdown.waiting(&Stage::CloseBlocking { timeout });
     let started = Instant::now();
     let drained = progress::wait_reporting(
         started.checked_add(timeout),
@@ -368,11 +366,11 @@ fn cancel_pending(rt: LoopRef<'_>, shared: &Shared, deadline: Option<Instant>, t
     let observing = std::cell::RefCell::new(Vec::new());
     let mut pass = std::pin::pin!(async {
         let pass = shared.begin_close_pass();
-        shared.shutdown.waiting(Some(&Stage::CloseTasks {
+        shared.shutdown.waiting(&Stage::CloseTasks {
             observing: &pass,
             left: 0,
             timeout,
-        }));
+        });
         *observing.borrow_mut() = pass;
         std::future::poll_fn(|cx| {
             shared.local.drive(cx);
@@ -449,7 +447,7 @@ fn run_finalizers(rt: LoopRef<'_>, shared: &Shared, deadline: Option<Instant>, t
             Ok(fut) => {
                 shared
                     .shutdown
-                    .waiting(Some(&Stage::CloseFinalizer { location, timeout }));
+                    .waiting(&Stage::CloseFinalizer { location, timeout });
                 let mut fut = std::pin::pin!(CatchUnwind(fut));
                 // Polled first: a finalizer may start local tasks, which the drive then runs.
                 let mut driving = std::pin::pin!(std::future::poll_fn(|cx| {

@@ -283,14 +283,6 @@ impl ShutdownFacts {
     pub fn blocking_jobs_by_location(&self) -> &[(&'static Location<'static>, usize)] {
         &self.blocking
     }
-
-    /// These facts with `other`'s tasks, plain task count and blocking work.
-    pub(crate) fn merged(mut self, other: ShutdownFacts) -> ShutdownFacts {
-        self.pending.extend(other.pending);
-        self.plain_tasks = other.plain_tasks.or(self.plain_tasks);
-        self.blocking.extend(other.blocking);
-        self
-    }
 }
 
 impl fmt::Display for Report {
@@ -360,8 +352,13 @@ pub(crate) fn print_report(report: &Report) {
     // Formatted first and written whole: `writeln!` on an unbuffered stderr writes its
     // pieces one by one, and a line written meanwhile by another thread without the lock
     // (a forced exit's final words) would land in the middle of this one.
-    let line = format!("runner: {report}\n");
+    let line = report_line(report);
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// A report as the default handler writes it on stderr: one line, its newline included.
+pub(crate) fn report_line(report: &Report) -> String {
+    format!("runner: {report}\n")
 }
 
 /// The default handler as the Runner stores it.
@@ -369,10 +366,20 @@ pub(crate) fn default_handler(report: &Report) {
     default_exception_handler(report);
 }
 
-/// Whether this thread's current `tracing` dispatcher (scoped, else global) is a real one.
-#[cfg(feature = "tracing")]
-fn tracing_subscriber_set() -> bool {
-    tracing::dispatcher::get_default(|dispatch| !dispatch.is::<tracing::subscriber::NoSubscriber>())
+/// Whether this thread's current `tracing` dispatcher (scoped, else global) is a real one:
+/// the default handler then sends a report to `tracing`. Always `false` without the
+/// `tracing` feature.
+pub(crate) fn tracing_subscriber_set() -> bool {
+    #[cfg(feature = "tracing")]
+    {
+        tracing::dispatcher::get_default(|dispatch| {
+            !dispatch.is::<tracing::subscriber::NoSubscriber>()
+        })
+    }
+    #[cfg(not(feature = "tracing"))]
+    {
+        false
+    }
 }
 
 /// The `tracing` side of a report: target `runner`, panics at error level, the rest at warn.

@@ -136,15 +136,11 @@ impl Stop {
     pub(crate) fn begin(&self, generation: u64, signal: StopSignal) {
         self.requested.store(true, Ordering::Release);
         self.generation.fetch_max(generation, Ordering::AcqRel);
-        let mut first = false;
-        self.began.get_or_init(|| {
-            first = true;
-            Began {
-                signal,
-                at: Instant::now(),
-            }
-        });
-        if first {
+        let began = Began {
+            signal,
+            at: Instant::now(),
+        };
+        if self.began.set(began).is_ok() {
             crate::notify::stopping();
         }
     }
@@ -189,14 +185,16 @@ impl Stop {
         self.own_tasks.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// `close()` waits at `stage` now (`None`: it is done waiting).
-    pub(crate) fn waiting(&self, stage: Option<&Stage<'_>>) {
-        let owned = stage.and_then(|stage| match *stage {
+    /// `close()` waits at `stage` now, one of its own (`Stage::Close…`).
+    pub(crate) fn waiting(&self, stage: &Stage<'_>) {
+        let owned = match *stage {
+            // Not a stage of `close()`, and no caller passes it (the shutdown's helper
+            // reports the main task's drain): it would record nothing.
             Stage::MainTask(..) => None,
             Stage::CloseTasks { observing, .. } => Some(Waiting::Tasks(observing.to_vec())),
             Stage::CloseFinalizer { location, .. } => Some(Waiting::Finalizer(location)),
             Stage::CloseBlocking { .. } => Some(Waiting::Blocking),
-        });
+        };
         let old = std::mem::replace(&mut *lock_std(&self.stage), owned);
         drop(old);
     }
@@ -384,9 +382,9 @@ fn write_final_words(shared: &Shared, forced: Forced, first: StopSignal, main: &
     shared.shutdown.forcing.store(true, Ordering::Release);
     let began = shared.shutdown.began.get();
     let first = began.map_or(first, |b| b.signal);
-    let since = began.map(|b| b.at.elapsed().as_secs_f64()).unwrap_or(0.0);
-    let (running, mut facts) = describe_running(shared, main);
-    facts = ShutdownFacts::new(began.map_or(Duration::ZERO, |b| b.at.elapsed())).merged(facts);
+    let waited = began.map_or(Duration::ZERO, |b| b.at.elapsed());
+    let since = waited.as_secs_f64();
+    let (running, facts) = describe_running(shared, main, waited);
     let (kind, message) = match forced {
         Forced::Signal(signal) => (
             ReportKind::ForcedExit,
@@ -411,24 +409,10 @@ fn write_final_words(shared: &Shared, forced: Forced, first: StopSignal, main: &
     crate::notify::status(&message);
     let location = main.upgrade().filter(|m| !m.is_done()).map(|m| m.location);
     let report = Report::make(kind, message, location, None).with_shutdown(facts);
-    if shared.shutdown.default_handler && !to_tracing() {
-        write_stderr(&format!("runner: {report}\n"));
+    if shared.shutdown.default_handler && !crate::debug::tracing_subscriber_set() {
+        write_stderr(&crate::debug::report_line(&report));
     } else {
         shared.report(report);
-    }
-}
-
-/// Whether the default handler would send a report to `tracing` (a subscriber is set).
-fn to_tracing() -> bool {
-    #[cfg(feature = "tracing")]
-    {
-        tracing::dispatcher::get_default(|dispatch| {
-            !dispatch.is::<tracing::subscriber::NoSubscriber>()
-        })
-    }
-    #[cfg(not(feature = "tracing"))]
-    {
-        false
     }
 }
 
@@ -440,12 +424,16 @@ fn seconds(d: Duration) -> String {
 }
 
 /// What still runs, for final words: the main task, what `close()` waits for, the pending
-/// tasks, the plain tokio tasks, the blocking work; in words, and as facts (with no time).
-/// Gathered with `try_lock` only.
-fn describe_running(shared: &Shared, main: &Weak<TaskState>) -> (String, ShutdownFacts) {
+/// tasks, the plain tokio tasks, the blocking work; in words, and as facts (of a shutdown
+/// that has gone on for `waited`). Gathered with `try_lock` only.
+fn describe_running(
+    shared: &Shared,
+    main: &Weak<TaskState>,
+    waited: Duration,
+) -> (String, ShutdownFacts) {
     const BUSY: &str = "(busy: not gathered)";
     let mut parts: Vec<String> = Vec::new();
-    let mut facts = ShutdownFacts::default();
+    let mut facts = ShutdownFacts::new(waited);
     if let Some(main) = main.upgrade().filter(|m| !m.is_done()) {
         parts.push(main.describe());
         facts = facts.with_pending_task(main.location);
@@ -453,27 +441,25 @@ fn describe_running(shared: &Shared, main: &Weak<TaskState>) -> (String, Shutdow
     match try_lock_std(&shared.shutdown.stage).as_deref() {
         None => parts.push(format!("Runner::close {BUSY}")),
         Some(None) => {}
-        Some(Some(Waiting::Tasks(_))) if shared.close_pass_left() == 0 => {}
-        Some(Some(Waiting::Tasks(observing))) => {
-            let left = shared.close_pass_left();
-            let named: Vec<String> = observing
-                .iter()
-                .filter(|t| !t.is_done())
-                .map(|t| t.describe())
-                .collect();
-            for task in observing.iter().filter(|t| !t.is_done()) {
-                facts = facts.with_pending_task(task.location);
+        Some(Some(Waiting::Tasks(observing))) => match shared.close_pass_left() {
+            0 => {}
+            left => {
+                let mut named: Vec<String> = Vec::new();
+                for task in observing.iter().filter(|t| !t.is_done()) {
+                    named.push(task.describe());
+                    facts = facts.with_pending_task(task.location);
+                }
+                let more = left.saturating_sub(named.len());
+                let mut text = format!("Runner::close waiting for {left} cancelled task(s)");
+                if !named.is_empty() {
+                    text.push_str(&format!(": {}", named.join(", ")));
+                }
+                if more > 0 && !named.is_empty() {
+                    text.push_str(&format!(" and {more} more"));
+                }
+                parts.push(text);
             }
-            let more = left.saturating_sub(named.len());
-            let mut text = format!("Runner::close waiting for {left} cancelled task(s)");
-            if !named.is_empty() {
-                text.push_str(&format!(": {}", named.join(", ")));
-            }
-            if more > 0 && !named.is_empty() {
-                text.push_str(&format!(" and {more} more"));
-            }
-            parts.push(text);
-        }
+        },
         Some(Some(Waiting::Finalizer(location))) => parts.push(format!(
             "Runner::close running the at_close finalizer registered at {location}"
         )),

@@ -141,7 +141,7 @@ mod imp {
     static PIPE_READ: AtomicI32 = AtomicI32::new(-1);
     /// The Runner of a run that a signal hit, as the run's own thread saw it at disarm:
     /// for the listener, when the run ended before it could look (see `Kind::RunEnded`).
-    static HIT_RUN: Mutex<Option<(u64, Weak<Shared>, StopSignal)>> = Mutex::new(None);
+    static HIT_RUN: Mutex<Option<(Weak<Shared>, StopSignal)>> = Mutex::new(None);
 
     /// What a message on the self-pipe is about. A message is one `u64`,
     /// `generation << 8 | signal << 4 | kind`: one `write` of 8 bytes, which a pipe keeps
@@ -645,7 +645,7 @@ mod imp {
         match (kind, signal) {
             (Kind::Forward, Some(_)) => first_signal(tracked, generation, false),
             (Kind::Delay, Some(_)) => first_signal(tracked, generation, true),
-            (Kind::CutShort, Some(_)) => cancel_now(tracked, generation),
+            (Kind::CutShort, Some(_)) => first_signal(tracked, generation, false),
             (Kind::ForcedExit, Some(signal)) => {
                 force_exit(tracked, read_fd, Forced::Signal(signal), signal, generation)
             }
@@ -712,7 +712,8 @@ mod imp {
     }
 
     /// The first signal of the run of `generation`: cancel its main task now, or when the
-    /// Runner's drain delay is over.
+    /// Runner's drain delay is over. Also a signal that cut the drain delay short
+    /// (`delayed` false): cancel now, and no delay timer any more.
     fn first_signal(tracked: &mut Option<Tracked>, generation: u64, delayed: bool) {
         let found = main_task(generation, |main, signal| {
             if !delayed {
@@ -737,37 +738,19 @@ mod imp {
         runner.shutdown.begin(generation, signal);
         let t = track(tracked, &runner, signal, record.clone());
         t.generation = generation;
-        match delay.filter(|_| delayed) {
-            Some(delay) => t.delay_until = Instant::now().checked_add(delay),
-            None => {
-                if let Some(helper) = &t.helper {
-                    helper.watch(generation, signal, record);
-                }
+        let delay = delay.filter(|_| delayed);
+        t.delay_until = delay.and_then(|delay| Instant::now().checked_add(delay));
+        if delay.is_none() {
+            if let Some(helper) = &t.helper {
+                helper.watch(generation, signal, record);
             }
-        }
-    }
-
-    /// A signal cut the drain delay of the run of `generation` short: cancel now.
-    fn cancel_now(tracked: &mut Option<Tracked>, generation: u64) {
-        let Some((signal, record)) = cancel(generation) else {
-            return;
-        };
-        let Some(runner) = crate::progress::runner_of(&record, true) else {
-            return;
-        };
-        runner.shutdown.begin(generation, signal);
-        let t = track(tracked, &runner, signal, record.clone());
-        t.generation = generation;
-        t.delay_until = None;
-        if let Some(helper) = &t.helper {
-            helper.watch(generation, signal, record);
         }
     }
 
     /// A run that a signal hit has ended: its Runner's shutdown goes on in `close()` (the
     /// grace period with it), also if the listener had not seen the signal yet.
     fn run_ended(tracked: &mut Option<Tracked>) {
-        let Some((_, runner, signal)) = lock_std(&HIT_RUN).take() else {
+        let Some((runner, signal)) = lock_std(&HIT_RUN).take() else {
             return;
         };
         let Some(runner) = runner.upgrade() else {
@@ -915,7 +898,7 @@ mod imp {
             return;
         };
         runner.shutdown.begin(generation, signal);
-        *lock_std(&HIT_RUN) = Some((generation, Arc::downgrade(&runner), signal));
+        *lock_std(&HIT_RUN) = Some((Arc::downgrade(&runner), signal));
         send(Kind::RunEnded, Some(signal), generation);
     }
 
