@@ -255,10 +255,8 @@ impl Shard {
     fn try_with<R>(&self, f: impl FnOnce(&mut ShardState) -> R) -> Option<R> {
         match self.state.try_lock() {
             Ok(mut state) => Some(f(&mut state)),
-            Err(crate::sync::TryLockError::Poisoned(poisoned)) => {
-                Some(f(&mut poisoned.into_inner()))
-            }
-            Err(crate::sync::TryLockError::WouldBlock) => None,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(f(&mut poisoned.into_inner())),
+            Err(std::sync::TryLockError::WouldBlock) => None,
         }
     }
 
