@@ -298,11 +298,7 @@ impl TaskError {
     fn message(&self) -> Option<String> {
         match &self.repr {
             Repr::Cancelled => None,
-            Repr::Panicked(payload) => Some(
-                payload
-                    .text()
-                    .map_or_else(|| "Box<dyn Any>".to_owned(), str::to_owned),
-            ),
+            Repr::Panicked(payload) => Some(panic_message(payload.0.as_ref())),
         }
     }
 }
@@ -344,22 +340,13 @@ impl std::error::Error for TaskError {}
 /// `&str` or `String`, which are `Sync`.
 struct Payload(Box<dyn Any + Send>);
 
-// SAFETY: a `&Payload` reaches the boxed value only in `text`: `downcast_ref` first asks the
-// value's `Any::type_id`, which reads none of its data (it is the blanket
-// `impl<T: 'static + ?Sized> Any for T`, which no type can override), and hands out a
-// reference only to a `&'static str` or a `String`, both `Sync`. So no `&` of a `!Sync`
-// value is ever shared. Moving the payload out needs the `Payload` by value.
+// SAFETY: a `&Payload` reaches the boxed value only in `TaskError::message`, which hands it
+// to `panic_message`: its `downcast_ref` first asks the value's `Any::type_id`, which reads
+// none of its data (it is the blanket `impl<T: 'static + ?Sized> Any for T`, which no type
+// can override), and it reads through the reference it gets only a `&'static str` or a
+// `String`, both `Sync`. So no `&` of a `!Sync` value is ever shared. Moving the payload out
+// needs the `Payload` by value.
 unsafe impl Sync for Payload {}
-
-impl Payload {
-    fn text(&self) -> Option<&str> {
-        if let Some(s) = self.0.downcast_ref::<&'static str>() {
-            Some(s)
-        } else {
-            self.0.downcast_ref::<String>().map(String::as_str)
-        }
-    }
-}
 
 /// Why [`ContextVar::reset`](crate::ContextVar::reset) refused a token.
 ///

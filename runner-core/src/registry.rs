@@ -255,10 +255,8 @@ impl Shard {
     fn try_with<R>(&self, f: impl FnOnce(&mut ShardState) -> R) -> Option<R> {
         match self.state.try_lock() {
             Ok(mut state) => Some(f(&mut state)),
-            Err(crate::sync::TryLockError::Poisoned(poisoned)) => {
-                Some(f(&mut poisoned.into_inner()))
-            }
-            Err(crate::sync::TryLockError::WouldBlock) => None,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(f(&mut poisoned.into_inner())),
+            Err(std::sync::TryLockError::WouldBlock) => None,
         }
     }
 
@@ -267,6 +265,15 @@ impl Shard {
     fn try_with<R>(&self, f: impl FnOnce(&mut ShardState) -> R) -> Option<R> {
         // SAFETY: locked when `try_lock` says so.
         self.try_lock().then(|| unsafe { self.locked_run(f) })
+    }
+
+    /// `with` if `wait`, else `try_with`.
+    fn with_or_try<R>(&self, wait: bool, f: impl FnOnce(&mut ShardState) -> R) -> Option<R> {
+        if wait {
+            Some(self.with(f))
+        } else {
+            self.try_with(f)
+        }
     }
 
     #[cfg(not(runner_loom))]
@@ -311,11 +318,7 @@ impl Shard {
                     std::thread::yield_now();
                 }
             }
-            if self
-                .locked
-                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
+            if self.try_lock() {
                 return;
             }
         }
@@ -565,18 +568,22 @@ impl Registry {
 
     /// Where each pending registered task was spawned, and how reports name it.
     pub(crate) fn pending(&self) -> Vec<(&'static Location<'static>, String)> {
-        let records = self.records(true).unwrap_or_default();
-        let running = records.iter().filter(|t| !t.is_done());
-        running.map(|t| (t.location, t.describe())).collect()
+        self.pending_within(true).unwrap_or_default()
     }
 
-    /// The records of the registered tasks, as `Arc`s taken under each shard's lock (and
-    /// looked at outside it: `describe` allocates). With `wait` false, `None` if a shard's
-    /// lock is held.
-    fn records(&self, wait: bool) -> Option<Vec<Arc<TaskState>>> {
+    /// [`pending`](Self::pending), or `None` when a shard's lock is held (a forced exit's
+    /// final words must not wait on a thread that may be stuck).
+    pub(crate) fn try_pending(&self) -> Option<Vec<(&'static Location<'static>, String)>> {
+        self.pending_within(false)
+    }
+
+    /// [`pending`](Self::pending), from the records of the registered tasks taken as `Arc`s
+    /// under each shard's lock (and looked at outside it: `describe` allocates). With `wait`
+    /// false, `None` if a shard's lock is held.
+    fn pending_within(&self, wait: bool) -> Option<Vec<(&'static Location<'static>, String)>> {
         let mut records = Vec::new();
         for shard in self.shards.iter() {
-            let take = |state: &mut ShardState| {
+            shard.with_or_try(wait, |state| {
                 records.extend(state.slab.records().map(|task| {
                     // SAFETY: under the lock, the records of the slab are alive (see
                     // `Slab`); one more strong reference, given back by the `Arc`.
@@ -585,14 +592,10 @@ impl Registry {
                         Arc::from_raw(task)
                     }
                 }));
-            };
-            if wait {
-                shard.with(take);
-            } else {
-                shard.try_with(take)?;
-            }
+            })?;
         }
-        Some(records)
+        let running = records.iter().filter(|t| !t.is_done());
+        Some(running.map(|t| (t.location, t.describe())).collect())
     }
 
     /// The Runner lets go of its state (the end of its `close()`): from now on the tasks'
@@ -640,14 +643,6 @@ impl Registry {
         });
     }
 
-    /// [`pending`](Self::pending), or `None` when a shard's lock is held (a forced exit's
-    /// final words must not wait on a thread that may be stuck).
-    pub(crate) fn try_pending(&self) -> Option<Vec<(&'static Location<'static>, String)>> {
-        let records = self.records(false)?;
-        let running = records.iter().filter(|t| !t.is_done());
-        Some(running.map(|t| (t.location, t.describe())).collect())
-    }
-
     /// How many of the Runner's tasks are tokio tasks of its runtime now: the registered ones
     /// (`spawn_local` ones only if `local_too`: a `LocalSet`'s tasks are not the runtime's)
     /// and those of a close pass under way. One lock per shard, no walk over the tasks (a
@@ -659,11 +654,7 @@ impl Registry {
             let count = |state: &mut ShardState| {
                 state.slab.len - if local_too { 0 } else { state.slab.local }
             };
-            registered += if wait {
-                shard.with(count)
-            } else {
-                shard.try_with(count)?
-            };
+            registered += shard.with_or_try(wait, count)?;
         }
         let pass = self.pass_left.load(Ordering::Acquire);
         Some(registered + if pass >= TAKING / 2 { 0 } else { pass })

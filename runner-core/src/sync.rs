@@ -18,12 +18,10 @@
 #![allow(dead_code, unused_imports)]
 
 #[cfg(not(runner_loom))]
-pub(crate) use std::sync::{atomic, Mutex, MutexGuard, TryLockError};
+pub(crate) use std::sync::{atomic, Mutex, MutexGuard};
 
 #[cfg(runner_loom)]
 pub(crate) use loom::sync::{atomic, Mutex, MutexGuard};
-#[cfg(runner_loom)]
-pub(crate) use std::sync::TryLockError;
 
 /// An `UnsafeCell` whose accesses loom can check: reach the data through `with` / `with_mut`.
 #[cfg(not(runner_loom))]

@@ -50,8 +50,10 @@ unsafe impl Sync for Entry {}
 /// context made itself (a `set`) is its own already. Big maps (more than
 /// `PRIVATE_COPY_MAX` entries) are shared as they are.
 ///
-/// A lookup reads the header's `len` and the entries that follow it (one cache line for a
-/// few variables): no more dependent loads than the fat pointer it replaces.
+/// A lookup gets the entries' address and their number from the `VarMap` itself (see
+/// `PACKED`; only a map whose length does not fit there reads its header's `len` first),
+/// then reads the entries (one cache line for a few variables): no more dependent loads
+/// than the fat pointer it replaces.
 pub(crate) struct VarMap(NonNull<u8>);
 
 /// The header of a map allocation; `len` entries follow it.
@@ -103,6 +105,18 @@ impl VarMap {
 
     /// A map owning `entries` (this context's own).
     fn owning(mut entries: Vec<Entry>) -> VarMap {
+        let map = VarMap::allocate(&entries, 1, std::ptr::null());
+        // SAFETY: the map holds the entries now (moved in bit for bit): the vector forgets
+        // its own, so each is dropped once, by the map.
+        unsafe { entries.set_len(0) };
+        map
+    }
+
+    /// A new map allocation holding `entries` bit for bit (their copies count nothing), with
+    /// `refs` references, tagged as its holder's own. With a null `owner` it owns them (the
+    /// caller forgets the originals); otherwise they borrow the values of `owner`'s map, one
+    /// reference on which the caller gives it, and are never dropped from here (see `Drop`).
+    fn allocate(entries: &[Entry], refs: usize, owner: *const Head) -> VarMap {
         let len = entries.len();
         let (layout, offset) = VarMap::layout(len);
         // SAFETY: the layout has a nonzero size (the header).
@@ -111,11 +125,11 @@ impl VarMap {
             alloc::handle_alloc_error(layout)
         };
         // SAFETY: fresh memory of the layout above: the header, then room for `len` entries,
-        // which move in (the vector forgets them).
+        // copied from a slice that cannot overlap it.
         unsafe {
             base.cast::<Head>().write(Head {
-                refs: AtomicUsize::new(1),
-                owner: std::ptr::null(),
+                refs: AtomicUsize::new(refs),
+                owner,
                 len,
             });
             std::ptr::copy_nonoverlapping(
@@ -123,48 +137,19 @@ impl VarMap {
                 base.as_ptr().add(offset).cast::<Entry>(),
                 len,
             );
-            entries.set_len(0);
         }
-        VarMap::make(base, len, true)
+        VarMap::make(base, len)
     }
 
-    /// A private copy of `self`'s entries, borrowing their values from `owner` (one
-    /// reference on which the caller gives it), with `refs` references.
-    fn private(&self, owner: NonNull<u8>, refs: usize) -> VarMap {
-        let len = self.len();
-        let (layout, offset) = VarMap::layout(len);
-        // SAFETY: as in `owning`.
-        let base = unsafe { alloc::alloc(layout) };
-        let Some(base) = NonNull::new(base) else {
-            alloc::handle_alloc_error(layout)
-        };
-        // SAFETY: fresh memory as in `owning`; the entries are copied bit for bit and never
-        // dropped from here (see `Drop`): they borrow the values `owner` keeps alive.
-        unsafe {
-            base.cast::<Head>().write(Head {
-                refs: AtomicUsize::new(refs),
-                owner: owner.as_ptr().cast::<Head>(),
-                len,
-            });
-            std::ptr::copy_nonoverlapping(
-                self.entries_ptr(),
-                base.as_ptr().add(offset).cast::<Entry>(),
-                len,
-            );
-        }
-        VarMap::make(base, len, true)
-    }
-
-    /// The `VarMap` of the allocation at `base`, of `len` entries. It holds the address of
-    /// the entries (what a lookup reads first), not of the header.
-    fn make(base: NonNull<u8>, len: usize, mine: bool) -> VarMap {
+    /// The `VarMap` of the allocation at `base`, of `len` entries, tagged as its holder's own
+    /// (`MINE`). It holds the address of the entries (what a lookup reads first), not of the
+    /// header.
+    fn make(base: NonNull<u8>, len: usize) -> VarMap {
         let entries = base.addr().get() + ENTRIES;
         let packed = usize::BITS == 64 && entries >> LEN_SHIFT == 0 && len >> LEN_BITS == 0;
         let tag = if packed { len << LEN_SHIFT | PACKED } else { 0 };
         // SAFETY: nonzero: an address inside the allocation.
-        let word = unsafe {
-            std::num::NonZeroUsize::new_unchecked(entries | tag | if mine { MINE } else { 0 })
-        };
+        let word = unsafe { std::num::NonZeroUsize::new_unchecked(entries | tag | MINE) };
         VarMap(base.with_addr(word))
     }
 
@@ -199,17 +184,6 @@ impl VarMap {
         })
     }
 
-    /// The number of entries.
-    #[inline]
-    fn count(&self) -> usize {
-        let word = self.0.addr().get();
-        if word & PACKED != 0 {
-            word >> LEN_SHIFT
-        } else {
-            self.head().len
-        }
-    }
-
     #[inline]
     fn head(&self) -> &Head {
         // SAFETY: the allocation lives while this reference to it does.
@@ -242,19 +216,21 @@ impl VarMap {
     #[cold]
     fn make_private(&mut self) -> VarMap {
         let owner = self.head().owner;
-        let private = match NonNull::new(owner.cast_mut().cast::<u8>()) {
+        let values = match NonNull::new(owner.cast_mut()) {
             // `self` is a reference on the owning map: it becomes the private copy's (no
             // count touched).
-            None => self.private(self.base(), 2),
+            None => self.base().cast::<Head>(),
             // A reference on someone's private copy: the new one counts on the owner once.
             Some(owner) => {
                 // SAFETY: the owner is kept alive by the private copy `self` refers to.
-                unsafe { owner.cast::<Head>().as_ref() }
+                unsafe { owner.as_ref() }
                     .refs
                     .fetch_add(1, Ordering::Relaxed);
-                self.private(owner, 2)
+                owner
             }
         };
+        // Two references: this context's and the copy returned.
+        let private = VarMap::allocate(self, 2, values.as_ptr());
         let old = std::mem::replace(self, private);
         if owner.is_null() {
             // Its reference now belongs to the private copy.
@@ -297,7 +273,7 @@ impl VarMap {
     #[cold]
     fn unpacked_entries(&self) -> &[Entry] {
         // SAFETY: `len` initialized entries follow the header, alive with the allocation.
-        unsafe { std::slice::from_raw_parts(self.entries_ptr(), self.count()) }
+        unsafe { std::slice::from_raw_parts(self.entries_ptr(), self.head().len) }
     }
 }
 
@@ -336,13 +312,14 @@ impl VarMap {
             };
         } else {
             // A private copy's entries borrow: let go of the owner instead.
-            // SAFETY: the reference this copy held on its owner (never tagged as its own).
+            // SAFETY: not null (checked above): the reference this copy held on its owner.
             let owner = unsafe { NonNull::new_unchecked(owner.cast_mut().cast::<u8>()) };
             // SAFETY: alive (the reference above).
             let len = unsafe { owner.cast::<Head>().as_ref() }.len;
-            drop(VarMap::make(owner, len, false));
+            // Only dropped: its `MINE` tag is read by nothing.
+            drop(VarMap::make(owner, len));
         }
-        // SAFETY: allocated in `owning` or `private` with this layout.
+        // SAFETY: allocated in `allocate` with this layout.
         unsafe { alloc::dealloc(base.as_ptr(), VarMap::layout(len).0) };
     }
 }
@@ -387,7 +364,7 @@ pub(crate) fn removed(map: Option<&[Entry]>, id: usize) -> (Option<VarMap>, Opti
                 Some(old),
             )
         }
-        Err(_) => (Some(VarMap::owning(map.to_vec())), None),
+        Err(_) => (Some(VarMap::owning(entries)), None),
     }
 }
 
