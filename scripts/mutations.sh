@@ -221,7 +221,7 @@ case_ plain_tasks_counted runner-core/src/shutdown.rs \
     's/Some\(alive\.saturating_sub\(ours \+ own\)\)/Some(alive.saturating_sub(own))/' \
     -- --test shutdown_progress close_names_a_task_ignoring
 case_ local_driver_not_plain runner-core/src/shared.rs \
-    's/self\.local_runtime\.is_none\(\)\n(\s*)&& self\.local\.is_made\(\)/false\n$1\&\& self.local.is_made()/' \
+    's/        self\.local\.driver_spawned\(\)\n/        false\n/' \
     -- --test shutdown_progress close_names_a_task_ignoring
 case_ signal_named_in_reports runner-core/src/progress.rs \
     's/Some\(signal\) => format!\("a second \{\} forces the exit", signal\.name\(\)\),/Some(_) => "a second Ctrl-C forces the exit".to_owned(),/' \
